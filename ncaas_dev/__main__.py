@@ -1,0 +1,3 @@
+from ncaas_dev.cli.app import main
+
+main()

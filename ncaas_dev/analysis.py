@@ -1,0 +1,43 @@
+"""What the dispatcher knows about an analysis, stored in its own bucket (``.ncaas/``).
+
+Provisioning writes it; the dispatcher (local loop or Lambda) reads it per event, so it keeps
+no state of its own and serves every analysis provisioned on the stack.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from . import __version__
+from .blueprint import Blueprint, LoadedBlueprint
+from .layout import BLUEPRINT_RECORD
+from .storage import NotFound, Storage
+
+
+class AnalysisRecord(BaseModel):
+    blueprint: Blueprint
+    content_hash: str
+    image: str
+    image_id: str | None = None
+    ncaas_version: str = __version__
+
+    @classmethod
+    def of(cls, loaded: LoadedBlueprint, image_id: str | None) -> AnalysisRecord:
+        return cls(
+            blueprint=loaded.blueprint,
+            content_hash=loaded.content_hash,
+            image=loaded.blueprint.image_tag,
+            image_id=image_id,
+        )
+
+
+def save_record(storage: Storage, record: AnalysisRecord) -> None:
+    storage.put_json(record.blueprint.analysis, BLUEPRINT_RECORD, record.model_dump(mode="json"))
+
+
+def load_record(storage: Storage, bucket: str) -> AnalysisRecord | None:
+    try:
+        doc, _ = storage.get_json(bucket, BLUEPRINT_RECORD)
+    except NotFound:
+        return None
+    return AnalysisRecord.model_validate(doc)

@@ -1,0 +1,46 @@
+"""boto3 clients for LocalStack (test credentials, path-style S3) or real AWS."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+_RETRIES = {"max_attempts": 4, "mode": "standard"}
+
+
+def session(settings: Settings) -> boto3.Session:
+    if settings.local:
+        # LocalStack accepts any credentials; fixed ones keep a user's real keys out of it.
+        return boto3.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name=settings.region
+        )
+    return boto3.Session(region_name=settings.region)
+
+
+def client(settings: Settings, service: str, **config: Any) -> Any:
+    cfg = Config(retries=_RETRIES, connect_timeout=5, read_timeout=60, **config)  # type: ignore[arg-type]
+    return session(settings).client(
+        service,
+        endpoint_url=settings.endpoint_url,
+        config=cfg,  # type: ignore[call-overload]
+    )
+
+
+def s3_client(settings: Settings) -> S3Client:
+    # Path-style: LocalStack's virtual-host names need DNS this machine may not have.
+    style = {"addressing_style": "path"} if settings.local else {}
+    client_: S3Client = client(settings, "s3", s3=style, max_pool_connections=32)
+    return client_
+
+
+def sqs_client(settings: Settings) -> SQSClient:
+    client_: SQSClient = client(settings, "sqs")
+    return client_

@@ -1,0 +1,205 @@
+"""The blueprint: the single record of how an analysis is built, what it gets and who uses it.
+
+Loading is pure (file in, validated model out); a bad blueprint raises ``BlueprintError``
+naming the file, the field and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import BlueprintError
+
+BLUEPRINT_FILE = "blueprint.yaml"
+GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_memory(value: object) -> int:
+    """'4g', '512m', '1.5GiB' or a byte count -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 4g or 512m")
+    if isinstance(value, int):
+        return value
+    match = _MEMORY.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as 4g or 512m")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ImageSpec(_Strict):
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    build_args: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("dockerfile", "context")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("must be a path inside the blueprint folder")
+        return value
+
+
+class RunSpec(_Strict):
+    command: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    network: bool = False
+
+
+class Resources(_Strict):
+    cpus: float = Field(default=2, gt=0, le=512)
+    memory: Annotated[int, BeforeValidator(parse_memory)] = Field(default=4 * 1024**3)
+    gpu: bool = False
+
+    @field_validator("memory")
+    @classmethod
+    def _enough_memory(cls, value: int) -> int:
+        if value < 6 * 1024**2:
+            raise ValueError("must be at least 6m (Docker's minimum)")
+        return value
+
+
+class CloudSpec(_Strict):
+    region: str = "us-east-1"
+    instance_type: str = "m5.xlarge"
+    volume_gb: int = Field(default=100, gt=0, le=16384)
+    source_ami: str | None = None
+    ami: str | None = None
+
+
+class Limits(_Strict):
+    max_concurrent_jobs: int = Field(default=4, gt=0, le=1000)
+    max_cost_usd: float = Field(default=300, ge=0)
+
+
+class Group(_Strict):
+    name: str
+    users: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not GROUP_NAME.match(value):
+            raise ValueError(f"{value!r} is not a group name: use letters, digits, - and _")
+        return value
+
+
+class Blueprint(_Strict):
+    analysis: str
+    description: str = ""
+    image: ImageSpec = Field(default_factory=ImageSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
+    resources: Resources = Field(default_factory=Resources)
+    cloud: CloudSpec = Field(default_factory=CloudSpec)
+    limits: Limits = Field(default_factory=Limits)
+    groups: list[Group] = Field(min_length=1)
+
+    @field_validator("analysis")
+    @classmethod
+    def _bucket_safe(cls, value: str) -> str:
+        if not BUCKET_NAME.match(value) or "--" in value:
+            raise ValueError(
+                f"{value!r} is not a valid bucket name: 3-63 characters, lowercase letters, "
+                "digits and single hyphens, starting and ending with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_groups(self) -> Blueprint:
+        names = [g.name for g in self.groups]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"groups: duplicate group name(s) {', '.join(duplicates)}")
+        return self
+
+    def group(self, name: str) -> Group | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    @property
+    def image_tag(self) -> str:
+        return f"ncaas/{self.analysis}:latest"
+
+
+class LoadedBlueprint(BaseModel):
+    """A blueprint together with where it came from and a hash of its content."""
+
+    model_config = ConfigDict(frozen=True)
+
+    blueprint: Blueprint
+    folder: Path
+    content_hash: str
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in location:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "(top level)"
+
+
+def parse_blueprint(data: Any, source: str) -> Blueprint:
+    """Validate already-parsed YAML; errors name ``source``, the field and the problem."""
+    if not isinstance(data, dict):
+        raise BlueprintError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return Blueprint.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = _field_path(tuple(first["loc"]))
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown field (check its spelling against the docs)"
+        elif first["type"] == "missing":
+            message = "required field is missing"
+        more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
+        raise BlueprintError(f"{source}: field '{field}': {message}{more}") from e
+
+
+def load_blueprint(folder: Path | str) -> LoadedBlueprint:
+    """Load ``folder/blueprint.yaml``; raise ``BlueprintError`` (exit 2) when anything is wrong."""
+    folder = Path(folder)
+    path = folder / BLUEPRINT_FILE if folder.is_dir() else folder
+    if not path.is_file():
+        raise BlueprintError(
+            f"{path}: no blueprint here", hint="give a folder holding blueprint.yaml"
+        )
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise BlueprintError(f"{path}:{where} is not valid YAML: {e}") from e
+    blueprint = parse_blueprint(data, str(path))
+    folder = path.parent
+    if not (folder / blueprint.image.dockerfile).is_file():
+        raise BlueprintError(
+            f"{path}: field 'image.dockerfile': {blueprint.image.dockerfile} does not exist"
+        )
+    return LoadedBlueprint(
+        blueprint=blueprint, folder=folder.resolve(), content_hash=hashlib.sha256(raw).hexdigest()
+    )

@@ -1,0 +1,463 @@
+"""``ncaas-dev``: a thin command line over the library.
+
+Each command builds its own clients (see ``context``), calls the library and renders the
+result; errors are translated once, in ``main``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .. import __version__
+from ..blueprint import load_blueprint
+from ..errors import JobFailed, NcaasError, UsageError
+from ..status import JobStatus, State
+from .context import Context, analysis_client, resolve_target
+from .follow import follow_job
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Turn a research analysis into a cloud service: run it locally exactly as in the cloud.",
+)
+console = Console()
+err = Console(stderr=True)
+state: dict[str, bool] = {"debug": False}
+
+EndpointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--endpoint-url", help="S3/SQS endpoint (default: $AWS_ENDPOINT_URL or LocalStack)"
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Group (default: the first).")]
+LauncherOpt = Annotated[
+    str, typer.Option("--launcher", help="docker (local containers) or ec2 (the cloud path).")
+]
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _check_launcher(launcher: str) -> str:
+    if launcher not in ("docker", "ec2"):
+        raise UsageError(f"unknown launcher {launcher!r}", hint="use --launcher docker or ec2")
+    if launcher == "ec2":
+        raise UsageError(
+            "the ec2 launcher is not available yet", hint="use --launcher docker (the default)"
+        )
+    return launcher
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    state["debug"] = debug
+    if version:
+        console.print(__version__)
+        raise typer.Exit(0)
+
+
+@app.command()
+def init(name: Annotated[Path, typer.Argument(help="Folder of the new blueprint.")]) -> None:
+    """Scaffold a blueprint folder that runs as it is."""
+    from ..scaffold import scaffold
+
+    folder = scaffold(name)
+    console.print(f"created {folder}/ (blueprint.yaml, Dockerfile, main.py, README.md)")
+    console.print(f"try it: echo hello > sample.txt && ncaas-dev run {folder} --data sample.txt")
+
+
+@app.command()
+def build(
+    blueprint_dir: Annotated[Path, typer.Argument(help="Blueprint folder.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Build the analysis image (cached by Docker's layer cache)."""
+    from ..containers import Engine, connect
+
+    loaded = load_blueprint(blueprint_dir)
+    engine = Engine(connect())
+    started = time.monotonic()
+    with err.status(f"building {loaded.blueprint.image_tag}") as spinner:
+        image_id = engine.build(loaded, on_line=lambda line: spinner.update(escape(line[:100])))
+    if as_json:
+        emit_json({"image": loaded.blueprint.image_tag, "image_id": image_id})
+    else:
+        console.print(
+            f"built {loaded.blueprint.image_tag} ({image_id[:19]}) "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+
+
+def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bool) -> None:
+    from ..analysis import AnalysisRecord
+    from ..containers import Engine, connect
+    from ..provision import provision
+    from ..stack import start_dispatcher, start_localstack
+
+    loaded = [load_blueprint(d) for d in blueprint_dirs]
+    engine = Engine(connect()) if loaded else None
+    with err.status("starting LocalStack") if not quiet else _Null():
+        start_localstack(ctx.settings)
+    for item in loaded:
+        assert engine is not None
+        image_id = engine.image_id(item.blueprint.image_tag)
+        if image_id is None:
+            with err.status(f"building {item.blueprint.image_tag}") if not quiet else _Null():
+                image_id = engine.build(item)
+        provision(ctx.storage, ctx.sqs, ctx.settings, AnalysisRecord.of(item, image_id))
+    info = start_dispatcher(ctx.settings, launcher)
+    if info.detail.get("launcher", launcher) != launcher:
+        err.print(
+            f"[yellow]the dispatcher already runs with the {info.detail['launcher']} launcher; "
+            "`ncaas-dev down` first to change it[/yellow]"
+        )
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@app.command()
+def up(
+    blueprint_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Blueprints to provision (default: ./blueprints/*).")
+    ] = None,
+    launcher: LauncherOpt = "docker",
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the local stack (LocalStack + dispatcher) and provision blueprints on it."""
+    ctx = Context.create(endpoint_url)
+    dirs = blueprint_dirs
+    if dirs is None:
+        dirs = sorted(p.parent for p in Path("blueprints").glob("*/blueprint.yaml"))
+    _bring_up(ctx, _check_launcher(launcher), dirs, quiet=as_json)
+    _print_status(ctx, as_json)
+
+
+@app.command()
+def down(endpoint_url: EndpointOpt = None) -> None:
+    """Stop what `up` started (the dispatcher, then LocalStack)."""
+    from ..stack import PidFile
+
+    ctx = Context.create(endpoint_url)
+    for name in ("dispatcher", "localstack"):
+        stopped = PidFile(ctx.settings.state_dir, name).stop()
+        console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
+
+
+def _status_doc(ctx: Context) -> dict[str, Any]:
+    from ..provision import provisioned_analyses
+    from ..stack import PidFile, endpoint_answers
+
+    localstack = PidFile(ctx.settings.state_dir, "localstack").read()
+    dispatcher = PidFile(ctx.settings.state_dir, "dispatcher").read()
+    answering = endpoint_answers(ctx.settings.endpoint_url or "")
+    analyses = provisioned_analyses(ctx.storage) if answering else []
+    return {
+        "endpoint": ctx.settings.endpoint_url,
+        "endpoint_answers": answering,
+        "localstack": {"running": localstack.running or answering, "pid": localstack.pid},
+        "dispatcher": {
+            "running": dispatcher.running,
+            "pid": dispatcher.pid,
+            "launcher": dispatcher.detail.get("launcher", "docker"),
+        },
+        "analyses": analyses,
+        "state_dir": str(ctx.settings.state_dir),
+    }
+
+
+def _print_status(ctx: Context, as_json: bool) -> None:
+    doc = _status_doc(ctx)
+    if as_json:
+        emit_json(doc)
+        return
+    ls, dp = doc["localstack"], doc["dispatcher"]
+    console.print(
+        f"LocalStack  {'[green]running[/green]' if ls['running'] else '[red]stopped[/red]'}"
+        f"  {doc['endpoint']}" + (f" (pid {ls['pid']})" if ls["pid"] else "")
+    )
+    console.print(
+        f"dispatcher  {'[green]running[/green]' if dp['running'] else '[red]stopped[/red]'}"
+        + (f"  launcher {dp['launcher']} (pid {dp['pid']})" if dp["running"] else "")
+    )
+    console.print(f"analyses    {', '.join(doc['analyses']) or '(none)'}")
+
+
+@app.command()
+def status(endpoint_url: EndpointOpt = None, as_json: JsonOpt = False) -> None:
+    """Say what runs: LocalStack, the dispatcher, the analyses provisioned."""
+    _print_status(Context.create(endpoint_url), as_json)
+
+
+@app.command()
+def dispatch(
+    launcher: LauncherOpt = "docker",
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Run the dispatcher loop in the foreground (`up` starts it in the background)."""
+    from ..dispatcher import Dispatcher
+    from ..launchers.docker import DockerLauncher
+    from ..queue import QueueLoop, ensure_queue
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(message)s")
+    _check_launcher(launcher)
+    ctx = Context.create(endpoint_url)
+    ctx.require_stack()
+    queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
+    dispatcher = Dispatcher(
+        ctx.storage,
+        DockerLauncher(ctx.settings.state_dir),
+        ctx.settings.endpoint_url,
+        ctx.settings.region,
+    )
+    logging.getLogger(__name__).info("serving %s with the %s launcher", queue_url, launcher)
+    QueueLoop(ctx.sqs, queue_url, dispatcher).run_forever()
+
+
+def _job_doc(status: JobStatus, results: Path | None = None) -> dict[str, Any]:
+    doc = status.model_dump(mode="json", exclude={"events"})
+    if results is not None:
+        doc["results_dir"] = str(results)
+    return doc
+
+
+def _summary(status: JobStatus, results: Path | None) -> None:
+    table = Table(title=f"{status.job}: {status.state.value}", title_justify="left")
+    for column in ("dataset", "state", "exit", "reason"):
+        table.add_column(column)
+    for name, ds in status.datasets.items():
+        color = "green" if ds.state == State.SUCCEEDED else "red"
+        table.add_row(
+            name,
+            f"[{color}]{ds.state.value}[/{color}]",
+            "" if ds.exit_code is None else str(ds.exit_code),
+            escape(ds.reason or ""),
+        )
+    console.print(table)
+    if results is not None:
+        console.print(f"results: {results}")
+
+
+def _finish(status: JobStatus) -> None:
+    if status.state != State.SUCCEEDED:
+        raise JobFailed(f"job {status.job} {status.state.value}: {status.reason}")
+
+
+@app.command()
+def run(
+    blueprint_dir: Annotated[Path, typer.Argument(help="Blueprint folder.")],
+    data: Annotated[list[Path], typer.Option("--data", help="Dataset file (repeatable).")],
+    config: Annotated[Path | None, typer.Option("--config", help="Config file.")] = None,
+    group: GroupOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Where results go.")] = Path("ncaas-results"),
+    launcher: LauncherOpt = "docker",
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build, start the local stack, upload, submit, follow, download: the whole job."""
+    loaded = load_blueprint(blueprint_dir)
+    group = group or loaded.blueprint.groups[0].name
+    if loaded.blueprint.group(group) is None:
+        raise UsageError(
+            f"group {group!r} is not in {loaded.folder}/blueprint.yaml",
+            hint=f"choose one of {', '.join(g.name for g in loaded.blueprint.groups)}",
+        )
+    for path in [*data, *([config] if config else [])]:
+        if not path.is_file():
+            raise UsageError(f"{path}: no such file", hint="check --data and --config")
+    ctx = Context.create(endpoint_url)
+    say = err.print if as_json else console.print
+    _bring_up(ctx, _check_launcher(launcher), [loaded.folder], quiet=as_json)
+    from ..client import AnalysisClient
+
+    client = AnalysisClient(ctx.storage, loaded.blueprint.analysis)
+    data_keys = [_upload(client, path, group, "inputs", as_json) for path in data]
+    config_key = _upload(client, config, group, "configs", as_json) if config else None
+    submitted = client.submit(group, data_keys, config_key)
+    say(f"submitted s3://{client.bucket}/{submitted.key}")
+    job = _wait_for_job(client, submitted, ctx)
+    say(f"job {job}")
+    final = follow_job(client, group, job, say if not as_json else (lambda _: None))
+    results = client.download(group, job, out)
+    if as_json:
+        emit_json(_job_doc(final, results))
+    else:
+        _summary(final, results)
+    _finish(final)
+
+
+def _upload(client: Any, path: Path, group: str, folder: str, quiet: bool) -> str:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    size = path.stat().st_size
+    if quiet or size < 8 * 1024**2:
+        return str(client.upload(path, group, folder))
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+    ) as progress:
+        bar = progress.add_task(f"upload {path.name}", total=size)
+        return str(client.upload(path, group, folder, lambda n: progress.advance(bar, n)))
+
+
+def _wait_for_job(client: Any, submitted: Any, ctx: Context, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.job_of(submitted)
+        if job:
+            return str(job)
+        time.sleep(0.1)
+    raise NcaasError(
+        f"no dispatcher picked up {submitted.key} within {timeout:.0f} s",
+        hint=f"is it running? `ncaas-dev status`; its log: {ctx.settings.state_dir}/dispatcher.log",
+    )
+
+
+@app.command()
+def submit(
+    analysis: Annotated[str, typer.Argument(help="Blueprint folder or analysis name.")],
+    data: Annotated[list[str], typer.Option("--data", help="Local file or S3 key (repeatable).")],
+    config: Annotated[str | None, typer.Option("--config", help="Local file or S3 key.")] = None,
+    group: GroupOpt = None,
+    timestamp: Annotated[str | None, typer.Option(help="Names the job folder.")] = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload files (or use keys already in S3) and write a submission; print the job."""
+    ctx = Context.create(endpoint_url)
+    target = resolve_target(ctx, analysis)
+    client = analysis_client(ctx, target)
+    group = group or target.default_group or ""
+
+    def key_of(item: str, folder: str) -> str:
+        path = Path(item)
+        return _upload(client, path, group, folder, as_json) if path.is_file() else item
+
+    keys = [key_of(item, "inputs") for item in data]
+    submitted = client.submit(group, keys, key_of(config, "configs") if config else None, timestamp)
+    job = _wait_for_job(client, submitted, ctx)
+    if as_json:
+        emit_json({"submission": submitted.key, "job": job, "group": group})
+    else:
+        console.print(f"submitted {submitted.key} -> {job}")
+
+
+@app.command()
+def jobs(
+    analysis: Annotated[str, typer.Argument(help="Blueprint folder or analysis name.")],
+    group: GroupOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a group's jobs and their states."""
+    ctx = Context.create(endpoint_url)
+    target = resolve_target(ctx, analysis)
+    client = analysis_client(ctx, target)
+    found = client.jobs(group or target.default_group or "")
+    if as_json:
+        emit_json([_job_doc(s) for s in found])
+        return
+    table = Table()
+    for column in ("job", "state", "datasets", "created", "reason"):
+        table.add_column(column)
+    for s in found:
+        table.add_row(s.job, s.state.value, str(len(s.datasets)), s.created, escape(s.reason or ""))
+    console.print(table)
+
+
+@app.command()
+def logs(
+    analysis: Annotated[str, typer.Argument(help="Blueprint folder or analysis name.")],
+    job: Annotated[str, typer.Argument(help="Job folder name, e.g. job_20261124T203000Z.")],
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep following.")] = False,
+    group: GroupOpt = None,
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Print a job's dispatcher log and analysis output (``-f`` follows until it ends)."""
+    ctx = Context.create(endpoint_url)
+    target = resolve_target(ctx, analysis)
+    client = analysis_client(ctx, target)
+    group = group or target.default_group or ""
+    if follow:
+        final = follow_job(client, group, job, console.print, dataset=dataset)
+        console.print(
+            f"{final.job}: {final.state.value}" + (f" ({final.reason})" if final.reason else "")
+        )
+        return
+    status_ = client.status(group, job)
+    for event in status_.events:
+        console.print(f"[dim]{event.time}[/dim] {escape(event.message)}")
+    for name in status_.datasets:
+        if dataset and name != dataset:
+            continue
+        text = client.log_since(group, job, name, 0).decode("utf-8", "replace")
+        for line in text.splitlines():
+            console.print(f"[cyan]{name}[/cyan] | {escape(line)}")
+
+
+@app.command()
+def results(
+    analysis: Annotated[str, typer.Argument(help="Blueprint folder or analysis name.")],
+    job: Annotated[str, typer.Argument(help="Job folder name.")],
+    group: GroupOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Where results go.")] = Path("ncaas-results"),
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a job folder into OUT/{job}/ and print its summary."""
+    ctx = Context.create(endpoint_url)
+    target = resolve_target(ctx, analysis)
+    client = analysis_client(ctx, target)
+    group = group or target.default_group or ""
+    status_ = client.status(group, job)
+    folder = client.download(group, job, out)
+    if as_json:
+        emit_json(_job_doc(status_, folder))
+    else:
+        _summary(status_, folder)
+
+
+def main() -> None:
+    """Entry point: the one place errors become a line of text and an exit code.
+
+    Typer's standalone mode already answers bad usage with exit 2; our errors pass through.
+    """
+    try:
+        app()
+    except NcaasError as e:
+        if state["debug"]:
+            raise
+        err.print(f"[red]error:[/red] {escape(e.message)}")
+        if e.hint:
+            err.print(f"[dim]hint: {escape(e.hint)}[/dim]")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,113 @@
+"""What a user does through S3, one step at a time: upload, submit, follow, download.
+
+Used by the CLI's ``run``, ``submit``, ``jobs``, ``logs`` and ``results``; it talks only to
+S3, exactly as a lab member without ncaas-dev would.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import NcaasError, UsageError
+from .layout import JobPaths, claim_key, group_prefix
+from .status import JobStatus
+from .storage import NotFound, Progress, Storage
+
+
+@dataclass(frozen=True)
+class Submitted:
+    key: str
+    etag: str
+
+
+class AnalysisClient:
+    def __init__(self, storage: Storage, analysis: str) -> None:
+        self.storage = storage
+        self.bucket = analysis
+
+    def require_bucket(self) -> None:
+        if not self.storage.bucket_exists(self.bucket):
+            raise UsageError(
+                f"analysis '{self.bucket}' is not on this stack (no bucket s3://{self.bucket})",
+                hint="run `ncaas-dev up` or `ncaas-dev run BLUEPRINT_DIR` first",
+            )
+
+    def upload(self, path: Path, group: str, folder: str, progress: Progress | None = None) -> str:
+        if not path.is_file():
+            raise UsageError(
+                f"{path}: no such file", hint="check the path given to --data/--config"
+            )
+        key = group_prefix(group, folder) + path.name
+        self.storage.upload_file(path, self.bucket, key, progress)
+        return key
+
+    def submit(
+        self,
+        group: str,
+        data_keys: list[str],
+        config_key: str | None,
+        timestamp: str | None = None,
+    ) -> Submitted:
+        stamp = timestamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        doc: dict[str, object] = {
+            "dataname": data_keys[0] if len(data_keys) == 1 else data_keys,
+            "timestamp": stamp,
+        }
+        if config_key:
+            doc["configname"] = config_key
+        key = f"{group_prefix(group, 'submissions')}{stamp}-{secrets.token_hex(3)}_submit.json"
+        etag = self.storage.put_json(self.bucket, key, doc)
+        return Submitted(key, etag)
+
+    def job_of(self, submitted: Submitted) -> str | None:
+        """The job folder the dispatcher made for this submission, once it has."""
+        try:
+            claim, _ = self.storage.get_json(self.bucket, claim_key(submitted.key, submitted.etag))
+        except NotFound:
+            return None
+        job = claim.get("job")
+        return str(job) if job else None
+
+    def status(self, group: str, job: str) -> JobStatus:
+        try:
+            doc, _ = self.storage.get_json(self.bucket, JobPaths(group, job).status)
+        except NotFound as e:
+            raise UsageError(
+                f"no job {job} in group {group} of {self.bucket}",
+                hint="list jobs with `ncaas-dev jobs`",
+            ) from e
+        except json.JSONDecodeError as e:
+            raise NcaasError(f"status of {job} is not readable JSON") from e
+        return JobStatus.model_validate(doc)
+
+    def jobs(self, group: str) -> list[JobStatus]:
+        found: list[JobStatus] = []
+        for job in self.storage.list_folders(self.bucket, group_prefix(group, "results")):
+            try:
+                found.append(self.status(group, job))
+            except NcaasError:
+                continue
+        return sorted(found, key=lambda s: s.created)
+
+    def log_since(self, group: str, job: str, dataset: str, offset: int) -> bytes:
+        """Bytes of a dataset's log after ``offset`` (the log object is rewritten as it grows)."""
+        key = JobPaths(group, job).log(dataset)
+        info = self.storage.head(self.bucket, key)
+        if info is None or info.size <= offset:
+            return b""
+        reply = self.storage.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={offset}-")
+        return bytes(reply["Body"].read())
+
+    def finished(self, group: str, job: str) -> bool:
+        return self.storage.head(self.bucket, JobPaths(group, job).end) is not None
+
+    def download(self, group: str, job: str, out: Path) -> Path:
+        target = out / job
+        count = self.storage.download_tree(self.bucket, JobPaths(group, job).root, target)
+        if count == 0:
+            raise UsageError(f"job {job} of group {group} has no files yet")
+        return target

@@ -1,0 +1,180 @@
+"""Docker adapter: the only module that talks to the Docker engine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from .blueprint import LoadedBlueprint
+from .errors import NcaasError, ServiceUnavailable
+
+LABEL = "ncaas"
+DOCKER_HINT = "start it with `make setup` (as root) or `sudo systemctl start docker`"
+
+
+class ImageMissing(NcaasError):
+    """The analysis image is not on this engine."""
+
+
+class BuildFailed(NcaasError):
+    """`docker build` of a blueprint failed; the message holds the failing step's output."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image: str
+    command: list[str] | None
+    environment: dict[str, str]
+    mounts: list[Mount]
+    cpus: float
+    memory: int
+    network: bool
+    gpu: bool
+    labels: dict[str, str]
+    user: str
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    exit_code: int
+    oom_killed: bool
+
+
+def connect() -> Any:
+    """A Docker client, or one line saying Docker does not answer and how to start it."""
+    try:
+        client = docker.from_env(version="auto", timeout=60)
+        client.ping()
+        return client
+    except (docker.errors.DockerException, requests.RequestException) as e:
+        raise ServiceUnavailable("Docker does not answer", hint=DOCKER_HINT) from e
+
+
+class Engine:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    # -- images ------------------------------------------------------------------------------
+    def image_id(self, tag: str) -> str | None:
+        try:
+            return str(self.client.images.get(tag).id)
+        except docker.errors.ImageNotFound:
+            return None
+
+    def build(self, loaded: LoadedBlueprint, on_line: Callable[[str], None] | None = None) -> str:
+        """Build the blueprint's image (the engine's layer cache makes a rebuild cheap)."""
+        spec = loaded.blueprint.image
+        context = (loaded.folder / spec.context).resolve()
+        dockerfile = (loaded.folder / spec.dockerfile).resolve()
+        try:
+            relative = dockerfile.relative_to(context).as_posix()
+        except ValueError:
+            relative = str(dockerfile)
+        tail: list[str] = []
+        image_id: str | None = None
+        try:
+            for chunk in self.client.api.build(
+                path=str(context),
+                dockerfile=relative,
+                tag=loaded.blueprint.image_tag,
+                buildargs=spec.build_args,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                labels={
+                    LABEL: "image",
+                    "ncaas.analysis": loaded.blueprint.analysis,
+                    "ncaas.blueprint_hash": loaded.content_hash,
+                },
+            ):
+                if "error" in chunk:
+                    raise BuildFailed(
+                        f"docker build of {loaded.folder} failed: {chunk['error'].strip()}",
+                        hint="\n".join(tail[-10:]) or None,
+                    )
+                line = str(chunk.get("stream", "")).rstrip()
+                if line:
+                    tail.append(line)
+                    if on_line:
+                        on_line(line)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+        except (docker.errors.APIError, requests.RequestException) as e:
+            raise BuildFailed(f"docker build of {loaded.folder} failed: {e}") from e
+        return image_id or self.image_id(loaded.blueprint.image_tag) or ""
+
+    # -- containers --------------------------------------------------------------------------
+    def start(self, spec: ContainerSpec) -> Any:
+        if self.image_id(spec.image) is None:
+            raise ImageMissing(
+                f"image missing: {spec.image} is not on this Docker engine",
+                hint="build it with `ncaas-dev build BLUEPRINT_DIR`",
+            )
+        host_cpus = os.cpu_count() or 1
+        kwargs: dict[str, Any] = {
+            "command": spec.command,
+            "environment": spec.environment,
+            "volumes": {
+                str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+                for m in spec.mounts
+            },
+            "nano_cpus": int(min(spec.cpus, host_cpus) * 1e9),
+            "mem_limit": spec.memory,
+            "memswap_limit": spec.memory,  # no swap: over the limit is an OOM kill, not a crawl
+            "pids_limit": 4096,
+            "labels": {LABEL: "run", **spec.labels},
+            "user": spec.user,
+            "security_opt": ["no-new-privileges"],
+            "detach": True,
+        }
+        if not spec.network:
+            kwargs["network_mode"] = "none"
+        if spec.gpu:
+            kwargs["device_requests"] = [
+                docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+            ]
+        try:
+            return self.client.containers.run(spec.image, **kwargs)
+        except docker.errors.APIError as e:
+            raise NcaasError(f"docker could not start the analysis: {e.explanation or e}") from e
+
+    @staticmethod
+    def stream_output(container: Any) -> Iterator[bytes]:
+        """stdout+stderr as it is written, until the container exits."""
+        yield from container.logs(stream=True, follow=True, stdout=True, stderr=True)
+
+    @staticmethod
+    def wait(container: Any, timeout: float) -> ExitInfo | None:
+        """The exit, or None if it still runs after ``timeout`` seconds."""
+        try:
+            result = container.wait(timeout=timeout)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            return None
+        container.reload()
+        oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+        return ExitInfo(exit_code=int(result.get("StatusCode", -1)), oom_killed=oom)
+
+    @staticmethod
+    def kill(container: Any) -> None:
+        with contextlib.suppress(docker.errors.APIError):  # already gone
+            container.kill()
+
+    @staticmethod
+    def remove(container: Any) -> None:
+        with contextlib.suppress(docker.errors.APIError):
+            container.remove(force=True)

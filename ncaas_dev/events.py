@@ -1,0 +1,52 @@
+"""S3 event records, as AWS Lambda receives them and SQS carries them from S3 (pure)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+
+@dataclass(frozen=True)
+class ObjectCreated:
+    bucket: str
+    key: str
+    etag: str | None
+    size: int | None
+
+
+def records_from_s3_event(event: Any) -> list[ObjectCreated]:
+    """ObjectCreated records of an S3 event; test events and other kinds are skipped."""
+    found: list[ObjectCreated] = []
+    records = event.get("Records") if isinstance(event, dict) else None
+    for record in records if isinstance(records, list) else []:
+        if not isinstance(record, dict):
+            continue
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record.get("s3") or {}
+        bucket = (s3.get("bucket") or {}).get("name")
+        obj = s3.get("object") or {}
+        key = obj.get("key")
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            continue
+        # S3 URL-encodes keys in events, spaces as '+'.
+        etag = obj.get("eTag") or obj.get("etag")
+        size = obj.get("size")
+        found.append(
+            ObjectCreated(
+                bucket=bucket,
+                key=unquote_plus(key),
+                etag=str(etag).strip('"') if etag else None,
+                size=size if isinstance(size, int) else None,
+            )
+        )
+    return found
+
+
+def records_from_sqs_body(body: str) -> list[ObjectCreated]:
+    try:
+        return records_from_s3_event(json.loads(body))
+    except json.JSONDecodeError:
+        return []

@@ -1,0 +1,58 @@
+"""The launcher interface the dispatcher depends on, and the task it hands over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from ..analysis import AnalysisRecord
+
+
+class DatasetTask(BaseModel):
+    """Everything a runner needs to process one dataset of one job, wherever it runs."""
+
+    bucket: str
+    group: str
+    job: str
+    dataset: str
+    data_key: str
+    config_key: str | None
+    record: AnalysisRecord
+    endpoint_url: str | None
+    region: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.bucket}/{self.group}/{self.job}/{self.dataset}"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A runner that ended; ``exit_code`` is the runner's own, not the analysis's."""
+
+    task: DatasetTask
+    runner: str
+    exit_code: int | None
+    detail: str
+
+
+class Launcher(Protocol):
+    name: str
+
+    def launch(self, task: DatasetTask) -> str:
+        """Start a runner for ``task``; return its id (e.g. ``docker:pid``). Raises on failure."""
+        ...
+
+    def active(self, analysis: str) -> int:
+        """How many runners of ``analysis`` are live right now."""
+        ...
+
+    def reap(self) -> list[Finished]:
+        """Runners that ended since the last call."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop watching; live runners keep going and finish their datasets."""
+        ...

@@ -1,0 +1,243 @@
+"""The job runner: one dataset, one fresh container, everything streamed back to S3.
+
+The same code runs on the developer's machine (started by the Docker launcher) and on an EC2
+instance (started by its user-data): fetch inputs, run the analysis under the container
+contract, stream its log, upload its outputs (also after a failure), record the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .containers import ContainerSpec, Engine, ExitInfo, ImageMissing, Mount, connect
+from .errors import NcaasError
+from .jobstore import JobStore
+from .launchers.base import DatasetTask
+from .layout import JobPaths, dataset_name
+from .logship import LogShipper
+from .settings import Settings
+from .status import JobStatus, State, utcnow
+from .storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def _size(n: int) -> str:
+    for unit in ("", "k", "m", "g"):
+        if n < 1024 or unit == "g":
+            return f"{n:g}{unit}"
+        n //= 1024
+    return str(n)
+
+
+def classify(exit: ExitInfo | None, task: DatasetTask) -> tuple[State, str | None]:
+    """The dataset's final state and a reason a user can act on (pure)."""
+    blueprint = task.record.blueprint
+    if exit is None:
+        return State.TIMED_OUT, (
+            f"killed at the timeout: still running after {blueprint.run.timeout} s "
+            "(raise run.timeout in the blueprint or give it a smaller dataset)"
+        )
+    if exit.oom_killed:
+        return State.FAILED, (
+            f"out of memory: the analysis used more than its {_size(blueprint.resources.memory)} "
+            "limit (raise resources.memory in the blueprint)"
+        )
+    if exit.exit_code == 0:
+        return State.SUCCEEDED, None
+    return State.FAILED, (
+        f"the analysis exited with code {exit.exit_code}; its log is logs/{task.dataset}.log"
+    )
+
+
+def container_spec(task: DatasetTask, work: Path) -> ContainerSpec:
+    blueprint = task.record.blueprint
+    config_name = dataset_name(task.config_key) if task.config_key else ""
+    env = {
+        **blueprint.run.env,
+        "NCAAS_DATA": f"/ncaas/input/{task.dataset}",
+        "NCAAS_CONFIG": f"/ncaas/config/{config_name}" if config_name else "",
+        "NCAAS_OUTPUT": "/ncaas/output",
+        "NCAAS_DATASET": task.dataset,
+        "NCAAS_JOB": task.job,
+        "NCAAS_ANALYSIS": blueprint.analysis,
+        "NCAAS_GROUP": task.group,
+    }
+    mounts = [
+        Mount(work / "input", "/ncaas/input", read_only=True),
+        Mount(work / "output", "/ncaas/output", read_only=False),
+    ]
+    if config_name:
+        mounts.append(Mount(work / "config", "/ncaas/config", read_only=True))
+    return ContainerSpec(
+        image=task.record.image,
+        command=blueprint.run.command,
+        environment=env,
+        mounts=mounts,
+        cpus=blueprint.resources.cpus,
+        memory=blueprint.resources.memory,
+        network=blueprint.run.network,
+        gpu=blueprint.resources.gpu,
+        labels={
+            "ncaas.analysis": blueprint.analysis,
+            "ncaas.group": task.group,
+            "ncaas.job": task.job,
+            "ncaas.dataset": task.dataset,
+        },
+        # Files come back owned by whoever runs ncaas-dev, not by root.
+        user=f"{os.getuid()}:{os.getgid()}",
+    )
+
+
+class Runner:
+    def __init__(self, storage: Storage, engine: Engine, settings: Settings) -> None:
+        self.storage = storage
+        self.engine = engine
+        self.settings = settings
+
+    def run(self, task: DatasetTask, runner_id: str) -> State:
+        store = JobStore(self.storage, task.bucket)
+        paths = JobPaths(task.group, task.job)
+        work = self.settings.jobs_dir / task.bucket / task.group / task.job / task.dataset
+        shutil.rmtree(work, ignore_errors=True)
+        for sub in ("input", "config", "output"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+
+        def started(status: JobStatus) -> None:
+            ds = status.datasets[task.dataset]
+            ds.state, ds.started, ds.runner, ds.reason = State.RUNNING, utcnow(), runner_id, None
+            status.log(f"{task.dataset}: fetching inputs")
+
+        store.update(task.group, task.job, started)
+        shipper = LogShipper(
+            self.storage,
+            task.bucket,
+            paths.log(task.dataset),
+            work / "run.log",
+            on_last_line=lambda line: self._last_output(store, task, line),
+        )
+        container: Any = None
+        state, exit_code = State.FAILED, None
+        reason: str | None = "infrastructure error: the runner stopped early"
+        extra: dict[str, Any] = {}
+        try:
+            self.storage.download_file(task.bucket, task.data_key, work / "input" / task.dataset)
+            if task.config_key:
+                self.storage.download_file(
+                    task.bucket, task.config_key, work / "config" / dataset_name(task.config_key)
+                )
+            container = self.engine.start(container_spec(task, work))
+            extra["image_id"] = container.image.id
+            store.update(
+                task.group,
+                task.job,
+                lambda s: self._container_started(s, task.dataset, f"docker:{container.short_id}"),
+            )
+            shipper.start()
+            reader = threading.Thread(
+                target=shipper.consume, args=(Engine.stream_output(container),), daemon=True
+            )
+            reader.start()
+            exit = Engine.wait(container, timeout=task.record.blueprint.run.timeout)
+            if exit is None:
+                Engine.kill(container)
+            reader.join(timeout=10)
+            state, reason = classify(exit, task)
+            exit_code = exit.exit_code if exit else None
+        except ImageMissing as e:
+            reason = f"image missing: {e}"
+        except NcaasError as e:
+            reason = f"infrastructure error: {e}"
+        except Exception as e:  # the record must still say what happened
+            log.exception("runner crashed")
+            reason = f"infrastructure error: the runner crashed ({type(e).__name__}: {e})"
+        finally:
+            shipper.stop()
+            uploaded = self._upload_outputs(task, work, paths)
+            if container is not None:
+                Engine.remove(container)
+            self._finish(store, task, state, reason, exit_code, uploaded, extra)
+            shutil.rmtree(work, ignore_errors=True)
+        return state
+
+    def _upload_outputs(self, task: DatasetTask, work: Path, paths: JobPaths) -> int:
+        try:
+            return self.storage.upload_tree(
+                work / "output", task.bucket, paths.outputs(task.dataset)
+            )
+        except NcaasError as e:
+            log.error("%s: uploading outputs failed: %s", task.label, e)
+            return -1
+
+    @staticmethod
+    def _container_started(status: JobStatus, dataset: str, runner: str) -> None:
+        status.datasets[dataset].runner = runner
+        status.log(f"{dataset}: analysis started on {runner}")
+
+    @staticmethod
+    def _last_output(store: JobStore, task: DatasetTask, line: str) -> None:
+        def note(status: JobStatus) -> None:
+            status.datasets[task.dataset].last_output = line[:500]
+
+        store.update(task.group, task.job, note)
+
+    @staticmethod
+    def _finish(
+        store: JobStore,
+        task: DatasetTask,
+        state: State,
+        reason: str | None,
+        exit_code: int | None,
+        uploaded: int,
+        extra: dict[str, Any],
+    ) -> None:
+        def finish(status: JobStatus) -> None:
+            ds = status.datasets[task.dataset]
+            ds.state, ds.reason, ds.exit_code, ds.finished = state, reason, exit_code, utcnow()
+            if "image_id" in extra:
+                status.provenance.setdefault("image_id", extra["image_id"])
+            outcome = state.value + (f" ({reason})" if reason else "")
+            files = "upload of outputs failed" if uploaded < 0 else f"{uploaded} output file(s)"
+            status.log(f"{task.dataset}: {outcome}; {files}")
+
+        store.update(task.group, task.job, finish)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ncaas_dev.runner TASK.json``: the entry point launchers start."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
+    task = DatasetTask.model_validate_json(Path(args[0]).read_text())
+    settings = Settings.from_env(endpoint_url=task.endpoint_url, cloud=task.endpoint_url is None)
+    from .aws import s3_client
+
+    storage = Storage(s3_client(settings), settings.endpoint_url)
+    runner_id = args[1] if len(args) > 1 else f"docker:pid{os.getpid()}"
+    started = time.monotonic()
+    try:
+        engine = Engine(connect())
+    except NcaasError as e:
+        Runner._finish(
+            JobStore(storage, task.bucket),
+            task,
+            State.FAILED,
+            f"infrastructure error: {e}",
+            None,
+            0,
+            {},
+        )
+        return 1
+    state = Runner(storage, engine, settings).run(task, runner_id)
+    log.info("%s: %s in %.1f s", task.label, state.value, time.monotonic() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

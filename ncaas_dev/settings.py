@@ -1,0 +1,41 @@
+"""Where things are: the endpoint, the region, the state folder (read from the environment)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_ENDPOINT = "http://localhost:4566"
+DEFAULT_REGION = "us-east-1"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _state_dir() -> Path:
+    return Path(os.environ.get("NCAAS_STATE_DIR", Path.home() / ".ncaas-dev")).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """``endpoint_url`` is None for real AWS (``--cloud``), else LocalStack's address."""
+
+    endpoint_url: str | None = DEFAULT_ENDPOINT
+    region: str = DEFAULT_REGION
+    state_dir: Path = field(default_factory=_state_dir)
+
+    @classmethod
+    def from_env(cls, endpoint_url: str | None = None, cloud: bool = False) -> Settings:
+        region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+        if cloud:
+            return cls(endpoint_url=None, region=region or DEFAULT_REGION)
+        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT
+        return cls(endpoint_url=endpoint.rstrip("/"), region=region or DEFAULT_REGION)
+
+    @property
+    def local(self) -> bool:
+        return self.endpoint_url is not None
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Scratch space for runners: inputs fetched, outputs written, removed afterwards."""
+        return self.state_dir / "jobs"

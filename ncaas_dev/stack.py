@@ -1,0 +1,217 @@
+"""The local stack's processes: LocalStack's runtime and the dispatcher, each with a pid file.
+
+LocalStack runs from its own virtual environment (``localstack/.venv``, made by the setup)
+because no image registry is reachable; an endpoint that already answers is used as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import ServiceUnavailable
+from .settings import PROJECT_ROOT, Settings
+
+SERVICES = "s3,sqs,sts,iam,ec2,cloudformation,lambda,logs"
+LOCALSTACK_HINT = "start it with `ncaas-dev up` (after `make setup`)"
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    running: bool
+    pid: int | None
+    detail: dict[str, str]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class PidFile:
+    """``{name}.json`` in the state folder: pid plus facts about the process."""
+
+    def __init__(self, state_dir: Path, name: str) -> None:
+        self.path = state_dir / f"{name}.json"
+
+    def read(self) -> ProcessInfo:
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return ProcessInfo(False, None, {})
+        pid = int(doc.pop("pid", 0)) or None
+        running = pid is not None and _alive(pid)
+        return ProcessInfo(running, pid if running else None, {k: str(v) for k, v in doc.items()})
+
+    def write(self, pid: int, **detail: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({"pid": pid, **detail}))
+
+    def stop(self, timeout: float = 15) -> bool:
+        info = self.read()
+        self.path.unlink(missing_ok=True)
+        if not info.running or info.pid is None:
+            return False
+        try:
+            os.killpg(info.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(info.pid):
+            time.sleep(0.1)
+        if _alive(info.pid):
+            os.killpg(info.pid, signal.SIGKILL)
+        return True
+
+
+def health_ok(endpoint: str, timeout: float = 2) -> bool:
+    try:
+        with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=timeout) as reply:
+            return bool(reply.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def endpoint_answers(endpoint: str, timeout: float = 2) -> bool:
+    """Any HTTP answer counts: the endpoint may be a LocalStack we did not start, or AWS."""
+    try:
+        urllib.request.urlopen(endpoint, timeout=timeout).close()
+        return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def localstack_python() -> Path:
+    explicit = os.environ.get("NCAAS_LOCALSTACK_PYTHON")
+    return Path(explicit) if explicit else PROJECT_ROOT / "localstack" / ".venv" / "bin" / "python"
+
+
+def localstack_env(settings: Settings) -> dict[str, str]:
+    assert settings.endpoint_url is not None
+    url = urlparse(settings.endpoint_url)
+    root = settings.state_dir / "localstack"
+    return {
+        **os.environ,
+        "GATEWAY_LISTEN": f"{url.hostname or '127.0.0.1'}:{url.port or 4566}",
+        "SERVICES": SERVICES,
+        # Our machines look like containers to LocalStack, which would then write under /etc
+        # and /var/lib; keep everything in the state folder instead.
+        "OVERRIDE_IN_DOCKER": "0",
+        "FILESYSTEM_ROOT": str(root),
+        "LOCALSTACK_VOLUME_DIR": str(root / "volume"),
+        "PERSISTENCE": os.environ.get("NCAAS_PERSISTENCE", "1"),
+        "SKIP_SSL_CERT_DOWNLOAD": "1",
+        "DISABLE_EVENTS": "1",
+        "LOCALSTACK_CLI": "0",
+        "DEBUG": "0",
+    }
+
+
+def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
+    """Start LocalStack's runtime unless the endpoint answers; wait for its health check."""
+    assert settings.endpoint_url is not None
+    pidfile = PidFile(settings.state_dir, "localstack")
+    if endpoint_answers(settings.endpoint_url):
+        return pidfile.read()
+    python = localstack_python()
+    if not python.exists():
+        raise ServiceUnavailable(
+            f"LocalStack's runtime is not installed ({python} is missing)",
+            hint="run `make setup`, or set NCAAS_LOCALSTACK_PYTHON",
+        )
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    log = (settings.state_dir / "localstack.log").open("ab")
+    process = subprocess.Popen(
+        [str(python), "-m", "localstack.runtime.main"],
+        env=localstack_env(settings),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=settings.state_dir,
+    )
+    pidfile.write(process.pid, endpoint=settings.endpoint_url)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if health_ok(settings.endpoint_url):
+            return pidfile.read()
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    tail = _tail(settings.state_dir / "localstack.log")
+    pidfile.stop()
+    raise ServiceUnavailable(
+        f"LocalStack did not start at {settings.endpoint_url}",
+        hint=f"see {settings.state_dir / 'localstack.log'}: {tail}",
+    )
+
+
+def start_dispatcher(settings: Settings, launcher: str) -> ProcessInfo:
+    pidfile = PidFile(settings.state_dir, "dispatcher")
+    info = pidfile.read()
+    if info.running:
+        return info
+    assert settings.endpoint_url is not None
+    log = (settings.state_dir / "dispatcher.log").open("ab")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ncaas_dev",
+            "dispatch",
+            "--launcher",
+            launcher,
+            "--endpoint-url",
+            settings.endpoint_url,
+        ],
+        env={**os.environ, "NCAAS_STATE_DIR": str(settings.state_dir)},
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pidfile.write(process.pid, launcher=launcher, endpoint=settings.endpoint_url)
+    time.sleep(0.3)
+    if process.poll() is not None:
+        pidfile.path.unlink(missing_ok=True)
+        raise ServiceUnavailable(
+            "the dispatcher exited at start",
+            hint=f"see {settings.state_dir / 'dispatcher.log'}: "
+            f"{_tail(settings.state_dir / 'dispatcher.log')}",
+        )
+    return pidfile.read()
+
+
+def require_localstack(settings: Settings) -> None:
+    if settings.endpoint_url and not endpoint_answers(settings.endpoint_url):
+        raise ServiceUnavailable(
+            f"LocalStack does not answer at {settings.endpoint_url}", hint=LOCALSTACK_HINT
+        )
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,217 @@
+"""S3 adapter: the only module that talks to S3. Transfers stream; errors are translated once."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from .errors import ServiceUnavailable, StorageError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+# 16 MiB parts, 4 at a time: memory stays near 64 MiB whatever the file's size.
+TRANSFER = TransferConfig(
+    multipart_threshold=16 * 1024**2, multipart_chunksize=16 * 1024**2, max_concurrency=4
+)
+Progress = Callable[[int], None]
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
+
+
+class NotFound(StorageError):
+    """The object or bucket does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def translated(what: str, endpoint: str | None) -> Iterator[None]:
+    """Turn botocore errors into ncaas errors that say what failed and what to do."""
+    try:
+        yield
+    except ClientError as e:
+        code = _code(e)
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
+            raise PreconditionFailed(f"{what}: precondition failed") from e
+        if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
+            raise NotFound(f"{what}: not found") from e
+        raise StorageError(f"{what}: {code or 'error'}: {e}") from e
+    except EndpointConnectionError as e:
+        where = endpoint or "AWS"
+        raise ServiceUnavailable(
+            f"LocalStack does not answer at {where}" if endpoint else f"cannot reach {where}",
+            hint="start it with `ncaas-dev up`" if endpoint else "check your network",
+        ) from e
+    except BotoCoreError as e:
+        raise StorageError(f"{what}: {e}") from e
+
+
+class Storage:
+    def __init__(self, s3: S3Client, endpoint: str | None = None) -> None:
+        self.s3 = s3
+        self.endpoint = endpoint
+
+    def _t(self, what: str) -> Any:
+        return translated(what, self.endpoint)
+
+    # -- buckets -----------------------------------------------------------------------------
+    def ensure_bucket(self, bucket: str, region: str) -> None:
+        with self._t(f"create bucket {bucket}"):
+            try:
+                self.s3.head_bucket(Bucket=bucket)
+                return
+            except ClientError as e:
+                if _code(e) not in ("404", "NoSuchBucket", "NotFound"):
+                    raise
+            args: dict[str, Any] = {"Bucket": bucket}
+            if region != "us-east-1":
+                args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            self.s3.create_bucket(**args)
+
+    def bucket_exists(self, bucket: str) -> bool:
+        try:
+            with self._t(f"s3://{bucket}"):
+                self.s3.head_bucket(Bucket=bucket)
+            return True
+        except NotFound:
+            return False
+
+    # -- small objects -----------------------------------------------------------------------
+    def head(self, bucket: str, key: str) -> ObjectInfo | None:
+        try:
+            with self._t(f"s3://{bucket}/{key}"):
+                meta = self.s3.head_object(Bucket=bucket, Key=key)
+        except NotFound:
+            return None
+        return ObjectInfo(key=key, size=meta["ContentLength"], etag=meta["ETag"].strip('"'))
+
+    def get_bytes(self, bucket: str, key: str, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """Object body and ETag; reads at most ``max_bytes + 1`` bytes so a huge file is cheap."""
+        with self._t(f"s3://{bucket}/{key}"):
+            args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+            if max_bytes is not None:
+                args["Range"] = f"bytes=0-{max_bytes}"
+            obj = self.s3.get_object(**args)
+            return obj["Body"].read(), obj["ETag"].strip('"')
+
+    def put_bytes(
+        self,
+        bucket: str,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_none_match: bool = False,
+        if_match: str | None = None,
+    ) -> str:
+        args: dict[str, Any] = {
+            "Bucket": bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": content_type,
+        }
+        if if_none_match:
+            args["IfNoneMatch"] = "*"
+        if if_match is not None:
+            args["IfMatch"] = f'"{if_match}"'
+        with self._t(f"write s3://{bucket}/{key}"):
+            return str(self.s3.put_object(**args)["ETag"]).strip('"')
+
+    def put_text(self, bucket: str, key: str, text: str) -> str:
+        return self.put_bytes(bucket, key, text.encode(), content_type="text/plain; charset=utf-8")
+
+    def get_json(self, bucket: str, key: str) -> tuple[Any, str]:
+        body, etag = self.get_bytes(bucket, key)
+        return json.loads(body), etag
+
+    def put_json(self, bucket: str, key: str, doc: Any, **conditions: Any) -> str:
+        body = json.dumps(doc, indent=2).encode()
+        return self.put_bytes(bucket, key, body, content_type="application/json", **conditions)
+
+    def list_objects(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+        found: list[ObjectInfo] = []
+        with self._t(f"list s3://{bucket}/{prefix}"):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix
+            ):
+                found += [
+                    ObjectInfo(key=o["Key"], size=o["Size"], etag=o["ETag"].strip('"'))
+                    for o in page.get("Contents", [])
+                ]
+        return found
+
+    def list_folders(self, bucket: str, prefix: str) -> list[str]:
+        names: list[str] = []
+        with self._t(f"list s3://{bucket}/{prefix}"):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, Delimiter="/"
+            ):
+                names += [
+                    p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])
+                ]
+        return names
+
+    # -- streamed transfers ------------------------------------------------------------------
+    def upload_file(
+        self, path: Path, bucket: str, key: str, progress: Progress | None = None
+    ) -> str:
+        with self._t(f"upload {path} to s3://{bucket}/{key}"):
+            self.s3.upload_file(str(path), bucket, key, Config=TRANSFER, Callback=progress)
+        info = self.head(bucket, key)
+        if info is None or info.size != path.stat().st_size:
+            raise StorageError(f"upload of {path} to s3://{bucket}/{key} did not complete")
+        return info.etag
+
+    def download_file(
+        self, bucket: str, key: str, path: Path, progress: Progress | None = None
+    ) -> None:
+        """Download next to ``path`` and rename at the end: never a half file that looks whole."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        os.close(fd)
+        try:
+            with self._t(f"download s3://{bucket}/{key}"):
+                self.s3.download_file(bucket, key, tmp, Config=TRANSFER, Callback=progress)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def upload_tree(self, folder: Path, bucket: str, prefix: str) -> int:
+        count = 0
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                self.upload_file(path, bucket, prefix + path.relative_to(folder).as_posix())
+                count += 1
+        return count
+
+    def download_tree(self, bucket: str, prefix: str, folder: Path) -> int:
+        objects = self.list_objects(bucket, prefix)
+        for obj in objects:
+            relative = obj.key[len(prefix) :]
+            if not relative or relative.endswith("/") or ".." in relative.split("/"):
+                continue
+            self.download_file(bucket, obj.key, folder / relative)
+        return len(objects)
