@@ -6,6 +6,7 @@ because no image registry is reachable; an endpoint that already answers is used
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -21,6 +22,16 @@ from urllib.parse import urlparse
 from .errors import ServiceUnavailable
 from .settings import PROJECT_ROOT, Settings
 
+# Daemons outlive the command that starts them; holding their handles keeps Python from
+# warning that they still run when the command exits.
+_DAEMONS: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _detach_daemons() -> None:
+    for process in _DAEMONS:
+        if process.poll() is None:
+            process.returncode = 0  # deliberately left running: not a leak
 SERVICES = "s3,sqs,sts,iam,ec2,cloudformation,lambda,logs"
 LOCALSTACK_HINT = "start it with `ncaas-dev up` (after `make setup`)"
 
@@ -141,15 +152,10 @@ def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
             hint="run `make setup`, or set NCAAS_LOCALSTACK_PYTHON",
         )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    log = (settings.state_dir / "localstack.log").open("ab")
-    process = subprocess.Popen(
+    process = _spawn(
         [str(python), "-m", "localstack.runtime.main"],
-        env=localstack_env(settings),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=settings.state_dir,
+        localstack_env(settings),
+        settings.state_dir / "localstack.log",
     )
     pidfile.write(process.pid, endpoint=settings.endpoint_url)
     deadline = time.monotonic() + wait
@@ -173,23 +179,11 @@ def start_dispatcher(settings: Settings, launcher: str) -> ProcessInfo:
     if info.running:
         return info
     assert settings.endpoint_url is not None
-    log = (settings.state_dir / "dispatcher.log").open("ab")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ncaas_dev",
-            "dispatch",
-            "--launcher",
-            launcher,
-            "--endpoint-url",
-            settings.endpoint_url,
-        ],
-        env={**os.environ, "NCAAS_STATE_DIR": str(settings.state_dir)},
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    command = [sys.executable, "-m", "ncaas_dev", "dispatch", "--launcher", launcher]
+    process = _spawn(
+        [*command, "--endpoint-url", settings.endpoint_url],
+        {**os.environ, "NCAAS_STATE_DIR": str(settings.state_dir)},
+        settings.state_dir / "dispatcher.log",
     )
     pidfile.write(process.pid, launcher=launcher, endpoint=settings.endpoint_url)
     time.sleep(0.3)
@@ -201,6 +195,23 @@ def start_dispatcher(settings: Settings, launcher: str) -> ProcessInfo:
             f"{_tail(settings.state_dir / 'dispatcher.log')}",
         )
     return pidfile.read()
+
+
+def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a daemon in its own session (it outlives this command), output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=log_path.parent,
+        )
+    _DAEMONS.append(process)
+    return process
 
 
 def require_localstack(settings: Settings) -> None:

@@ -346,6 +346,9 @@ def submit(
     config: Annotated[str | None, typer.Option("--config", help="Local file or S3 key.")] = None,
     group: GroupOpt = None,
     timestamp: Annotated[str | None, typer.Option(help="Names the job folder.")] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the job; exit 1 unless it succeeds.")
+    ] = False,
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -362,10 +365,20 @@ def submit(
     keys = [key_of(item, "inputs") for item in data]
     submitted = client.submit(group, keys, key_of(config, "configs") if config else None, timestamp)
     job = _wait_for_job(client, submitted, ctx)
+    if not wait:
+        if as_json:
+            emit_json({"submission": submitted.key, "job": job, "group": group})
+        else:
+            console.print(f"submitted {submitted.key} -> {job}")
+        return
+    say = err.print if as_json else console.print
+    say(f"submitted {submitted.key} -> {job}")
+    final = follow_job(client, group, job, say if not as_json else (lambda _: None))
     if as_json:
-        emit_json({"submission": submitted.key, "job": job, "group": group})
+        emit_json(_job_doc(final))
     else:
-        console.print(f"submitted {submitted.key} -> {job}")
+        _summary(final, None)
+    _finish(final)
 
 
 @app.command()

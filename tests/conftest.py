@@ -1,0 +1,102 @@
+"""Shared by every test: integration tests get a real LocalStack and a real Docker engine.
+
+The session starts its own LocalStack (on its own port, with its own state folder) through the
+project's own code, so a developer's running stack is never touched. A missing Docker engine or
+LocalStack runtime is a test failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ncaas_dev.analysis import AnalysisRecord
+from ncaas_dev.aws import s3_client, sqs_client
+from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
+from ncaas_dev.containers import Engine, connect
+from ncaas_dev.provision import provision
+from ncaas_dev.settings import Settings
+from ncaas_dev.stack import PidFile, start_dispatcher, start_localstack
+from ncaas_dev.storage import Storage
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ncaas-state")
+
+
+@pytest.fixture(scope="session")
+def settings(state_dir: Path) -> Iterator[Settings]:
+    """A LocalStack of the test session's own, started the way `ncaas-dev up` starts it."""
+    port = int(os.environ.get("NCAAS_TEST_LOCALSTACK_PORT", _free_port()))
+    settings = Settings(endpoint_url=f"http://127.0.0.1:{port}", state_dir=state_dir)
+    start_localstack(settings)
+    yield settings
+    PidFile(state_dir, "dispatcher").stop()
+    PidFile(state_dir, "localstack").stop()
+
+
+@pytest.fixture(scope="session")
+def cli_env(settings: Settings) -> dict[str, str]:
+    """Environment for `ncaas-dev` subprocesses pointed at the session's stack."""
+    assert settings.endpoint_url
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": settings.endpoint_url,
+        "NCAAS_STATE_DIR": str(settings.state_dir),
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture(scope="session")
+def storage(settings: Settings) -> Storage:
+    return Storage(s3_client(settings), settings.endpoint_url)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Engine:
+    return Engine(connect())
+
+
+@pytest.fixture(scope="session")
+def probe(
+    tmp_path_factory: pytest.TempPathFactory, engine: Engine, storage: Storage, settings: Settings
+) -> Iterator[LoadedBlueprint]:
+    """The probe analysis under a bucket name unique to this session, built and provisioned."""
+    folder = tmp_path_factory.mktemp("probe")
+    shutil.copytree(FIXTURES / "probe", folder, dirs_exist_ok=True)
+    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
+    doc["analysis"] = f"ncaas-test-{secrets.token_hex(4)}"
+    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    loaded = load_blueprint(folder)
+    image_id = engine.build(loaded)
+    provision(storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, image_id))
+    yield loaded
+    for container in engine.client.containers.list(
+        all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
+    ):
+        container.remove(force=True)
+
+
+@pytest.fixture(scope="session")
+def dispatcher(settings: Settings, probe: LoadedBlueprint) -> int:
+    """The stack's dispatcher, started as `ncaas-dev up` starts it; returns its pid."""
+    info = start_dispatcher(settings, "docker")
+    assert info.pid is not None
+    return info.pid

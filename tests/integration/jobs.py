@@ -1,0 +1,92 @@
+"""Helpers for integration tests: write what a user writes to S3, wait for what comes back."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ncaas_dev.client import AnalysisClient, Submitted
+from ncaas_dev.layout import JobPaths
+from ncaas_dev.status import JobStatus
+from ncaas_dev.storage import Storage
+
+
+@dataclass
+class Lab:
+    """A group of one analysis, driven through S3 only."""
+
+    storage: Storage
+    bucket: str
+    group: str = "labA"
+
+    @property
+    def client(self) -> AnalysisClient:
+        return AnalysisClient(self.storage, self.bucket)
+
+    def put(self, folder: str, name: str, body: bytes) -> str:
+        key = f"{self.group}/{folder}/{name}"
+        self.storage.put_bytes(self.bucket, key, body)
+        return key
+
+    def config(self, **cfg: object) -> str:
+        return self.put("configs", f"cfg-{secrets.token_hex(4)}.json", json.dumps(cfg).encode())
+
+    def dataset(self, size: int = 1000) -> str:
+        return self.put("inputs", f"rec-{secrets.token_hex(4)}.bin", secrets.token_bytes(size))
+
+    def submit_raw(self, body: bytes, group: str | None = None) -> Submitted:
+        key = f"{group or self.group}/submissions/{secrets.token_hex(6)}_submit.json"
+        etag = self.storage.put_bytes(self.bucket, key, body)
+        return Submitted(key, etag)
+
+    def submit(self, **doc: object) -> Submitted:
+        return self.submit_raw(json.dumps(doc).encode())
+
+    def wait_job(self, submitted: Submitted, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = self.client.job_of(submitted)
+            if job:
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"no job for {submitted.key} within {timeout} s")
+
+    def wait_end(self, job: str, timeout: float = 120, group: str | None = None) -> JobStatus:
+        group = group or self.group
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.client.finished(group, job):
+                return self.client.status(group, job)
+            time.sleep(0.2)
+        raise AssertionError(f"{job} did not end within {timeout} s")
+
+    def text(self, key: str) -> str:
+        return self.storage.get_bytes(self.bucket, key)[0].decode()
+
+    def paths(self, job: str, group: str | None = None) -> JobPaths:
+        return JobPaths(group or self.group, job)
+
+    def run(self, timeout: float = 120, **doc: object) -> JobStatus:
+        submitted = self.submit(**doc)
+        return self.wait_end(self.wait_job(submitted), timeout=timeout)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ncaas(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ncaas-dev"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
