@@ -131,9 +131,14 @@ def localstack_env(settings: Settings) -> dict[str, str]:
         "OVERRIDE_IN_DOCKER": "0",
         "FILESYSTEM_ROOT": str(root),
         "LOCALSTACK_VOLUME_DIR": str(root / "volume"),
-        "PERSISTENCE": os.environ.get("NCAAS_PERSISTENCE", "1"),
+        # LocalStack's community edition keeps no data across restarts (persistence is a Pro
+        # feature), so `up` provisions again each time it starts the runtime.
+        "PERSISTENCE": "0",
+        "LOCALSTACK_HOST": f"localhost:{url.port or 4566}",
+        # Offline: no certificate download, no analytics, no DNS server on port 53.
         "SKIP_SSL_CERT_DOWNLOAD": "1",
         "DISABLE_EVENTS": "1",
+        "DNS_ADDRESS": "0",
         "LOCALSTACK_CLI": "0",
         "DEBUG": "0",
     }
