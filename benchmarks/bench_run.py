@@ -52,8 +52,9 @@ def bench_overhead(repeat: int, work: Path) -> list[str]:
         for _ in range(repeat)
     ]
     docker_s = [
-        timed(["docker", "run", "--rm", "--network", "none", "ncaas/ncaas-bench-noop:latest",
-               "true"])[0]
+        timed(
+            ["docker", "run", "--rm", "--network", "none", "ncaas/ncaas-bench-noop:latest", "true"]
+        )[0]
         for _ in range(repeat)
     ]
     extra = statistics.median(run_s) - statistics.median(docker_s)
@@ -74,8 +75,9 @@ def bench_first_line(repeat: int, work: Path) -> list[str]:
     from ncaas_dev.settings import Settings
     from ncaas_dev.storage import Storage
 
-    subprocess.run([str(BIN / "ncaas-dev"), "up", str(PROBE)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(BIN / "ncaas-dev"), "up", str(PROBE)], check=True, stdout=subprocess.DEVNULL
+    )
     loaded = load_blueprint(PROBE)
     settings = Settings.from_env()
     storage = Storage(s3_client(settings), settings.endpoint_url)
@@ -114,8 +116,12 @@ def bench_first_line(repeat: int, work: Path) -> list[str]:
 
 def bench_transfers(gib: float, work: Path) -> list[str]:
     endpoint = os.environ.get("AWS_ENDPOINT_URL", "http://localhost:4566")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     big = work / "big.bin"
     size = int(gib * 1024**3)
     with big.open("wb") as f:
@@ -130,13 +136,16 @@ def bench_transfers(gib: float, work: Path) -> list[str]:
     for label, command in [
         ("ncaas-dev upload", [py, transfer, "up", str(big), bucket, "bench/big-ncaas.bin"]),
         ("`aws s3 cp` upload", [*aws, str(big), f"s3://{bucket}/bench/big-aws.bin"]),
-        ("ncaas-dev download", [py, transfer, "down", str(work / "d1"), bucket,
-                                "bench/big-ncaas.bin"]),
+        (
+            "ncaas-dev download",
+            [py, transfer, "down", str(work / "d1"), bucket, "bench/big-ncaas.bin"],
+        ),
         ("`aws s3 cp` download", [*aws, f"s3://{bucket}/bench/big-aws.bin", str(work / "d2")]),
     ]:
         seconds, rss = timed(command, env)
-        rows.append(f"| {label}, {gib:g} GiB | {size / 1024**2 / seconds:.0f} MiB/s "
-                    f"| peak RSS {rss} MiB |")
+        rows.append(
+            f"| {label}, {gib:g} GiB | {size / 1024**2 / seconds:.0f} MiB/s | peak RSS {rss} MiB |"
+        )
     return rows
 
 
@@ -145,8 +154,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gib", type=float, default=1.0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=ROOT / "build" if (ROOT / "build").exists() else None
-                                     ) as tmp:
+    with tempfile.TemporaryDirectory(
+        dir=ROOT / "build" if (ROOT / "build").exists() else None
+    ) as tmp:
         work = Path(tmp)
         rows = ["| measure | result | note |", "|---|---|---|"]
         rows += bench_overhead(args.repeat, work)

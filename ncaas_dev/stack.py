@@ -32,6 +32,8 @@ def _detach_daemons() -> None:
     for process in _DAEMONS:
         if process.poll() is None:
             process.returncode = 0  # deliberately left running: not a leak
+
+
 SERVICES = "s3,sqs,sts,iam,ec2,cloudformation,lambda,logs"
 LOCALSTACK_HINT = "start it with `ncaas-dev up` (after `make setup`)"
 
