@@ -130,3 +130,34 @@ def test_timeout_kills_and_reports_timed_out(
     assert "killed at the timeout" in (status.reason or "") and "2 s" in (status.reason or "")
     name = next(iter(status.datasets))
     assert "line 0" in lab.text(lab.paths(status.job).log(name))
+
+
+def test_concurrency_cap_holds_and_waiting_datasets_say_so(
+    storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
+) -> None:
+    capped = probe.blueprint.model_copy(
+        update={
+            "analysis": probe.blueprint.analysis + "-c",
+            "limits": probe.blueprint.limits.model_copy(update={"max_concurrent_jobs": 2}),
+        }
+    )
+    record = AnalysisRecord(
+        blueprint=capped, content_hash=probe.content_hash, image=probe.blueprint.image_tag
+    )
+    provision(storage, sqs_client(settings), settings, record)
+    lab = Lab(storage, capped.analysis)
+    keys = [lab.dataset() for _ in range(5)]
+    job = lab.wait_job(lab.submit(dataname=keys, configname=lab.config(lines=1, sleep=1.5)))
+    most_running, saw_waiting_note = 0, False
+    while not lab.client.finished("labA", job):
+        status = lab.client.status("labA", job)
+        running = sum(d.state == State.RUNNING for d in status.datasets.values())
+        most_running = max(most_running, running)
+        saw_waiting_note |= "WAITING: waiting for a free slot" in lab.text(
+            lab.paths(job).certificate
+        )
+        time.sleep(0.1)
+    final = lab.client.status("labA", job)
+    assert final.state == State.SUCCEEDED and len(final.datasets) == 5
+    assert most_running == 2
+    assert saw_waiting_note
