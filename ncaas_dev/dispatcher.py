@@ -81,9 +81,13 @@ class Dispatcher:
         except InvalidSubmission as e:
             problem = str(e)
         status = self._open_job(event.bucket, group, event.key, record, submission)
-        self.storage.put_json(
-            event.bucket, claim, {"submission": event.key, "etag": head.etag, "job": status.job}
-        )
+
+        def publish_claim() -> None:
+            # Only once status.json exists: whoever reads the job's name can then read it.
+            self.storage.put_json(
+                event.bucket, claim, {"submission": event.key, "etag": head.etag, "job": status.job}
+            )
+
         store = JobStore(self.storage, event.bucket)
         if problem is None and record.blueprint.group(group) is None:
             problem = (
@@ -96,6 +100,7 @@ class Dispatcher:
             reject(status, problem)
             store.create(status)
             store.write_end(status)
+            publish_claim()
             log.info("%s: rejected %s: %s", status.job, event.key, problem)
             return Outcome(event.key, "rejected", job=status.job, reason=problem)
         assert submission is not None
@@ -104,6 +109,7 @@ class Dispatcher:
             status.datasets[name].reason = "waiting for a free slot"
         status.log(f"accepted {len(submission.datasets)} dataset(s); queued for launch")
         store.create(status)
+        publish_claim()
         for name, key in submission.datasets.items():
             self.pending.append(
                 DatasetTask(

@@ -210,11 +210,24 @@ class Runner:
         store.update(task.group, task.job, finish)
 
 
+def _await_task() -> Path:
+    """A warm spare: wait for the launcher to name a task, then log next to it."""
+    line = sys.stdin.readline().strip()
+    if not line:
+        sys.exit(0)  # the launcher went away without using this spare
+    task_file = Path(line)
+    log_fd = os.open(task_file.with_suffix(".runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    return task_file
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ncaas_dev.runner TASK.json``: the entry point launchers start."""
+    """``python -m ncaas_dev.runner TASK.json`` (or ``-``: read the task's path from stdin)."""
     args = sys.argv[1:] if argv is None else argv
+    task_file = _await_task() if args[0] == "-" else Path(args[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
-    task = DatasetTask.model_validate_json(Path(args[0]).read_text())
+    task = DatasetTask.model_validate_json(task_file.read_text())
     settings = Settings.from_env(endpoint_url=task.endpoint_url, cloud=task.endpoint_url is None)
     from .aws import s3_client
 

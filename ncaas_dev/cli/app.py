@@ -62,15 +62,23 @@ def _check_launcher(launcher: str) -> str:
     return launcher
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(__version__)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     state["debug"] = debug
-    if version:
-        console.print(__version__)
-        raise typer.Exit(0)
 
 
 @app.command()
@@ -106,7 +114,7 @@ def build(
 
 
 def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bool) -> None:
-    from ..analysis import AnalysisRecord
+    from ..analysis import AnalysisRecord, load_record
     from ..containers import Engine, connect
     from ..provision import provision
     from ..stack import start_dispatcher, start_localstack
@@ -117,11 +125,14 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
         start_localstack(ctx.settings)
     for item in loaded:
         assert engine is not None
-        image_id = engine.image_id(item.blueprint.image_tag)
-        if image_id is None:
-            with err.status(f"building {item.blueprint.image_tag}") if not quiet else _Null():
-                image_id = engine.build(item)
-        provision(ctx.storage, ctx.sqs, ctx.settings, AnalysisRecord.of(item, image_id))
+        # Always build: Docker's layer cache makes an unchanged image cost ~50 ms, and a
+        # changed analysis must never run as its stale image.
+        with err.status(f"building {item.blueprint.image_tag}") if not quiet else _Null():
+            image_id = engine.build(item)
+        # Provisioning again is skipped when the stack already holds this exact record.
+        record = AnalysisRecord.of(item, image_id)
+        if load_record(ctx.storage, record.blueprint.analysis) != record:
+            provision(ctx.storage, ctx.sqs, ctx.settings, record)
     info = start_dispatcher(ctx.settings, launcher)
     if info.detail.get("launcher", launcher) != launcher:
         err.print(
@@ -227,9 +238,11 @@ def dispatch(
     ctx = Context.create(endpoint_url)
     ctx.require_stack()
     queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
+    launcher_ = DockerLauncher(ctx.settings.state_dir)
+    launcher_.warm()
     dispatcher = Dispatcher(
         ctx.storage,
-        DockerLauncher(ctx.settings.state_dir),
+        launcher_,
         ctx.settings.endpoint_url,
         ctx.settings.region,
     )

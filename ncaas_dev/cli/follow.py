@@ -17,7 +17,7 @@ def follow_job(
     job: str,
     say: Printer,
     show_logs: bool = True,
-    interval: float = 0.5,
+    interval: float = 0.1,
     dataset: str | None = None,
 ) -> JobStatus:
     """Print what changes until end.txt exists; return the final status."""
