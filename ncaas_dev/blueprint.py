@@ -193,7 +193,8 @@ def load_blueprint(folder: Path | str) -> LoadedBlueprint:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise BlueprintError(f"{path}:{where} is not valid YAML: {e}") from e
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BlueprintError(f"{path}:{where} is not valid YAML: {problem}") from e
     blueprint = parse_blueprint(data, str(path))
     folder = path.parent
     if not (folder / blueprint.image.dockerfile).is_file():
