@@ -21,7 +21,9 @@ def spike_shape(rate: int, width_ms: float, trough: float, peak: float) -> np.nd
     )
 
 
-def generate(channels: int, seconds: float, rate: int, seed: int) -> tuple[np.ndarray, list]:
+def generate(
+    channels: int, seconds: float, rate: int, seed: int
+) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
     rng = np.random.default_rng(seed)
     n = int(seconds * rate)
     noise = rng.normal(0, 12, size=(n, channels))
@@ -32,7 +34,7 @@ def generate(channels: int, seconds: float, rate: int, seed: int) -> tuple[np.nd
         (5.0, min(1, channels - 1), -140.0, 70.0, 1.0),
         (12.0, min(2, channels - 1), -220.0, 30.0, 0.4),
     ]
-    truth = []
+    truth: list[tuple[float, int, int]] = []
     for unit, (hz, channel, trough, peak, width) in enumerate(neurons):
         shape = spike_shape(rate, width, trough, peak)
         times = np.sort(rng.uniform(0.01, seconds - 0.01, rng.poisson(hz * seconds)))
