@@ -19,7 +19,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from .errors import BlueprintError
@@ -125,13 +124,14 @@ class Blueprint(_Strict):
             )
         return value
 
-    @model_validator(mode="after")
-    def _unique_groups(self) -> Blueprint:
-        names = [g.name for g in self.groups]
+    @field_validator("groups")
+    @classmethod
+    def _unique_groups(cls, groups: list[Group]) -> list[Group]:
+        names = [g.name for g in groups]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"groups: duplicate group name(s) {', '.join(duplicates)}")
-        return self
+            raise ValueError(f"duplicate group name(s) {', '.join(duplicates)}")
+        return groups
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)

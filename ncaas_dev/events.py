@@ -16,6 +16,10 @@ class ObjectCreated:
     size: int | None
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def records_from_s3_event(event: Any) -> list[ObjectCreated]:
     """ObjectCreated records of an S3 event; test events and other kinds are skipped."""
     found: list[ObjectCreated] = []
@@ -25,9 +29,9 @@ def records_from_s3_event(event: Any) -> list[ObjectCreated]:
             continue
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             continue
-        s3 = record.get("s3") or {}
-        bucket = (s3.get("bucket") or {}).get("name")
-        obj = s3.get("object") or {}
+        s3 = _mapping(record.get("s3"))
+        bucket = _mapping(s3.get("bucket")).get("name")
+        obj = _mapping(s3.get("object"))
         key = obj.get("key")
         if not isinstance(bucket, str) or not isinstance(key, str):
             continue

@@ -30,11 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def _size(n: int) -> str:
-    for unit in ("", "k", "m", "g"):
-        if n < 1024 or unit == "g":
-            return f"{n:g}{unit}"
-        n //= 1024
-    return str(n)
+    """Bytes as the blueprint would write them, exactly: 1g, 1536m, 1.5 GiB never floors."""
+    for unit, factor in (("t", 1024**4), ("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return f"{n}b" if n < 1024 else f"{n // 1024}k"
 
 
 def classify(exit: ExitInfo | None, task: DatasetTask) -> tuple[State, str | None]:

@@ -80,6 +80,8 @@ def scaffold(target: Path) -> Path:
             f"{target.name!r} cannot name an analysis",
             hint="use 3-63 lowercase letters, digits and hyphens",
         )
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"{target} exists and is a file", hint="choose another name")
     if target.exists() and any(target.iterdir()):
         raise UsageError(f"{target} already exists and is not empty", hint="choose another name")
     target.mkdir(parents=True, exist_ok=True)

@@ -480,9 +480,10 @@ def main() -> None:
     except NcaasError as e:
         if state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {escape(e.message)}")
+        # soft_wrap: the reason stays one line whatever the terminal's width (scripts grep it).
+        err.print(f"[red]error:[/red] {escape(e.message)}", soft_wrap=True)
         if e.hint:
-            err.print(f"[dim]hint: {escape(e.hint)}[/dim]")
+            err.print(f"[dim]hint: {escape(e.hint)}[/dim]", soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")
