@@ -52,6 +52,9 @@ class Dispatcher:
         except NcaasError as e:
             log.error("event %s/%s: %s", event.bucket, event.key, e)
             return Outcome(event.key, "error", reason=str(e))
+        except Exception as e:  # one event's bug must not stop the events behind it
+            log.exception("event %s/%s: unexpected failure", event.bucket, event.key)
+            return Outcome(event.key, "error", reason=f"{type(e).__name__}: {e}")
 
     def _handle(self, event: ObjectCreated) -> Outcome:
         if not is_submission_key(event.key):
