@@ -92,6 +92,7 @@ def probe(
         all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
     ):
         container.remove(force=True)
+    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
 
 
 @pytest.fixture(scope="session")
