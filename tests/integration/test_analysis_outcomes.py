@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ncaas_dev.analysis import AnalysisRecord, save_record
+from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.provision import provision
@@ -110,21 +110,22 @@ def test_log_streams_while_the_analysis_runs(lab: Lab) -> None:
     assert lab.wait_end(job).state == State.SUCCEEDED
 
 
+def variant_lab(
+    storage: Storage, settings: Settings, probe: LoadedBlueprint, suffix: str, **updates: object
+) -> Lab:
+    """The probe's image provisioned as another analysis whose blueprint differs by ``updates``."""
+    bp = probe.blueprint
+    changed = {k: getattr(bp, k).model_copy(update=v) for k, v in updates.items()}
+    variant = bp.model_copy(update={"analysis": f"{bp.analysis}-{suffix}", **changed})
+    record = AnalysisRecord(blueprint=variant, content_hash=probe.content_hash, image=bp.image_tag)
+    provision(storage, sqs_client(settings), settings, record)
+    return Lab(storage, variant.analysis)
+
+
 def test_timeout_kills_and_reports_timed_out(
     storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
 ) -> None:
-    impatient = probe.blueprint.model_copy(
-        update={
-            "analysis": probe.blueprint.analysis + "-t",
-            "run": probe.blueprint.run.model_copy(update={"timeout": 2}),
-        }
-    )
-    record = AnalysisRecord(
-        blueprint=impatient, content_hash=probe.content_hash, image=probe.blueprint.image_tag
-    )
-    provision(storage, sqs_client(settings), settings, record)
-    save_record(storage, record)
-    lab = Lab(storage, impatient.analysis)
+    lab = variant_lab(storage, settings, probe, "t", run={"timeout": 2})
     status = lab.run(dataname=lab.dataset(), configname=lab.config(lines=1, sleep=30))
     assert status.state == State.TIMED_OUT
     assert "killed at the timeout" in (status.reason or "") and "2 s" in (status.reason or "")
@@ -135,17 +136,7 @@ def test_timeout_kills_and_reports_timed_out(
 def test_concurrency_cap_holds_and_waiting_datasets_say_so(
     storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
 ) -> None:
-    capped = probe.blueprint.model_copy(
-        update={
-            "analysis": probe.blueprint.analysis + "-c",
-            "limits": probe.blueprint.limits.model_copy(update={"max_concurrent_jobs": 2}),
-        }
-    )
-    record = AnalysisRecord(
-        blueprint=capped, content_hash=probe.content_hash, image=probe.blueprint.image_tag
-    )
-    provision(storage, sqs_client(settings), settings, record)
-    lab = Lab(storage, capped.analysis)
+    lab = variant_lab(storage, settings, probe, "c", limits={"max_concurrent_jobs": 2})
     keys = [lab.dataset() for _ in range(5)]
     job = lab.wait_job(lab.submit(dataname=keys, configname=lab.config(lines=1, sleep=1.5)))
     most_running, saw_waiting_note = 0, False
