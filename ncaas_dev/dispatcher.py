@@ -149,6 +149,7 @@ class Dispatcher:
             job = f"{base}_{secrets.token_hex(3)}"
             notes.append(f"{taken} already exists; this job uses {job}")
         status = JobStatus(
+            configname=submission.configname if submission else None,
             job=job,
             analysis=record.blueprint.analysis,
             group=group,
@@ -202,7 +203,20 @@ class Dispatcher:
         self.pending = waiting
 
     def _launch(self, task: DatasetTask) -> None:
+        """Claim the dataset in status.json, then start its runner: only one launch can win."""
         store = JobStore(self.storage, task.bucket)
+        claimed = False
+
+        def claim(status: JobStatus) -> None:
+            nonlocal claimed
+            ds = status.datasets[task.dataset]
+            claimed = ds.state == State.QUEUED and ds.runner is None
+            if claimed:
+                ds.runner, ds.reason = f"{self.launcher.name}:starting", None
+
+        store.update(task.group, task.job, claim)
+        if not claimed:
+            return
         try:
             runner = self.launcher.launch(task)
         except NcaasError as e:
@@ -218,11 +232,52 @@ class Dispatcher:
 
         def launched(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
-            if ds.runner is None:
-                ds.runner, ds.reason = runner, None
+            if ds.runner == f"{self.launcher.name}:starting":
+                ds.runner = runner
             status.log(f"{task.dataset}: launched on {runner}")
 
         store.update(task.group, task.job, launched)
+
+    def recover(self) -> int:
+        """Queue again the datasets an earlier dispatcher accepted but never launched.
+
+        Runners that were already started run in their own sessions and finish on their own;
+        only datasets still ``queued`` with no runner are picked up. Returns how many.
+        """
+        from .provision import provisioned_analyses
+
+        found = 0
+        for bucket in provisioned_analyses(self.storage):
+            record = load_record(self.storage, bucket)
+            if record is None:
+                continue
+            store = JobStore(self.storage, bucket)
+            for group in record.blueprint.groups:
+                prefix = f"{group.name}/results/"
+                for job in self.storage.list_folders(bucket, prefix):
+                    try:
+                        status = store.read(group.name, job)
+                    except (NcaasError, ValueError):
+                        continue
+                    if status.state.terminal:
+                        continue
+                    for name, ds in status.datasets.items():
+                        if ds.state == State.QUEUED and ds.runner is None:
+                            self.pending.append(
+                                DatasetTask(
+                                    bucket=bucket,
+                                    group=group.name,
+                                    job=job,
+                                    dataset=name,
+                                    data_key=ds.key,
+                                    config_key=status.configname,
+                                    record=record,
+                                    endpoint_url=self.endpoint_url,
+                                    region=self.region,
+                                )
+                            )
+                            found += 1
+        return found
 
     def _settle_runner(self, finished: Finished) -> None:
         """A runner that died without reporting leaves its dataset failed, never running."""

@@ -53,6 +53,7 @@ class JobStatus(BaseModel):
     analysis: str
     group: str
     submission: str
+    configname: str | None = None
     state: State = State.QUEUED
     reason: str | None = None
     created: str = Field(default_factory=utcnow)

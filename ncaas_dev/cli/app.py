@@ -246,7 +246,13 @@ def dispatch(
         ctx.settings.endpoint_url,
         ctx.settings.region,
     )
-    logging.getLogger(__name__).info("serving %s with the %s launcher", queue_url, launcher)
+    recovered = dispatcher.recover()
+    logging.getLogger(__name__).info(
+        "serving %s with the %s launcher; %d queued dataset(s) recovered",
+        queue_url,
+        launcher,
+        recovered,
+    )
     QueueLoop(ctx.sqs, queue_url, dispatcher).run_forever()
 
 

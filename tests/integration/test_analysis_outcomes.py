@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -12,6 +14,7 @@ from ncaas_dev.aws import sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
+from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
@@ -152,3 +155,33 @@ def test_concurrency_cap_holds_and_waiting_datasets_say_so(
     assert final.state == State.SUCCEEDED and len(final.datasets) == 5
     assert most_running == 2
     assert saw_waiting_note
+
+
+def test_datasets_queued_when_the_dispatcher_is_killed_still_run_once(
+    storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
+) -> None:
+    lab = variant_lab(storage, settings, probe, "k", limits={"max_concurrent_jobs": 1})
+    keys = [lab.dataset() for _ in range(3)]
+    job = lab.wait_job(lab.submit(dataname=keys, configname=lab.config(lines=1, sleep=2)))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        states = [d.state for d in lab.client.status("labA", job).datasets.values()]
+        if State.RUNNING in states and states.count(State.QUEUED) == 2:
+            break
+        time.sleep(0.1)
+    pidfile = PidFile(settings.state_dir, "dispatcher")
+    os.kill(dispatcher_pid(pidfile), signal.SIGKILL)
+    time.sleep(0.5)
+    assert not pidfile.read().running
+    start_dispatcher(settings, "docker")
+    final = lab.wait_end(job, timeout=120)
+    assert final.state == State.SUCCEEDED
+    assert all(d.exit_code == 0 for d in final.datasets.values())
+    launches = [e.message for e in final.events if "analysis started on" in e.message]
+    assert len(launches) == 3  # each dataset ran exactly once
+
+
+def dispatcher_pid(pidfile: PidFile) -> int:
+    pid = pidfile.read().pid
+    assert pid is not None
+    return pid

@@ -123,4 +123,4 @@ def test_dispatcher_survives_all_of_it(lab: Lab, dispatcher: int, settings: Sett
     lab.submit_raw(b"\x00\xff garbage")
     status = lab.run(dataname=lab.dataset())
     assert status.state == State.SUCCEEDED
-    assert PidFile(settings.state_dir, "dispatcher").read().pid == dispatcher
+    assert PidFile(settings.state_dir, "dispatcher").read().running
