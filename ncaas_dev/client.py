@@ -95,12 +95,7 @@ class AnalysisClient:
 
     def log_since(self, group: str, job: str, dataset: str, offset: int) -> bytes:
         """Bytes of a dataset's log after ``offset`` (the log object is rewritten as it grows)."""
-        key = JobPaths(group, job).log(dataset)
-        info = self.storage.head(self.bucket, key)
-        if info is None or info.size <= offset:
-            return b""
-        reply = self.storage.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={offset}-")
-        return bytes(reply["Body"].read())
+        return self.storage.read_from(self.bucket, JobPaths(group, job).log(dataset), offset)
 
     def finished(self, group: str, job: str) -> bool:
         return self.storage.head(self.bucket, JobPaths(group, job).end) is not None

@@ -66,13 +66,15 @@ class LogShipper:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the loop and ship the final log; never raises (the run's result matters more)."""
+        """Stop the loop and ship the final log; never raises (the run's result matters more).
+
+        The last line is not reported here: the runner's final status update carries it.
+        """
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=30)
         try:
             self.ship(force=True)
-            self.report()
         except NcaasError as e:
             log.error("final upload of %s failed: %s", self.key, e)
 

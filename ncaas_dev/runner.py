@@ -160,6 +160,7 @@ class Runner:
             reason = f"infrastructure error: the runner crashed ({type(e).__name__}: {e})"
         finally:
             shipper.stop()
+            extra["last_output"] = shipper.last_line
             uploaded = self._upload_outputs(task, work, paths)
             if container is not None:
                 Engine.remove(container)
@@ -201,6 +202,8 @@ class Runner:
         def finish(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
             ds.state, ds.reason, ds.exit_code, ds.finished = state, reason, exit_code, utcnow()
+            if extra.get("last_output"):
+                ds.last_output = str(extra["last_output"])[:500]
             if "image_id" in extra:
                 status.provenance.setdefault("image_id", extra["image_id"])
             outcome = state.value + (f" ({reason})" if reason else "")

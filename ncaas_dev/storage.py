@@ -116,6 +116,19 @@ class Storage:
             obj = self.s3.get_object(**args)
             return obj["Body"].read(), obj["ETag"].strip('"')
 
+    def read_from(self, bucket: str, key: str, offset: int) -> bytes:
+        """The object's bytes after ``offset``; empty if it is missing or no longer."""
+        try:
+            with self._t(f"s3://{bucket}/{key}"):
+                reply = self.s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-")
+        except NotFound:
+            return b""
+        except StorageError as e:
+            if isinstance(e.__cause__, ClientError) and _code(e.__cause__) == "InvalidRange":
+                return b""
+            raise
+        return bytes(reply["Body"].read())
+
     def put_bytes(
         self,
         bucket: str,

@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -121,13 +122,13 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
 
     loaded = [load_blueprint(d) for d in blueprint_dirs]
     engine = Engine(connect()) if loaded else None
-    with err.status("starting LocalStack") if not quiet else _Null():
+    with err.status("starting LocalStack") if not quiet else nullcontext():
         start_localstack(ctx.settings)
     for item in loaded:
         assert engine is not None
         # Always build: Docker's layer cache makes an unchanged image cost ~50 ms, and a
         # changed analysis must never run as its stale image.
-        with err.status(f"building {item.blueprint.image_tag}") if not quiet else _Null():
+        with err.status(f"building {item.blueprint.image_tag}") if not quiet else nullcontext():
             image_id = engine.build(item)
         # Provisioning again is skipped when the stack already holds this exact record.
         record = AnalysisRecord.of(item, image_id)
@@ -139,14 +140,6 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
             f"[yellow]the dispatcher already runs with the {info.detail['launcher']} launcher; "
             "`ncaas-dev down` first to change it[/yellow]"
         )
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 @app.command()

@@ -24,18 +24,15 @@ def follow_job(
     offsets: dict[str, int] = {}
     partial: dict[str, str] = {}
     seen_events = 0
-    states: dict[str, str] = {}
     while True:
         done = client.finished(group, job)  # read before status: end.txt is written last
         status = client.status(group, job)
         for event in status.events[seen_events:]:
             say(f"[dim]{event.time}[/dim] {event.message}")
         seen_events = len(status.events)
-        for name, ds in status.datasets.items():
+        for name in status.datasets:
             if dataset and name != dataset:
                 continue
-            if states.get(name) != ds.state.value:
-                states[name] = ds.state.value
             if show_logs:
                 chunk = client.log_since(group, job, name, offsets.get(name, 0))
                 if chunk:

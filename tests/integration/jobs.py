@@ -46,6 +46,11 @@ class Lab:
     def submit(self, **doc: object) -> Submitted:
         return self.submit_raw(json.dumps(doc).encode())
 
+    def submit_datasets(self, count: int, **cfg: object) -> str:
+        """Submit ``count`` fresh datasets as one job with config ``cfg``; return the job."""
+        keys = [self.dataset() for _ in range(count)]
+        return self.wait_job(self.submit(dataname=keys, configname=self.config(**cfg)))
+
     def wait_job(self, submitted: Submitted, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -140,8 +140,7 @@ def test_concurrency_cap_holds_and_waiting_datasets_say_so(
     storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
 ) -> None:
     lab = variant_lab(storage, settings, probe, "c", limits={"max_concurrent_jobs": 2})
-    keys = [lab.dataset() for _ in range(5)]
-    job = lab.wait_job(lab.submit(dataname=keys, configname=lab.config(lines=1, sleep=1.5)))
+    job = lab.submit_datasets(5, lines=1, sleep=1.5)
     most_running, saw_waiting_note = 0, False
     while not lab.client.finished("labA", job):
         status = lab.client.status("labA", job)
@@ -161,8 +160,7 @@ def test_datasets_queued_when_the_dispatcher_is_killed_still_run_once(
     storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
 ) -> None:
     lab = variant_lab(storage, settings, probe, "k", limits={"max_concurrent_jobs": 1})
-    keys = [lab.dataset() for _ in range(3)]
-    job = lab.wait_job(lab.submit(dataname=keys, configname=lab.config(lines=1, sleep=2)))
+    job = lab.submit_datasets(3, lines=1, sleep=2)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         states = [d.state for d in lab.client.status("labA", job).datasets.values()]
