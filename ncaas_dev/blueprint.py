@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from .errors import BlueprintError
@@ -28,6 +29,10 @@ GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+# EC2 families with NVIDIA GPUs on x86_64, which the baked AMI (driver + container toolkit)
+# serves. g4ad is AMD and g5g is ARM: neither runs the NVIDIA toolkit on an x86 AMI.
+NVIDIA_GPU_TYPE = re.compile(r"^(p[2-6][a-z]*|g[3-6](?!ad|g)[a-z]*|gr6)\.[a-z0-9]+$")
+DEFAULT_GPU_INSTANCE_TYPE = "g4dn.xlarge"
 
 
 def parse_memory(value: object) -> int:
@@ -124,6 +129,21 @@ class Blueprint(_Strict):
             )
         return value
 
+    @model_validator(mode="after")
+    def _gpu_parity(self) -> Blueprint:
+        """A GPU locally means a GPU instance in the cloud; a default picks one."""
+        if not self.resources.gpu or NVIDIA_GPU_TYPE.match(self.cloud.instance_type):
+            return self
+        if "instance_type" not in self.cloud.model_fields_set:
+            cloud = self.cloud.model_copy(update={"instance_type": DEFAULT_GPU_INSTANCE_TYPE})
+            object.__setattr__(self, "cloud", cloud)  # frozen model; still inside validation
+            return self
+        raise ValueError(
+            f"cloud.instance_type {self.cloud.instance_type!r} has no NVIDIA GPU but "
+            "resources.gpu is true: pick a GPU type such as g4dn.xlarge, g5.xlarge or "
+            "p3.2xlarge, or set resources.gpu to false"
+        )
+
     @field_validator("groups")
     @classmethod
     def _unique_groups(cls, groups: list[Group]) -> list[Group]:
@@ -176,7 +196,8 @@ def parse_blueprint(data: Any, source: str) -> Blueprint:
         elif first["type"] == "missing":
             message = "required field is missing"
         more = f" (and {len(e.errors()) - 1} more problem(s))" if len(e.errors()) > 1 else ""
-        raise BlueprintError(f"{source}: field '{field}': {message}{more}") from e
+        where = f"field '{field}': " if first["loc"] else ""  # model-level: message names it
+        raise BlueprintError(f"{source}: {where}{message}{more}") from e
 
 
 def load_blueprint(folder: Path | str) -> LoadedBlueprint:

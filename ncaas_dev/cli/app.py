@@ -6,7 +6,6 @@ result; errors are translated once, in ``main``.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -23,7 +21,18 @@ from .. import __version__
 from ..blueprint import load_blueprint
 from ..errors import JobFailed, NcaasError, UsageError
 from ..status import JobStatus, State
+from .bake import register as register_bake
+from .common import (
+    EndpointOpt,
+    GroupOpt,
+    JsonOpt,
+    LauncherOpt,
+    console,
+    emit_json,
+    err,
+)
 from .context import Context, analysis_client, resolve_target
+from .deploy import register as register_deploy
 from .follow import follow_job
 
 app = typer.Typer(
@@ -32,25 +41,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Turn a research analysis into a cloud service: run it locally exactly as in the cloud.",
 )
-console = Console()
-err = Console(stderr=True)
 state: dict[str, bool] = {"debug": False}
-
-EndpointOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--endpoint-url", help="S3/SQS endpoint (default: $AWS_ENDPOINT_URL or LocalStack)"
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Group (default: the first).")]
-LauncherOpt = Annotated[
-    str, typer.Option("--launcher", help="docker (local containers) or ec2 (the cloud path).")
-]
-
-
-def emit_json(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
 
 
 def _check_launcher(launcher: str) -> str:
@@ -467,6 +458,11 @@ def results(
         emit_json(_job_doc(status_, folder))
     else:
         _summary(status_, folder)
+
+
+# Commands that live in modules of their own.
+for _register in (register_bake, register_deploy):
+    _register(app)
 
 
 def main() -> None:

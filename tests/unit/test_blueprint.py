@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from ncaas_dev.blueprint import load_blueprint, parse_memory
+from ncaas_dev.blueprint import (
+    DEFAULT_GPU_INSTANCE_TYPE,
+    NVIDIA_GPU_TYPE,
+    load_blueprint,
+    parse_memory,
+)
 from ncaas_dev.errors import BlueprintError
 
 MINIMAL = "analysis: my-analysis\ngroups:\n  - name: labA\n"
@@ -233,3 +238,43 @@ def test_no_blueprint_in_folder(tmp_path: Path) -> None:
 def test_folder_that_does_not_exist(tmp_path: Path) -> None:
     with pytest.raises(BlueprintError, match="no blueprint here"):
         load_blueprint(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "gpu"),
+    [
+        ("g4dn.xlarge", True),
+        ("g5.12xlarge", True),
+        ("p3.2xlarge", True),
+        ("p4d.24xlarge", True),
+        ("m5.xlarge", False),
+        ("g4ad.xlarge", False),  # AMD GPU: no NVIDIA toolkit
+        ("g5g.xlarge", False),  # ARM: the x86 AMI does not boot
+    ],
+)
+def test_nvidia_gpu_instance_types(instance_type: str, gpu: bool) -> None:
+    assert bool(NVIDIA_GPU_TYPE.match(instance_type)) is gpu
+
+
+def test_gpu_blueprint_defaults_to_a_gpu_instance(write_blueprint) -> None:
+    loaded = load_blueprint(
+        write_blueprint("analysis: gpu-a\ngroups: [{name: a}]\nresources: {gpu: true}\n")
+    )
+    assert loaded.blueprint.cloud.instance_type == DEFAULT_GPU_INSTANCE_TYPE
+
+
+def test_gpu_on_a_cpu_instance_type_is_refused(write_blueprint) -> None:
+    folder = write_blueprint(
+        "analysis: gpu-a\ngroups: [{name: a}]\n"
+        "resources: {gpu: true}\ncloud: {instance_type: m5.xlarge}\n"
+    )
+    with pytest.raises(BlueprintError, match=r"'m5.xlarge' has no NVIDIA GPU.*g4dn.xlarge") as e:
+        load_blueprint(folder)
+    assert "blueprint.yaml: cloud.instance_type" in str(e.value)
+
+
+def test_cpu_blueprint_keeps_its_instance_type(write_blueprint) -> None:
+    loaded = load_blueprint(
+        write_blueprint("analysis: cpu-a\ngroups: [{name: a}]\ncloud: {instance_type: c5.large}\n")
+    )
+    assert loaded.blueprint.cloud.instance_type == "c5.large"
