@@ -2,28 +2,76 @@
 
 The same core serves the local SQS loop and an AWS Lambda handler; only the launcher differs.
 It never raises for a user's bad input: the answer goes into the job folder as ``rejected``.
+
+Nothing it accepted depends on its memory alone: claims (of submissions and of datasets)
+record who made them and when, and a sweep (at start, then every ``sweep_interval`` seconds)
+finds work no live dispatcher owns: submissions never claimed (a lost event), claims and
+dataset launches left half-done by a dispatcher that died, queued datasets, and ledger
+reservations whose dataset ended without being charged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
+import socket
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from . import __version__
 from .analysis import AnalysisRecord, load_record
+from .budget import Budget, Projection
 from .errors import NcaasError
 from .events import ObjectCreated
 from .jobstore import JobStore
 from .launchers.base import DatasetTask, Finished, Launcher
-from .layout import claim_key, is_submission_key
+from .layout import INTERNAL_PREFIX, claim_key, is_submission_key, submissions_prefix
+from .pricing import UnknownInstanceType, hourly_price, parse_time
 from .status import DatasetStatus, JobStatus, State, reject, utcnow
-from .storage import PreconditionFailed, Storage
+from .storage import NotFound, PreconditionFailed, Storage
 from .submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
 
 log = logging.getLogger(__name__)
+
+# A claim whose dispatcher is gone (same host, process dead) is retaken after this long;
+# long enough for a runner it did start to have marked its dataset running.
+DEAD_OWNER_GRACE_SECONDS = 10.0
+# A claim from another machine (or a live pid that never finished) is retaken after this.
+STALE_CLAIM_SECONDS = 600.0
+WAITING = "waiting for a free slot"
+
+
+def dispatcher_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_is_ncaas(pid: int) -> bool:
+    """Whether ``pid`` is a live (non-zombie) ncaas process: a reused pid does not count."""
+    try:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: SIM115
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+    except OSError:
+        return False
+    return b"ncaas" in cmdline and state != "Z"
+
+
+def claim_is_stale(owner: str | None, claimed_at: str | None, now: float | None = None) -> bool:
+    """Whether a claim's maker can be presumed gone, so another dispatcher may retake it."""
+    if not claimed_at:
+        return True  # made by a dispatcher that did not record itself: older than this rule
+    age = (now if now is not None else time.time()) - parse_time(claimed_at).timestamp()
+    if age >= STALE_CLAIM_SECONDS:
+        return True
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return age >= DEAD_OWNER_GRACE_SECONDS and not _process_is_ncaas(int(pid))
 
 
 @dataclass
@@ -31,9 +79,13 @@ class Outcome:
     """What the dispatcher did with one event (for logs, tests and the CLI)."""
 
     key: str
-    action: str  # ignored | duplicate | rejected | started
+    action: str  # ignored | duplicate | rejected | started | error
     job: str | None = None
     reason: str | None = None
+
+
+def _task_key(task: DatasetTask) -> tuple[str, str, str, str]:
+    return (task.bucket, task.group, task.job, task.dataset)
 
 
 @dataclass
@@ -43,6 +95,14 @@ class Dispatcher:
     endpoint_url: str | None
     region: str
     pending: deque[DatasetTask] = field(default_factory=deque)
+    owner: str = field(default_factory=dispatcher_identity)
+    sweep_interval: float = field(
+        default_factory=lambda: float(os.environ.get("NCAAS_SWEEP_SECONDS", "10"))
+    )
+    _queued: set[tuple[str, str, str, str]] = field(default_factory=set)
+    _ended_jobs: set[tuple[str, str, str]] = field(default_factory=set)
+    _known_claims: set[tuple[str, str]] = field(default_factory=set)
+    _last_sweep: float = 0.0
 
     # -- events ------------------------------------------------------------------------------
     def handle(self, event: ObjectCreated) -> Outcome:
@@ -56,6 +116,40 @@ class Dispatcher:
             log.exception("event %s/%s: unexpected failure", event.bucket, event.key)
             return Outcome(event.key, "error", reason=f"{type(e).__name__}: {e}")
 
+    def _claim_doc(self, key: str, etag: str, job: str | None) -> dict[str, Any]:
+        return {
+            "submission": key,
+            "etag": etag,
+            "job": job,
+            "owner": self.owner,
+            "claimed_at": utcnow(),
+        }
+
+    def _take_claim(self, bucket: str, key: str, etag: str) -> bool:
+        """Claim the submission: first writer wins; a dead writer's open claim is retaken."""
+        claim = claim_key(key, etag)
+        try:
+            self.storage.put_json(
+                bucket, claim, self._claim_doc(key, etag, None), if_none_match=True
+            )
+            return True
+        except PreconditionFailed:
+            pass
+        try:
+            doc, claim_etag = self.storage.get_json(bucket, claim)
+        except NotFound:
+            return False
+        if doc.get("job") or not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
+            return False
+        try:
+            self.storage.put_json(
+                bucket, claim, self._claim_doc(key, etag, None), if_match=claim_etag
+            )
+        except PreconditionFailed:
+            return False  # another dispatcher retook it first
+        log.info("retook the abandoned claim of %s (was %s)", key, doc.get("owner"))
+        return True
+
     def _handle(self, event: ObjectCreated) -> Outcome:
         if not is_submission_key(event.key):
             return Outcome(event.key, "ignored", reason="not a submission key")
@@ -67,15 +161,18 @@ class Dispatcher:
             return Outcome(event.key, "ignored", reason="submission no longer exists")
         group = event.key.split("/", 1)[0]
         claim = claim_key(event.key, head.etag)
-        try:
-            self.storage.put_json(
-                event.bucket,
-                claim,
-                {"submission": event.key, "etag": head.etag, "job": None},
-                if_none_match=True,
-            )
-        except PreconditionFailed:
+        if not self._take_claim(event.bucket, event.key, head.etag):
             return Outcome(event.key, "duplicate", reason="this submission was already handled")
+        store = JobStore(self.storage, event.bucket)
+        existing = self._job_of_abandoned_claim(store, group, event.key, head.etag)
+        if existing is not None:
+            # The dead claimer had created the job folder but not yet published it.
+            self.storage.put_json(
+                event.bucket, claim, self._claim_doc(event.key, head.etag, existing.job)
+            )
+            self._queue_waiting(event.bucket, record, existing)
+            self.pump()
+            return Outcome(event.key, "started", job=existing.job, reason="recovered")
         raw, _ = self.storage.get_bytes(event.bucket, event.key, max_bytes=MAX_SUBMISSION_BYTES)
         submission: Submission | None = None
         problem: str | None = None
@@ -84,14 +181,14 @@ class Dispatcher:
         except InvalidSubmission as e:
             problem = str(e)
         status = self._open_job(event.bucket, group, event.key, record, submission)
+        status.provenance["submission_etag"] = head.etag
 
         def publish_claim() -> None:
             # Only once status.json exists: whoever reads the job's name can then read it.
             self.storage.put_json(
-                event.bucket, claim, {"submission": event.key, "etag": head.etag, "job": status.job}
+                event.bucket, claim, self._claim_doc(event.key, head.etag, status.job)
             )
 
-        store = JobStore(self.storage, event.bucket)
         if problem is None and record.blueprint.group(group) is None:
             problem = (
                 f"group '{group}' is not a user of analysis '{record.blueprint.analysis}'; "
@@ -99,6 +196,8 @@ class Dispatcher:
             )
         if problem is None and submission is not None:
             problem = self._check_inputs(event.bucket, submission, status)
+        if problem is None and submission is not None:
+            problem = self._reserve_budget(event.bucket, record, status, submission)
         if problem is not None:
             reject(status, problem)
             store.create(status)
@@ -107,28 +206,28 @@ class Dispatcher:
             log.info("%s: rejected %s: %s", status.job, event.key, problem)
             return Outcome(event.key, "rejected", job=status.job, reason=problem)
         assert submission is not None
-        status.provenance["submission_etag"] = head.etag
+        cap = record.blueprint.limits.max_concurrent_jobs
         for name in submission.datasets:
-            status.datasets[name].reason = "waiting for a free slot"
+            status.datasets[name].reason = f"{WAITING} (limits.max_concurrent_jobs is {cap})"
         status.log(f"accepted {len(submission.datasets)} dataset(s); queued for launch")
         store.create(status)
         publish_claim()
-        for name, key in submission.datasets.items():
-            self.pending.append(
-                DatasetTask(
-                    bucket=event.bucket,
-                    group=group,
-                    job=status.job,
-                    dataset=name,
-                    data_key=key,
-                    config_key=submission.configname,
-                    record=record,
-                    endpoint_url=self.endpoint_url,
-                    region=self.region,
-                )
-            )
+        self._queue_waiting(event.bucket, record, status)
         self.pump()
         return Outcome(event.key, "started", job=status.job)
+
+    def _job_of_abandoned_claim(
+        self, store: JobStore, group: str, key: str, etag: str
+    ) -> JobStatus | None:
+        """A job folder already made for this submission (only after retaking a claim)."""
+        for job in self.storage.list_folders(store.bucket, f"{group}/results/"):
+            try:
+                status = store.read(group, job)
+            except (NcaasError, ValueError):
+                continue
+            if status.submission == key and status.provenance.get("submission_etag") == etag:
+                return status
+        return None
 
     def _open_job(
         self,
@@ -148,6 +247,7 @@ class Dispatcher:
             taken = job
             job = f"{base}_{secrets.token_hex(3)}"
             notes.append(f"{taken} already exists; this job uses {job}")
+        instance_type = record.blueprint.cloud.instance_type
         status = JobStatus(
             configname=submission.configname if submission else None,
             job=job,
@@ -160,8 +260,11 @@ class Dispatcher:
                 "blueprint_hash": record.content_hash,
                 "ncaas_version": __version__,
                 "launcher": self.launcher.name,
+                "instance_type": instance_type,
             },
         )
+        with contextlib.suppress(UnknownInstanceType):  # refused by the budget check
+            status.provenance["price_usd_per_hour"] = hourly_price(instance_type)
         status.log(f"received submission {key}")
         for note in notes:
             status.log(note)
@@ -187,11 +290,103 @@ class Dispatcher:
         status.provenance["inputs"] = inputs
         return None
 
+    def _reserve_budget(
+        self, bucket: str, record: AnalysisRecord, status: JobStatus, submission: Submission
+    ) -> str | None:
+        """Reserve the submission's worst-case cost in the group's ledger, or say why not."""
+        blueprint = record.blueprint
+        instance_type = blueprint.cloud.instance_type
+        try:
+            price = hourly_price(instance_type)
+        except UnknownInstanceType as e:
+            return (
+                f"cannot check the budget: {e.message}; ask the analysis's developer to use "
+                "a listed cloud.instance_type or add its price to the table"
+            )
+        projection = Projection(
+            datasets=len(submission.datasets),
+            instance_type=instance_type,
+            price_per_hour=price,
+            timeout_seconds=blueprint.run.timeout,
+        )
+        problem = Budget(self.storage, bucket).reserve(
+            status.group,
+            status.job,
+            list(submission.datasets),
+            projection,
+            blueprint.limits.max_cost_usd,
+        )
+        if problem is None:
+            status.log(f"budget: reserved up to ${projection.usd:.4f} ({projection.describe()})")
+        return problem
+
     # -- launching ---------------------------------------------------------------------------
+    def _queue(self, task: DatasetTask) -> bool:
+        key = _task_key(task)
+        if key in self._queued:
+            return False
+        self._queued.add(key)
+        self.pending.append(task)
+        return True
+
+    def _queue_waiting(self, bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
+        """Queue the job's datasets nobody launched (or whose launcher died while claiming)."""
+        store = JobStore(self.storage, bucket)
+        found = 0
+        for name, ds in status.datasets.items():
+            if ds.state != State.QUEUED:
+                continue
+            if ds.runner is not None:
+                if not claim_is_stale(ds.claimed_by, ds.claimed_at):
+                    continue
+                if not self._release_launch_claim(store, status, name, ds):
+                    continue
+            task = DatasetTask(
+                bucket=bucket,
+                group=status.group,
+                job=status.job,
+                dataset=name,
+                data_key=ds.key,
+                config_key=status.configname,
+                record=record,
+                endpoint_url=self.endpoint_url,
+                region=self.region,
+            )
+            found += self._queue(task)
+        return found
+
+    def _release_launch_claim(
+        self, store: JobStore, status: JobStatus, name: str, seen: DatasetStatus
+    ) -> bool:
+        """Undo a launch claim whose dispatcher died before launching (only if unchanged)."""
+        released = False
+
+        def release(current: JobStatus) -> None:
+            nonlocal released
+            ds = current.datasets[name]
+            if (ds.state, ds.runner, ds.claimed_by, ds.claimed_at) != (
+                State.QUEUED,
+                seen.runner,
+                seen.claimed_by,
+                seen.claimed_at,
+            ):
+                return
+            ds.runner = ds.claimed_by = ds.claimed_at = None
+            current.log(f"{name}: launch claim of {seen.claimed_by} abandoned; queued again")
+            released = True
+
+        store.update(status.group, status.job, release)
+        return released
+
     def pump(self) -> None:
-        """Reap ended runners, then launch queued datasets while their analysis has room."""
+        """Reap ended runners, sweep now and then, launch queued datasets while there is room."""
         for finished in self.launcher.reap():
             self._settle_runner(finished)
+        if time.monotonic() - self._last_sweep >= self.sweep_interval:
+            try:
+                self.sweep()
+            except NcaasError as e:
+                log.error("sweep failed: %s", e)
         waiting: deque[DatasetTask] = deque()
         while self.pending:
             task = self.pending.popleft()
@@ -199,20 +394,26 @@ class Dispatcher:
             if self.launcher.active(task.bucket) >= cap:
                 waiting.append(task)
                 continue
-            self._launch(task)
+            self._queued.discard(_task_key(task))
+            try:
+                self._launch(task)
+            except NcaasError as e:  # its status stays queued: a later sweep finds it again
+                log.error("%s: launch failed: %s", task.label, e)
         self.pending = waiting
 
     def _launch(self, task: DatasetTask) -> None:
         """Claim the dataset in status.json, then start its runner: only one launch can win."""
         store = JobStore(self.storage, task.bucket)
         claimed = False
+        starting = f"{self.launcher.name}:starting"
 
         def claim(status: JobStatus) -> None:
             nonlocal claimed
             ds = status.datasets[task.dataset]
             claimed = ds.state == State.QUEUED and ds.runner is None
             if claimed:
-                ds.runner, ds.reason = f"{self.launcher.name}:starting", None
+                ds.runner, ds.reason = starting, None
+                ds.claimed_by, ds.claimed_at = self.owner, utcnow()
 
         store.update(task.group, task.job, claim)
         if not claimed:
@@ -232,52 +433,93 @@ class Dispatcher:
 
         def launched(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
-            if ds.runner == f"{self.launcher.name}:starting":
+            if ds.runner == starting:
                 ds.runner = runner
             status.log(f"{task.dataset}: launched on {runner}")
 
         store.update(task.group, task.job, launched)
 
+    # -- recovery ----------------------------------------------------------------------------
     def recover(self) -> int:
-        """Queue again the datasets an earlier dispatcher accepted but never launched.
+        """The sweep a starting dispatcher runs: returns how many datasets it queued."""
+        return self.sweep()
 
-        Runners that were already started run in their own sessions and finish on their own;
-        only datasets still ``queued`` with no runner are picked up. Returns how many.
+    def sweep(self) -> int:
+        """Find the work no live dispatcher owns, on every analysis provisioned on the stack.
+
+        Safe to run by several dispatchers at once: every step goes through the same
+        conditional claims as the event path. Returns how many datasets it queued.
         """
         from .provision import provisioned_analyses
 
-        found = 0
+        self._last_sweep = time.monotonic()
+        queued = 0
         for bucket in provisioned_analyses(self.storage):
             record = load_record(self.storage, bucket)
             if record is None:
                 continue
-            store = JobStore(self.storage, bucket)
-            for group in record.blueprint.groups:
-                prefix = f"{group.name}/results/"
-                for job in self.storage.list_folders(bucket, prefix):
+            self._sweep_submissions(bucket, record)
+            queued += self._sweep_jobs(bucket, record)
+        for finished in self.launcher.reap():  # runners found dead on adoption
+            self._settle_runner(finished)
+        return queued
+
+    def _sweep_submissions(self, bucket: str, record: AnalysisRecord) -> None:
+        """Handle submissions whose event was lost, or whose claimer died before finishing."""
+        claims = {o.key for o in self.storage.list_objects(bucket, f"{INTERNAL_PREFIX}/claims/")}
+        for group in record.blueprint.groups:
+            for obj in self.storage.list_objects(bucket, submissions_prefix(group.name)):
+                if not is_submission_key(obj.key) or (obj.key, obj.etag) in self._known_claims:
+                    continue
+                claim = claim_key(obj.key, obj.etag)
+                if claim in claims:
                     try:
-                        status = store.read(group.name, job)
-                    except (NcaasError, ValueError):
+                        doc, _ = self.storage.get_json(bucket, claim)
+                    except NotFound:
                         continue
-                    if status.state.terminal:
+                    if doc.get("job"):
+                        self._known_claims.add((obj.key, obj.etag))
                         continue
-                    for name, ds in status.datasets.items():
-                        if ds.state == State.QUEUED and ds.runner is None:
-                            self.pending.append(
-                                DatasetTask(
-                                    bucket=bucket,
-                                    group=group.name,
-                                    job=job,
-                                    dataset=name,
-                                    data_key=ds.key,
-                                    config_key=status.configname,
-                                    record=record,
-                                    endpoint_url=self.endpoint_url,
-                                    region=self.region,
-                                )
-                            )
-                            found += 1
-        return found
+                    if not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
+                        continue
+                outcome = self.handle(ObjectCreated(bucket, obj.key, obj.etag, obj.size))
+                log.info("sweep: %s: %s %s", obj.key, outcome.action, outcome.job or "")
+
+    def _sweep_jobs(self, bucket: str, record: AnalysisRecord) -> int:
+        store = JobStore(self.storage, bucket)
+        budget = Budget(self.storage, bucket)
+        queued = 0
+        for group in record.blueprint.groups:
+            statuses: dict[str, JobStatus] = {}
+            for job in self.storage.list_folders(bucket, f"{group.name}/results/"):
+                if (bucket, group.name, job) in self._ended_jobs:
+                    continue
+                try:
+                    status = store.read(group.name, job)
+                except (NcaasError, ValueError):
+                    continue
+                statuses[job] = status
+                if status.state.terminal:
+                    self._ended_jobs.add((bucket, group.name, job))
+                    continue
+                queued += self._queue_waiting(bucket, record, status)
+
+            budget.reconcile(group.name, self._status_lookup(store, group.name, statuses))
+        return queued
+
+    @staticmethod
+    def _status_lookup(
+        store: JobStore, group: str, known: dict[str, JobStatus]
+    ) -> Callable[[str], JobStatus | None]:
+        def status_of(job: str) -> JobStatus | None:
+            if job in known:
+                return known[job]
+            try:
+                return store.read(group, job)
+            except NotFound:
+                return None
+
+        return status_of
 
     def _settle_runner(self, finished: Finished) -> None:
         """A runner that died without reporting leaves its dataset failed, never running."""
@@ -289,7 +531,10 @@ class Dispatcher:
             if ds.state.terminal:
                 return
             ds.state, ds.finished = State.FAILED, utcnow()
-            ds.reason = f"runner lost: {finished.detail}"
+            ds.reason = (
+                f"runner lost: {finished.detail} before recording a result "
+                "(infrastructure error; submit the dataset again)"
+            )
             status.log(f"{task.dataset}: runner {finished.runner} ended without a result")
 
         try:

@@ -3,20 +3,26 @@
 Several writers touch one job (the dispatcher, one runner per dataset, on one machine or on
 many instances), so every change is read-modify-write with S3's If-Match, retried on conflict.
 Whoever makes the last dataset terminal also writes end.txt: no coordinator is needed.
+Whoever makes a dataset terminal also costs it and charges the group's ledger, so the same
+accounting holds wherever the writer runs (dispatcher, local runner, runner on an instance).
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
 
+from .budget import Budget, cost_finished
+from .errors import NcaasError
 from .layout import JobPaths
 from .status import JobStatus, render_certificate, settle, utcnow
 from .storage import PreconditionFailed, Storage
 
 Mutation = Callable[[JobStatus], None]
 MAX_ATTEMPTS = 50
+log = logging.getLogger(__name__)
 
 
 class JobStore:
@@ -57,7 +63,9 @@ class JobStore:
             doc, etag = self.storage.get_json(self.bucket, paths.status)
             status = JobStatus.model_validate(doc)
             was_done = status.state.terminal
+            was_terminal = {name: ds.state.terminal for name, ds in status.datasets.items()}
             mutate(status)
+            costs = cost_finished(status, was_terminal)
             settle(status)
             status.updated = utcnow()
             try:
@@ -68,12 +76,22 @@ class JobStore:
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
             self._publish(status, paths)
+            if costs:
+                self._charge(status, costs)
             if status.state.terminal and not was_done:
                 self.write_end(status)
             return status
         raise PreconditionFailed(
             f"status of {job}: gave up after {MAX_ATTEMPTS} conflicting writes"
         )
+
+    def _charge(self, status: JobStatus, costs: dict[str, float]) -> None:
+        # The cost is already in status.json; a ledger that cannot be written now is settled
+        # from there by the dispatcher's next sweep (Budget.reconcile), so this never raises.
+        try:
+            Budget(self.storage, self.bucket).charge(status.group, status.job, costs)
+        except NcaasError as e:
+            log.error("%s: could not charge the ledger of %s: %s", status.job, status.group, e)
 
     def _publish(self, status: JobStatus, paths: JobPaths) -> None:
         self.storage.put_text(self.bucket, paths.certificate, render_certificate(status))

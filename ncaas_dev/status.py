@@ -24,7 +24,14 @@ class State(StrEnum):
 
 
 def utcnow() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO 8601 UTC with milliseconds: runtimes (costs) and overlaps (the concurrency cap)
+    are measured from these stamps, so whole seconds are too coarse."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _shown(stamp: str) -> str:
+    """A stamp as certificate.txt shows it: to the second, like NeuroCAAS."""
+    return stamp[:19] + "Z" if len(stamp) > 20 else stamp
 
 
 class Event(BaseModel):
@@ -44,6 +51,10 @@ class DatasetStatus(BaseModel):
     runner: str | None = None
     last_output: str = ""
     etag: str | None = None
+    # Who claimed the dataset for launch, and when: a claim whose dispatcher died is retaken.
+    claimed_by: str | None = None
+    claimed_at: str | None = None
+    cost_usd: float | None = None
 
 
 class JobStatus(BaseModel):
@@ -60,6 +71,7 @@ class JobStatus(BaseModel):
     updated: str = Field(default_factory=utcnow)
     finished: str | None = None
     datasets: dict[str, DatasetStatus] = Field(default_factory=dict)
+    cost_usd: float | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
     events: list[Event] = Field(default_factory=list)
 
@@ -116,21 +128,22 @@ def render_certificate(status: JobStatus) -> str:
     lines = [
         f"NCAAS JOB CERTIFICATE: {status.job}",
         f"ANALYSIS: {status.analysis} | GROUP: {status.group} | SUBMISSION: {status.submission}",
-        f"STATE: {status.state.value} | UPDATED: {status.updated}",
+        f"STATE: {status.state.value} | UPDATED: {_shown(status.updated)}"
+        + (f" | COST: ${status.cost_usd:.4f}" if status.cost_usd is not None else ""),
         "",
         "DATASETS:",
     ]
     if not status.datasets:
         lines.append("(none)")
     for name, ds in status.datasets.items():
-        time = ds.finished or ds.started or status.updated
+        time = _shown(ds.finished or ds.started or status.updated)
         last = ds.last_output.replace("\n", " ")[:200]
         line = f"DATANAME: {name} | STATUS: {ds.state.value} | TIME: {time} | LAST OUTPUT: {last}"
         if ds.state == State.QUEUED and ds.reason:
             line += f" | WAITING: {ds.reason}"
         lines.append(line)
     lines += ["", "DISPATCHER LOG:"]
-    lines += [f"{e.time} {e.message}" for e in status.events]
+    lines += [f"{_shown(e.time)} {e.message}" for e in status.events]
     if status.reason and status.state in (
         State.REJECTED,
         State.FAILED,

@@ -4,41 +4,84 @@ Runners are separate processes (as on EC2, where user-data starts the same runne
 crash in one cannot take the dispatcher down, and they start in their own session so they
 finish their dataset even if the dispatcher is killed. One spare runner waits with its
 imports done, which takes Python's start-up (about 0.4 s) off each job's critical path.
+
+Each launch leaves a record (``{dataset}.runner.json``: pid and the process's start time)
+next to its task file. A dispatcher started on the same state folder adopts the runners an
+earlier one left running, so they count against the concurrency cap, and reports those that
+died meanwhile, so their datasets end ``failed`` instead of ``running`` forever.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import os
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..errors import NcaasError
 from .base import DatasetTask, Finished
+
+log = logging.getLogger(__name__)
+# A runner still alive this long past its dataset's run.timeout is stuck (it kills its
+# container at the timeout itself): the launcher kills it and reports it lost.
+RUNNER_GRACE_SECONDS = 300
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (None if gone): pid reuse guard."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        return None  # a zombie has finished its work
+    return int(fields[19])
 
 
 @dataclass
 class _Live:
     task: DatasetTask
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
     runner: str
+    pid: int
+    record: Path
+    launched: float  # wall-clock seconds
+    process: subprocess.Popen[bytes] | None = None  # None: adopted from an earlier dispatcher
+    log: IO[bytes] | None = None
+    ticks: int | None = None
+
+    def exit_code(self) -> tuple[bool, int | None]:
+        """(ended, exit code if known)."""
+        if self.process is not None:
+            code = self.process.poll()
+            return code is not None, code
+        return process_start_ticks(self.pid) != self.ticks, None
 
 
+@dataclass
 class DockerLauncher:
-    name = "docker"
+    state_dir: Path
+    _live: list[_Live] = field(default_factory=list)
+    _spare: subprocess.Popen[bytes] | None = None
+    _adopted: bool = False
+    _found_dead: list[Finished] = field(default_factory=list)
+    name: str = "docker"
 
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self._live: list[_Live] = []
-        self._spare: subprocess.Popen[bytes] | None = None
+    @property
+    def runners_dir(self) -> Path:
+        return self.state_dir / "runners"
 
-    def _spawn(self, argument: str, log: IO[bytes] | int) -> subprocess.Popen[bytes]:
+    def _spawn(self, argument: str, log_file: IO[bytes] | int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "ncaas_dev.runner", argument],
             stdin=subprocess.PIPE if argument == "-" else subprocess.DEVNULL,
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -66,40 +109,152 @@ class DockerLauncher:
             self._spare = None  # launching cold still works
 
     def launch(self, task: DatasetTask) -> str:
-        folder = self.state_dir / "runners" / task.bucket / task.group / task.job
+        self._adopt()
+        folder = self.runners_dir / task.bucket / task.group / task.job
         folder.mkdir(parents=True, exist_ok=True)
         task_file = folder / f"{task.dataset}.task.json"
         task_file.write_text(task.model_dump_json())
-        log = task_file.with_suffix(".runner.log").open("ab")
+        log_file = task_file.with_suffix(".runner.log").open("ab")
         process = self._take_spare(task_file)
         try:
-            process = process or self._spawn(str(task_file), log)
+            process = process or self._spawn(str(task_file), log_file)
         except OSError as e:
-            log.close()
+            log_file.close()
             raise NcaasError(f"could not start a runner process: {e}") from e
-        self._refill_spare()
         runner = f"docker:pid{process.pid}"
-        self._live.append(_Live(task, process, log, runner))
+        live = _Live(
+            task=task,
+            runner=runner,
+            pid=process.pid,
+            record=task_file.with_suffix(".runner.json"),
+            launched=time.time(),
+            process=process,
+            log=log_file,
+            ticks=process_start_ticks(process.pid),
+        )
+        self._write_record(live, task_file)
+        self._refill_spare()
+        self._live.append(live)
         return runner
 
+    @staticmethod
+    def _write_record(live: _Live, task_file: Path) -> None:
+        doc = {
+            "pid": live.pid,
+            "ticks": live.ticks,
+            "runner": live.runner,
+            "task": str(task_file),
+            "launched": live.launched,
+        }
+        tmp = live.record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(live.record)  # a reader never sees half a record
+
+    def _adopt(self) -> None:
+        """Once: take over the runners an earlier dispatcher on this state folder left."""
+        if self._adopted:
+            return
+        self._adopted = True
+        for record in sorted(self.runners_dir.glob("**/*.runner.json")):
+            try:
+                doc = json.loads(record.read_text())
+                task = DatasetTask.model_validate_json(Path(doc["task"]).read_text())
+            except (OSError, ValueError, KeyError) as e:
+                log.warning("skipping runner record %s: %s", record, e)
+                record.unlink(missing_ok=True)
+                continue
+            pid, ticks = int(doc["pid"]), doc.get("ticks")
+            runner = str(doc.get("runner", f"docker:pid{pid}"))
+            if ticks is not None and process_start_ticks(pid) == ticks:
+                self._live.append(
+                    _Live(
+                        task,
+                        runner,
+                        pid,
+                        record,
+                        float(doc.get("launched", time.time())),
+                        ticks=ticks,
+                    )
+                )
+                log.info("adopted runner %s of %s", runner, task.label)
+            else:
+                self._found_dead.append(
+                    Finished(task, runner, None, "runner process ended while no dispatcher watched")
+                )
+                record.unlink(missing_ok=True)
+
+    def adopted(self) -> int:
+        """How many live runners this launcher took over (adopting now if not yet done)."""
+        self._adopt()
+        return sum(1 for live in self._live if live.process is None)
+
     def active(self, analysis: str) -> int:
+        self._adopt()
         return sum(1 for live in self._live if live.task.bucket == analysis)
 
     def reap(self) -> list[Finished]:
-        ended: list[Finished] = []
+        self._adopt()
+        ended, self._found_dead = self._found_dead, []
+        now = time.time()
         for live in list(self._live):
-            code = live.process.poll()
-            if code is None:
-                continue
+            done, code = live.exit_code()
+            if not done:
+                deadline = live.task.record.blueprint.run.timeout + RUNNER_GRACE_SECONDS
+                if now - live.launched <= deadline:
+                    continue
+                self._kill(live)
+                detail = f"no result {RUNNER_GRACE_SECONDS} s past run.timeout; runner killed"
+            elif code is None:
+                detail = "runner process vanished"
+            elif code < 0:
+                detail = f"runner process killed by signal {-code}"
+            else:
+                detail = f"runner process exited with code {code}"
             self._live.remove(live)
-            live.log.close()
-            detail = f"runner process exited with code {code}"
+            if live.log is not None:
+                live.log.close()
+            live.record.unlink(missing_ok=True)
             ended.append(Finished(live.task, live.runner, code, detail))
+        for finished in ended:
+            if finished.exit_code != 0:
+                remove_containers(finished.task)
         return ended
+
+    @staticmethod
+    def _kill(live: _Live) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(live.pid, 9)
+        if live.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                live.process.wait(timeout=5)
 
     def shutdown(self) -> None:
         if self._spare is not None and self._spare.stdin is not None:
             self._spare.stdin.close()  # an unused spare exits on end of input
         for live in self._live:
-            live.log.close()
+            if live.log is not None:
+                live.log.close()
         self._live.clear()
+
+
+def remove_containers(task: DatasetTask) -> int:
+    """Remove the analysis containers a dead runner left behind: nothing is left running."""
+    from ..containers import connect
+
+    labels = [
+        "ncaas=run",
+        f"ncaas.analysis={task.record.blueprint.analysis}",
+        f"ncaas.group={task.group}",
+        f"ncaas.job={task.job}",
+        f"ncaas.dataset={task.dataset}",
+    ]
+    try:
+        client: Any = connect()
+        found = client.containers.list(all=True, filters={"label": labels})
+        for container in found:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+        return len(found)
+    except NcaasError as e:
+        log.error("%s: could not remove leftover containers: %s", task.label, e)
+        return 0
