@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -54,8 +55,8 @@ def dispatcher_identity() -> str:
 def _process_is_ncaas(pid: int) -> bool:
     """Whether ``pid`` is a live (non-zombie) ncaas process: a reused pid does not count."""
     try:
-        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()  # noqa: SIM115
-        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]  # noqa: SIM115
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
     return b"ncaas" in cmdline and state != "Z"

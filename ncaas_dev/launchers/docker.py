@@ -126,7 +126,7 @@ class DockerLauncher:
             task=task,
             runner=runner,
             pid=process.pid,
-            record=task_file.with_suffix(".runner.json"),
+            record=folder / f"{task.dataset}.runner.json",
             launched=time.time(),
             process=process,
             log=log_file,

@@ -1,0 +1,73 @@
+"""When a claim's maker counts as gone, so another dispatcher may retake its work."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from ncaas_dev.dispatcher import (
+    DEAD_OWNER_GRACE_SECONDS,
+    STALE_CLAIM_SECONDS,
+    claim_is_stale,
+    dispatcher_identity,
+)
+from ncaas_dev.status import utcnow
+
+NOW = time.time()
+
+
+def ago(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(NOW - seconds, UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_identity_is_host_and_pid() -> None:
+    assert dispatcher_identity() == f"{socket.gethostname()}:{os.getpid()}"
+
+
+def test_a_live_dispatchers_claim_is_not_stale() -> None:
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "ncaas_dev"])
+    try:
+        owner = f"{socket.gethostname()}:{live.pid}"
+        assert not claim_is_stale(owner, ago(DEAD_OWNER_GRACE_SECONDS + 5), NOW)
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_reused_pid_of_another_program_does_not_keep_a_claim() -> None:
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        owner = f"{socket.gethostname()}:{other.pid}"
+        assert claim_is_stale(owner, ago(DEAD_OWNER_GRACE_SECONDS + 5), NOW)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_dead_local_owner_is_stale_after_the_grace() -> None:
+    owner = f"{socket.gethostname()}:{dead_pid()}"
+    assert claim_is_stale(owner, ago(DEAD_OWNER_GRACE_SECONDS + 1), NOW)
+    assert not claim_is_stale(owner, ago(1), NOW)  # a runner it started may not have begun
+
+
+def test_another_hosts_claim_waits_for_the_long_timeout() -> None:
+    owner = "elsewhere:1234"
+    assert not claim_is_stale(owner, ago(STALE_CLAIM_SECONDS - 5), NOW)
+    assert claim_is_stale(owner, ago(STALE_CLAIM_SECONDS + 1), NOW)
+
+
+def test_a_claim_without_a_time_is_stale() -> None:
+    assert claim_is_stale(None, None, NOW)
+    assert not claim_is_stale(dispatcher_identity(), utcnow())  # fresh: within the grace
