@@ -10,6 +10,8 @@ from botocore.config import Config
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
@@ -43,4 +45,14 @@ def s3_client(settings: Settings) -> S3Client:
 
 def sqs_client(settings: Settings) -> SQSClient:
     client_: SQSClient = client(settings, "sqs")
+    return client_
+
+
+def ec2_client(settings: Settings) -> EC2Client:
+    client_: EC2Client = client(settings, "ec2")
+    return client_
+
+
+def iam_client(settings: Settings) -> IAMClient:
+    client_: IAMClient = client(settings, "iam")
     return client_

@@ -96,11 +96,9 @@ class Engine:
                 rm=True,
                 forcerm=True,
                 decode=True,
-                labels={
-                    LABEL: "image",
-                    "ncaas.analysis": loaded.blueprint.analysis,
-                    "ncaas.blueprint_hash": loaded.content_hash,
-                },
+                # No blueprint hash here: `bake` writes cloud.ami into blueprint.yaml, and the
+                # image it baked must keep its id (the AMI is checked against it).
+                labels={LABEL: "image", "ncaas.analysis": loaded.blueprint.analysis},
             ):
                 if "error" in chunk:
                     raise BuildFailed(

@@ -179,7 +179,10 @@ class Runner:
 
     @staticmethod
     def _container_started(status: JobStatus, dataset: str, runner: str) -> None:
-        status.datasets[dataset].runner = runner
+        ds = status.datasets[dataset]
+        # On EC2 the instance is what the dispatcher watches; the container is a detail of it.
+        if not (ds.runner or "").startswith("ec2:"):
+            ds.runner = runner
         status.log(f"{dataset}: analysis started on {runner}")
 
     @staticmethod

@@ -45,7 +45,7 @@ class ProcessInfo:
     detail: dict[str, str]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,7 +72,7 @@ class PidFile:
         except (OSError, ValueError):
             return ProcessInfo(False, None, {})
         pid = int(doc.pop("pid", 0)) or None
-        running = pid is not None and _alive(pid)
+        running = pid is not None and alive(pid)
         return ProcessInfo(running, pid if running else None, {k: str(v) for k, v in doc.items()})
 
     def write(self, pid: int, **detail: str) -> None:
@@ -89,9 +89,9 @@ class PidFile:
         except (ProcessLookupError, PermissionError):
             os.kill(info.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(info.pid):
+        while time.monotonic() < deadline and alive(info.pid):
             time.sleep(0.1)
-        if _alive(info.pid):
+        if alive(info.pid):
             os.killpg(info.pid, signal.SIGKILL)
         return True
 
@@ -200,6 +200,29 @@ def start_dispatcher(settings: Settings, launcher: str) -> ProcessInfo:
             "the dispatcher exited at start",
             hint=f"see {settings.state_dir / 'dispatcher.log'}: "
             f"{_tail(settings.state_dir / 'dispatcher.log')}",
+        )
+    return pidfile.read()
+
+
+def start_standin(settings: Settings) -> ProcessInfo:
+    """The EC2 stand-in: executes the user-data of instances launched on LocalStack."""
+    pidfile = PidFile(settings.state_dir, "ec2-standin")
+    info = pidfile.read()
+    if info.running:
+        return info
+    assert settings.endpoint_url is not None
+    log_path = settings.state_dir / "ec2-standin.log"
+    process = _spawn(
+        [sys.executable, "-m", "ncaas_dev.cloud.standin", settings.endpoint_url],
+        {**os.environ, "NCAAS_STATE_DIR": str(settings.state_dir)},
+        log_path,
+    )
+    pidfile.write(process.pid, endpoint=settings.endpoint_url)
+    time.sleep(0.3)
+    if process.poll() is not None:
+        pidfile.path.unlink(missing_ok=True)
+        raise ServiceUnavailable(
+            "the EC2 stand-in exited at start", hint=f"see {log_path}: {_tail(log_path)}"
         )
     return pidfile.read()
 

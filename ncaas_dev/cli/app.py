@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import __version__
-from ..blueprint import load_blueprint
+from ..blueprint import LoadedBlueprint, load_blueprint
 from ..errors import JobFailed, NcaasError, UsageError
 from ..status import JobStatus, State
 from .bake import register as register_bake
@@ -47,10 +47,6 @@ state: dict[str, bool] = {"debug": False}
 def _check_launcher(launcher: str) -> str:
     if launcher not in ("docker", "ec2"):
         raise UsageError(f"unknown launcher {launcher!r}", hint="use --launcher docker or ec2")
-    if launcher == "ec2":
-        raise UsageError(
-            "the ec2 launcher is not available yet", hint="use --launcher docker (the default)"
-        )
     return launcher
 
 
@@ -109,7 +105,7 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
     from ..analysis import AnalysisRecord, load_record
     from ..containers import Engine, connect
     from ..provision import provision
-    from ..stack import start_dispatcher, start_localstack
+    from ..stack import PidFile, start_dispatcher, start_localstack, start_standin
 
     loaded = [load_blueprint(d) for d in blueprint_dirs]
     engine = Engine(connect()) if loaded else None
@@ -125,12 +121,30 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
         record = AnalysisRecord.of(item, image_id)
         if load_record(ctx.storage, record.blueprint.analysis) != record:
             provision(ctx.storage, ctx.sqs, ctx.settings, record)
+    if launcher == "ec2" and ctx.settings.local:
+        start_standin(ctx.settings)
     info = start_dispatcher(ctx.settings, launcher)
     if info.detail.get("launcher", launcher) != launcher:
-        err.print(
-            f"[yellow]the dispatcher already runs with the {info.detail['launcher']} launcher; "
-            "`ncaas-dev down` first to change it[/yellow]"
-        )
+        # Runners run in sessions of their own and finish whatever the dispatcher does.
+        if not quiet:
+            err.print(f"switching the dispatcher from {info.detail['launcher']} to {launcher}")
+        PidFile(ctx.settings.state_dir, "dispatcher").stop()
+        start_dispatcher(ctx.settings, launcher)
+
+
+def _require_ami(ctx: Context, loaded: LoadedBlueprint) -> None:
+    """Refuse to submit work no instance could start; ``cloud.ami`` is set (checked before)."""
+    from ..aws import ec2_client
+    from ..containers import Engine, connect
+    from ..launchers.ec2 import check_ami
+
+    ami = loaded.blueprint.cloud.ami
+    assert ami is not None
+    image_id = Engine(connect()).image_id(loaded.blueprint.image_tag)
+    try:
+        check_ami(ec2_client(ctx.settings), ami, image_id, ctx.settings.region, ctx.settings)
+    except NcaasError as e:
+        raise UsageError(e.message, hint=e.hint) from e
 
 
 @app.command()
@@ -153,11 +167,11 @@ def up(
 
 @app.command()
 def down(endpoint_url: EndpointOpt = None) -> None:
-    """Stop what `up` started (the dispatcher, then LocalStack)."""
+    """Stop what `up` started (the dispatcher, the EC2 stand-in, then LocalStack)."""
     from ..stack import PidFile
 
     ctx = Context.create(endpoint_url)
-    for name in ("dispatcher", "localstack"):
+    for name in ("dispatcher", "ec2-standin", "localstack"):
         stopped = PidFile(ctx.settings.state_dir, name).stop()
         console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
 
@@ -214,7 +228,9 @@ def dispatch(
 ) -> None:
     """Run the dispatcher loop in the foreground (`up` starts it in the background)."""
     from ..dispatcher import Dispatcher
+    from ..launchers.base import Launcher
     from ..launchers.docker import DockerLauncher
+    from ..launchers.ec2 import Ec2Launcher
     from ..queue import QueueLoop, ensure_queue
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(message)s")
@@ -222,8 +238,13 @@ def dispatch(
     ctx = Context.create(endpoint_url)
     ctx.require_stack()
     queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
-    launcher_ = DockerLauncher(ctx.settings.state_dir)
-    launcher_.warm()
+    launcher_: Launcher
+    if launcher == "ec2":
+        launcher_ = Ec2Launcher(ctx.settings, ctx.storage)
+    else:
+        docker_launcher = DockerLauncher(ctx.settings.state_dir)
+        docker_launcher.warm()
+        launcher_ = docker_launcher
     dispatcher = Dispatcher(
         ctx.storage,
         launcher_,
@@ -291,9 +312,17 @@ def run(
     for path in [*data, *([config] if config else [])]:
         if not path.is_file():
             raise UsageError(f"{path}: no such file", hint="check --data and --config")
+    if _check_launcher(launcher) == "ec2" and not loaded.blueprint.cloud.ami:
+        raise UsageError(
+            f"{loaded.folder}/blueprint.yaml has no cloud.ami, and the ec2 launcher starts each "
+            "dataset's instance from the baked AMI",
+            hint=f"run `ncaas-dev bake {blueprint_dir}` first, or use --launcher docker",
+        )
     ctx = Context.create(endpoint_url)
     say = err.print if as_json else console.print
-    _bring_up(ctx, _check_launcher(launcher), [loaded.folder], quiet=as_json)
+    _bring_up(ctx, launcher, [loaded.folder], quiet=as_json)
+    if launcher == "ec2":
+        _require_ami(ctx, loaded)
     from ..client import AnalysisClient
 
     client = AnalysisClient(ctx.storage, loaded.blueprint.analysis)

@@ -1,0 +1,304 @@
+"""The cloud launcher: one EC2 instance per dataset, started from the baked AMI.
+
+The instance's user-data runs the same job runner the Docker launcher starts locally, then
+powers the instance off (``InstanceInitiatedShutdownBehavior=terminate``). Everything the
+launcher needs to know lives in EC2 itself (tags) and in the analysis's bucket, so a restarted
+dispatcher, or a stateless Lambda, counts and watches the same instances.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..analysis import load_record
+from ..cloud.layout import (
+    TAG_ANALYSIS,
+    TAG_DATASET,
+    TAG_GROUP,
+    TAG_IMAGE_ID,
+    TAG_JOB,
+    load_stack_record,
+    local_instance_profile,
+)
+from ..cloud.userdata import render_user_data
+from ..errors import NcaasError, ServiceUnavailable
+from ..settings import Settings
+from ..storage import Storage
+from .base import DatasetTask, Finished
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_iam import IAMClient
+
+log = logging.getLogger(__name__)
+
+LIVE_STATES = ["pending", "running", "stopping"]
+ENDED_STATES = {"shutting-down", "terminated", "stopped"}
+GIB = 1024**3
+# The OS, Docker and the baked image, plus the dataset twice (the input and room for outputs).
+SYSTEM_GB = 16
+
+
+def root_volume_gb(dataset_bytes: int, volume_gb: int) -> int:
+    """The blueprint's volume, or more when the dataset needs it (pure)."""
+    return max(volume_gb, SYSTEM_GB + math.ceil(2 * dataset_bytes / GIB))
+
+
+def client_token(task: DatasetTask) -> str:
+    """Idempotency: a launch retried for the same dataset of the same job gets the same instance."""
+    return hashlib.sha256(task.label.encode()).hexdigest()[:64]
+
+
+def _tags(task: DatasetTask) -> list[dict[str, str]]:
+    pairs = {
+        "Name": f"ncaas {task.bucket} {task.job} {task.dataset}"[:255],
+        TAG_ANALYSIS: task.bucket,
+        TAG_GROUP: task.group,
+        TAG_JOB: task.job,
+        TAG_DATASET: task.dataset[:255],
+    }
+    return [{"Key": k, "Value": v} for k, v in pairs.items()]
+
+
+def _tag_specifications(task: DatasetTask) -> list[Any]:
+    return [{"ResourceType": kind, "Tags": _tags(task)} for kind in ("instance", "volume")]
+
+
+@contextmanager
+def ec2_errors(what: str, endpoint: str | None) -> Iterator[None]:
+    """EC2/IAM errors as one line with AWS's error code, which users can look up."""
+    try:
+        yield
+    except ClientError as e:
+        error = e.response.get("Error", {})
+        code, message = error.get("Code", "error"), error.get("Message", str(e))
+        raise NcaasError(f"{what} failed: {code}: {message}") from e
+    except BotoCoreError as e:
+        if endpoint is not None and "Could not connect" in str(e):
+            raise ServiceUnavailable(
+                f"LocalStack does not answer at {endpoint}", hint="start it with `ncaas-dev up`"
+            ) from e
+        raise NcaasError(f"{what} failed: {e}") from e
+
+
+class Ec2Launcher:
+    name = "ec2"
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: Storage,
+        ec2: EC2Client | None = None,
+        iam: IAMClient | None = None,
+    ) -> None:
+        from ..aws import ec2_client, iam_client
+
+        self.settings = settings
+        self.storage = storage
+        self.ec2 = ec2 or ec2_client(settings)
+        self.iam = iam or iam_client(settings)
+        self._live: dict[str, DatasetTask] = {}  # instance id -> its dataset
+        self._adopted = False
+        self._checked_amis: dict[str, float] = {}
+
+    def _call(self, what: str) -> Any:
+        return ec2_errors(what, self.settings.endpoint_url)
+
+    # -- launching ---------------------------------------------------------------------------
+    def launch(self, task: DatasetTask) -> str:
+        blueprint = task.record.blueprint
+        ami = blueprint.cloud.ami
+        if not ami:
+            raise NcaasError(
+                f"the blueprint of {blueprint.analysis} has no cloud.ami, so there is no machine "
+                "image to start: run `ncaas-dev bake BLUEPRINT_DIR` and deploy again"
+            )
+        root_device = self._check_ami(ami, task)
+        info = self.storage.head(task.bucket, task.data_key)
+        volume = root_volume_gb(info.size if info else 0, blueprint.cloud.volume_gb)
+        with self._call("RunInstances"):
+            reply = self.ec2.run_instances(
+                ImageId=ami,
+                InstanceType=blueprint.cloud.instance_type,  # type: ignore[arg-type]
+                MinCount=1,
+                MaxCount=1,
+                ClientToken=client_token(task),
+                UserData=render_user_data(task),
+                IamInstanceProfile={"Name": self._instance_profile(task)},
+                InstanceInitiatedShutdownBehavior="terminate",
+                BlockDeviceMappings=[
+                    {
+                        "DeviceName": root_device,
+                        "Ebs": {
+                            "VolumeSize": volume,
+                            "VolumeType": "gp3",
+                            "DeleteOnTermination": True,
+                            "Encrypted": True,
+                        },
+                    }
+                ],
+                MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
+                TagSpecifications=_tag_specifications(task),
+            )
+        instance = reply["Instances"][0]["InstanceId"]
+        self._live[instance] = task
+        log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
+        return f"ec2:{instance}"
+
+    def _check_ami(self, ami: str, task: DatasetTask) -> str:
+        return check_ami(self.ec2, ami, task.record.image_id, task.region, self.settings)
+
+    def _instance_profile(self, task: DatasetTask) -> str:
+        stack = load_stack_record(self.storage, task.bucket)
+        if stack is not None:
+            return stack.instance_profile
+        if not self.settings.local:
+            raise NcaasError(
+                f"analysis {task.bucket} has no deployed stack, so its instances have no role: "
+                "run `ncaas-dev deploy BLUEPRINT_DIR --cloud` first"
+            )
+        return self._ensure_local_profile(task.bucket)
+
+    def _ensure_local_profile(self, analysis: str) -> str:
+        """LocalStack only: a role and profile so RunInstances has one to name (it checks)."""
+        name = local_instance_profile(analysis)
+        with self._call(f"create instance profile {name}"):
+            try:
+                self.iam.get_instance_profile(InstanceProfileName=name)
+                return name
+            except self.iam.exceptions.NoSuchEntityException:
+                pass
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ec2.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+            try:
+                self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+                self.iam.create_instance_profile(InstanceProfileName=name)
+                self.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+            except self.iam.exceptions.EntityAlreadyExistsException:
+                pass  # another dispatcher made it at the same moment
+        return name
+
+    # -- watching ----------------------------------------------------------------------------
+    def _instances(self, **filters: list[str]) -> Iterator[dict[str, Any]]:
+        query = [{"Name": k.replace("_", "-"), "Values": v} for k, v in filters.items()]
+        with self._call("DescribeInstances"):
+            pages = self.ec2.get_paginator("describe_instances").paginate(
+                Filters=query  # type: ignore[arg-type]
+            )
+            for page in pages:
+                for reservation in page["Reservations"]:
+                    yield from reservation["Instances"]  # type: ignore[misc]
+
+    def active(self, analysis: str) -> int:
+        """Counted in EC2, not in memory: instances a previous dispatcher started count too."""
+        live = self._instances(
+            **{f"tag:{TAG_ANALYSIS}": [analysis]}, instance_state_name=LIVE_STATES
+        )
+        return sum(1 for _ in live)
+
+    def _adopt(self) -> None:
+        """Watch the live instances an earlier dispatcher launched, so none ends unnoticed."""
+        self._adopted = True
+        for instance in self._instances(tag_key=[TAG_JOB], instance_state_name=LIVE_STATES):
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            if instance["InstanceId"] in self._live:
+                continue
+            try:
+                task = self._task_from_tags(tags)
+            except NcaasError as e:
+                log.warning("not adopting %s: %s", instance["InstanceId"], e)
+                continue
+            if task is not None:
+                self._live[instance["InstanceId"]] = task
+                log.info("%s: watching %s, launched earlier", task.label, instance["InstanceId"])
+
+    def _task_from_tags(self, tags: dict[str, str]) -> DatasetTask | None:
+        bucket = tags.get(TAG_ANALYSIS)
+        if not bucket or not all(k in tags for k in (TAG_GROUP, TAG_JOB, TAG_DATASET)):
+            return None
+        record = load_record(self.storage, bucket)
+        if record is None:
+            return None
+        return DatasetTask(
+            bucket=bucket,
+            group=tags[TAG_GROUP],
+            job=tags[TAG_JOB],
+            dataset=tags[TAG_DATASET],
+            data_key="",
+            config_key=None,
+            record=record,
+            endpoint_url=self.settings.endpoint_url,
+            region=self.settings.region,
+        )
+
+    def reap(self) -> list[Finished]:
+        """Instances of ours that ended; the dispatcher fails their dataset if it never finished."""
+        if not self._adopted:
+            self._adopt()
+        if not self._live:
+            return []
+        seen: dict[str, dict[str, Any]] = {}
+        ids = list(self._live)
+        for start in range(0, len(ids), 200):
+            for instance in self._instances(instance_id=ids[start : start + 200]):
+                seen[instance["InstanceId"]] = instance
+        ended: list[Finished] = []
+        for instance_id in ids:
+            instance = seen.get(instance_id, {})
+            state = instance["State"]["Name"] if instance else "gone"
+            if state not in ENDED_STATES and state != "gone":
+                continue
+            task = self._live.pop(instance_id)
+            why = instance.get("StateReason", {}).get("Message", "")
+            detail = f"instance lost: {instance_id} is {state}" + (f" ({why})" if why else "")
+            ended.append(Finished(task, f"ec2:{instance_id}", None, detail))
+        return ended
+
+    def shutdown(self) -> None:
+        """Instances run on and terminate themselves; nothing to stop."""
+        self._live.clear()
+
+
+def check_ami(
+    ec2: EC2Client, ami: str, image_id: str | None, region: str, settings: Settings
+) -> str:
+    """The AMI exists and was baked from ``image_id``; returns its root device name."""
+    with ec2_errors(f"DescribeImages {ami}", settings.endpoint_url):
+        try:
+            images = ec2.describe_images(ImageIds=[ami])["Images"]
+        except ClientError as e:
+            if "NotFound" not in e.response.get("Error", {}).get("Code", ""):
+                raise
+            images = []
+    where = f"LocalStack at {settings.endpoint_url}" if settings.local else region
+    if not images:
+        raise NcaasError(
+            f"AMI {ami} (cloud.ami) does not exist in {where}",
+            hint="bake it there with `ncaas-dev bake BLUEPRINT_DIR`",
+        )
+    image = images[0]
+    tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
+    baked_from = tags.get(TAG_IMAGE_ID)
+    if baked_from and image_id and baked_from != image_id:
+        raise NcaasError(
+            f"AMI {ami} was baked from image {baked_from[:19]} but the analysis now runs "
+            f"{image_id[:19]}",
+            hint="bake again with `ncaas-dev bake BLUEPRINT_DIR`",
+        )
+    return image.get("RootDeviceName") or "/dev/sda1"
