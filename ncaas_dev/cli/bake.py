@@ -1,9 +1,129 @@
-"""`ncaas-dev bake` (being built; registers nothing yet)."""
+"""`ncaas-dev bake`: the analysis image into an AMI with Packer, the AMI id into the blueprint."""
 
 from __future__ import annotations
 
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err
+
+
+class RichReporter:
+    """One progress row per step: a bar when the size is known (docker save), else a spinner
+    with the step's latest output line."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+        self.title = ""
+        self.started = time.monotonic()
+
+    def _finish(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            seconds = time.monotonic() - self.started
+            self.progress.console.print(f"[green]✓[/green] {escape(self.title)} ({seconds:.1f} s)")
+
+    def step(self, title: str, total: int | None = None) -> None:
+        self._finish()
+        self.title, self.started = title, time.monotonic()
+        self.task = self.progress.add_task(escape(title), total=total)
+
+    def advance(self, amount: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, amount)
+
+    def line(self, text: str) -> None:
+        if self.task is not None:
+            detail = escape(text.strip()[:90])
+            self.progress.update(self.task, description=f"{escape(self.title)} [dim]{detail}[/dim]")
+
+    def close(self) -> None:
+        self._finish()
+        self.task = None
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to ``app``."""
+
+    @app.command()
+    def bake(
+        blueprint_dir: Annotated[Path, typer.Argument(help="Blueprint folder.")],
+        cloud: CloudOpt = False,
+        endpoint_url: EndpointOpt = None,
+        force: Annotated[
+            bool, typer.Option("--force", help="Bake even if the blueprint's AMI is up to date.")
+        ] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Bake the analysis into an AMI (LocalStack's EC2 unless --cloud); record it in the
+        blueprint as cloud.ami."""
+        from ..blueprint import load_blueprint
+        from ..cloud.bake import bake, check_cloud_environment
+        from ..cloud.packer import packer_binary
+        from ..containers import Engine, connect
+        from ..settings import Settings
+        from ..stack import start_localstack
+
+        loaded = load_blueprint(blueprint_dir)
+        if cloud:
+            check_cloud_environment(os.environ, endpoint_url)
+        packer_binary()
+        settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+        engine = Engine(connect())
+        if settings.local:
+            with err.status("starting LocalStack") if not as_json else nullcontext():
+                start_localstack(settings)
+        if as_json:
+            result = bake(loaded, settings, engine, cloud=cloud, force=force)
+            emit_json(result.as_json())
+            return
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        )
+        with progress:
+            reporter = RichReporter(progress)
+            try:
+                result = bake(loaded, settings, engine, cloud=cloud, force=force, reporter=reporter)
+            finally:
+                reporter.close()
+        where = "AWS" if cloud else f"LocalStack ({settings.endpoint_url})"
+        if not result.baked:
+            console.print(
+                f"[green]up to date[/green]: {result.ami} in {where}, {result.region} "
+                f"(key {result.bake_key[:16]}) - {result.seconds:.1f} s"
+            )
+            return
+        console.print(f"[green]baked[/green] {result.ami} in {where}, region {result.region}")
+        console.print(f"  image     {loaded.blueprint.image_tag} {result.image_id}")
+        console.print(f"  bake key  {result.bake_key}")
+        console.print(f"  source    {result.source_ami}")
+        if result.proof:
+            image = result.proof.get("image", {})
+            console.print(
+                f"  proof     {result.proof['on']}: ncaas-dev {result.proof.get('ncaas_version')} "
+                f"(Python {result.proof.get('python')}), image {image.get('how')} check ok"
+            )
+        console.print(f"  recorded  cloud.ami in {result.blueprint}")
+        console.print(f"  took      {result.seconds:.1f} s")

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Docker (and, for a GPU analysis, the NVIDIA driver + container toolkit) on the instance.
+# Skipped where no init system could run a daemon: the docker stand-in has no systemd, and it
+# has no route to the package mirrors' HTTPS either. What the skip leaves unproven is listed in
+# docs/baking.md.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || exec sudo --preserve-env bash "$0" "$@"
+
+status=/tmp/ncaas-system-step
+if [ "${PACKER_BUILDER_TYPE:-}" = docker ] || [ ! -d /run/systemd/system ]; then
+  echo "skipped: no systemd here (stand-in container); Docker/NVIDIA are not installed" | tee "$status"
+  exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# cloud-init may still be running apt on first boot; wait for it instead of fighting the lock.
+cloud-init status --wait >/dev/null 2>&1 || true
+apt_get() { apt-get -q -y -o DPkg::Lock::Timeout=300 "$@"; }
+apt_get update
+apt_get install --no-install-recommends ca-certificates curl gnupg python3 python3-venv
+
+if ! command -v docker >/dev/null; then
+  apt_get install --no-install-recommends docker.io
+fi
+systemctl enable --now docker
+
+if [ "${NCAAS_GPU:-false}" = true ]; then
+  # The GPU base AMI (Deep Learning Base OSS Nvidia Driver) ships the driver and toolkit;
+  # a plain Ubuntu base gets them here.
+  if ! command -v nvidia-smi >/dev/null; then
+    apt_get install ubuntu-drivers-common
+    ubuntu-drivers install --gpgpu
+  fi
+  if ! command -v nvidia-ctk >/dev/null; then
+    curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \
+      | gpg --dearmor --yes -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
+    curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \
+      | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#' \
+      > /etc/apt/sources.list.d/nvidia-container-toolkit.list
+    apt_get update
+    apt_get install nvidia-container-toolkit
+  fi
+  nvidia-ctk runtime configure --runtime=docker
+  systemctl restart docker
+fi
+echo "installed: docker $(docker version --format '{{.Server.Version}}')$([ "${NCAAS_GPU:-false}" = true ] && echo ' + nvidia container toolkit')" | tee "$status"
