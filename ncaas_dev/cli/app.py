@@ -33,6 +33,7 @@ from .common import (
 )
 from .context import Context, analysis_client, resolve_target
 from .deploy import register as register_deploy
+from .doctor import register as register_doctor
 from .follow import follow_job
 
 app = typer.Typer(
@@ -490,7 +491,7 @@ def results(
 
 
 # Commands that live in modules of their own.
-for _register in (register_bake, register_deploy):
+for _register in (register_bake, register_deploy, register_doctor):
     _register(app)
 
 
