@@ -183,6 +183,7 @@ def _status_doc(ctx: Context) -> dict[str, Any]:
 
     localstack = PidFile(ctx.settings.state_dir, "localstack").read()
     dispatcher = PidFile(ctx.settings.state_dir, "dispatcher").read()
+    standin = PidFile(ctx.settings.state_dir, "ec2-standin").read()
     answering = endpoint_answers(ctx.settings.endpoint_url or "")
     analyses = provisioned_analyses(ctx.storage) if answering else []
     return {
@@ -194,6 +195,7 @@ def _status_doc(ctx: Context) -> dict[str, Any]:
             "pid": dispatcher.pid,
             "launcher": dispatcher.detail.get("launcher", "docker"),
         },
+        "ec2_standin": {"running": standin.running, "pid": standin.pid},
         "analyses": analyses,
         "state_dir": str(ctx.settings.state_dir),
     }
@@ -213,6 +215,8 @@ def _print_status(ctx: Context, as_json: bool) -> None:
         f"dispatcher  {'[green]running[/green]' if dp['running'] else '[red]stopped[/red]'}"
         + (f"  launcher {dp['launcher']} (pid {dp['pid']})" if dp["running"] else "")
     )
+    if doc["ec2_standin"]["running"]:
+        console.print(f"EC2 stand-in [green]running[/green] (pid {doc['ec2_standin']['pid']})")
     console.print(f"analyses    {', '.join(doc['analyses']) or '(none)'}")
 
 
