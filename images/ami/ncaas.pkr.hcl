@@ -33,8 +33,14 @@ variable "ec2_endpoint" {
   default = ""
 }
 
-# The base AMI: an id (with an empty filter), or the newest image matching the filter from
-# these owners (with source_ami = ""). amazon-ebs.local always gets an id LocalStack knows.
+# amazon-ebs.local: any AMI id LocalStack knows (nothing boots from it there).
+variable "local_source_ami" {
+  type    = string
+  default = "ami-00000000"
+}
+
+# amazon-ebs.cloud: an id (with an empty filter), or the newest image matching the filter
+# from these owners (with source_ami = "").
 variable "source_ami" {
   type    = string
   default = ""
@@ -90,7 +96,7 @@ source "amazon-ebs" "local" {
   skip_credential_validation = true
   skip_metadata_api_check    = true
   skip_region_validation     = true
-  source_ami                 = var.source_ami
+  source_ami                 = var.local_source_ami
   instance_type              = var.instance_type
   ami_name                   = var.ami_name
   ami_description            = "ncaas analysis ${var.analysis}"

@@ -145,14 +145,14 @@ def provision_env(plan: BakePlan) -> list[str]:
 def packer_variables(plan: BakePlan) -> dict[str, Any]:
     """The template's variables (``images/ami/ncaas.pkr.hcl``) for ``plan``."""
     # An id goes to source_ami with an empty filter: Packer then describes just that image.
-    # LocalStack's build needs an id it knows, whatever the cloud build would start from.
     return {
         "analysis": plan.analysis,
         "region": plan.region,
         "instance_type": plan.instance_type,
         "volume_gb": plan.volume_gb,
         "ec2_endpoint": plan.ec2_endpoint,
-        "source_ami": plan.local_source_ami or plan.source.image_id,
+        **({"local_source_ami": plan.local_source_ami} if plan.local_source_ami else {}),
+        "source_ami": plan.source.image_id,
         "source_ami_filters": {} if plan.source.image_id else dict(plan.source.filters),
         "source_ami_owners": [] if plan.source.image_id else list(plan.source.owners),
         "standin_image": STANDIN_IMAGE,
