@@ -37,6 +37,11 @@ def ledger_key(group: str) -> str:
 class Reservation(BaseModel):
     usd: float
     at: str = Field(default_factory=utcnow)
+    submission: str | None = None
+
+
+class ReservationClash(Exception):
+    """Another submission reserved under the same job name: pick another name and retry."""
 
 
 class Ledger(BaseModel):
@@ -129,14 +134,28 @@ class Budget:
         raise PreconditionFailed(f"ledger of {group}: gave up after {MAX_ATTEMPTS} conflicts")
 
     def reserve(
-        self, group: str, job: str, datasets: list[str], projection: Projection, limit: float
+        self,
+        group: str,
+        job: str,
+        datasets: list[str],
+        projection: Projection,
+        limit: float,
+        submission: str | None = None,
     ) -> str | None:
-        """Reserve the projection for ``job``'s datasets, or say why it does not fit."""
+        """Reserve the projection for ``job``'s datasets, or say why it does not fit.
+
+        Raises ``ReservationClash`` if another submission holds a reservation under this job
+        name (two dispatchers picked the same name in the same second).
+        """
         problem: str | None = None
         keys = [f"{job}/{name}" for name in datasets]
 
         def change(ledger: Ledger) -> bool:
             nonlocal problem
+            for key in keys:
+                held = ledger.reserved.get(key)
+                if held is not None and held.submission != submission:
+                    raise ReservationClash(key)
             # Setting, not adding: a dispatcher taking over a half-done submission reserves
             # the same keys again without counting them twice.
             others = sum(r.usd for k, r in ledger.reserved.items() if k not in keys)
@@ -144,7 +163,9 @@ class Budget:
             if problem is not None:
                 return False
             for key in keys:
-                ledger.reserved[key] = Reservation(usd=projection.per_dataset)
+                ledger.reserved[key] = Reservation(
+                    usd=projection.per_dataset, submission=submission
+                )
             return True
 
         self._update(group, change)
@@ -162,6 +183,20 @@ class Budget:
                     ledger.reserved.pop(key, None)
                     changed = True
             return changed
+
+        self._update(group, change)
+
+    def move(self, group: str, old_job: str, new_job: str, datasets: list[str]) -> None:
+        """Re-key a job's reservations when its folder had to take another name."""
+
+        def change(ledger: Ledger) -> bool:
+            moved = False
+            for name in datasets:
+                reservation = ledger.reserved.pop(f"{old_job}/{name}", None)
+                if reservation is not None:
+                    ledger.reserved[f"{new_job}/{name}"] = reservation
+                    moved = True
+            return moved
 
         self._update(group, change)
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import __version__
 from .analysis import AnalysisRecord, load_record
-from .budget import Budget, Projection
+from .budget import Budget, Projection, ReservationClash
 from .errors import NcaasError
 from .events import ObjectCreated
 from .jobstore import JobStore
@@ -201,7 +201,7 @@ class Dispatcher:
             problem = self._reserve_budget(event.bucket, record, status, submission)
         if problem is not None:
             reject(status, problem)
-            store.create(status)
+            self._create(store, status)
             store.write_end(status)
             publish_claim()
             log.info("%s: rejected %s: %s", status.job, event.key, problem)
@@ -211,11 +211,32 @@ class Dispatcher:
         for name in submission.datasets:
             status.datasets[name].reason = f"{WAITING} (limits.max_concurrent_jobs is {cap})"
         status.log(f"accepted {len(submission.datasets)} dataset(s); queued for launch")
-        store.create(status)
+        self._create(store, status, budget_keys=list(submission.datasets))
         publish_claim()
         self._queue_waiting(event.bucket, record, status)
         self.pump()
         return Outcome(event.key, "started", job=status.job)
+
+    def _create(
+        self, store: JobStore, status: JobStatus, budget_keys: list[str] | None = None
+    ) -> None:
+        """Create the job folder; if another dispatcher took the name meanwhile, use a new one."""
+        while not store.create(status):
+            taken = self._rename(store, status)
+            if budget_keys:  # move the reservation to the new name
+                budget = Budget(self.storage, store.bucket)
+                budget.move(status.group, taken, status.job, budget_keys)
+
+    @staticmethod
+    def _rename(store: JobStore, status: JobStatus) -> str:
+        """Give the job a fresh folder name: another submission took this one just now."""
+        taken = status.job
+        base = taken.split("_", 2)
+        status.job = f"{'_'.join(base[:2])}_{secrets.token_hex(3)}"
+        while store.exists(status.group, status.job):
+            status.job = f"{'_'.join(base[:2])}_{secrets.token_hex(3)}"
+        status.log(f"{taken} was just taken by another submission; this job uses {status.job}")
+        return taken
 
     def _job_of_abandoned_claim(
         self, store: JobStore, group: str, key: str, etag: str
@@ -310,13 +331,20 @@ class Dispatcher:
             price_per_hour=price,
             timeout_seconds=blueprint.run.timeout,
         )
-        problem = Budget(self.storage, bucket).reserve(
-            status.group,
-            status.job,
-            list(submission.datasets),
-            projection,
-            blueprint.limits.max_cost_usd,
-        )
+        store = JobStore(self.storage, bucket)
+        while True:
+            try:
+                problem = Budget(self.storage, bucket).reserve(
+                    status.group,
+                    status.job,
+                    list(submission.datasets),
+                    projection,
+                    blueprint.limits.max_cost_usd,
+                    submission=status.submission,
+                )
+                break
+            except ReservationClash:
+                self._rename(store, status)
         if problem is None:
             status.log(f"budget: reserved up to ${projection.usd:.4f} ({projection.describe()})")
         return problem
