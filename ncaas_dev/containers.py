@@ -138,7 +138,6 @@ class Engine:
             "labels": {LABEL: "run", **spec.labels},
             "user": spec.user,
             "security_opt": ["no-new-privileges"],
-            "detach": True,
         }
         if not spec.network:
             kwargs["network_mode"] = "none"
@@ -146,10 +145,23 @@ class Engine:
             kwargs["device_requests"] = [
                 docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
             ]
+        container = None
         try:
-            return self.client.containers.run(spec.image, **kwargs)
+            container = self.client.containers.create(spec.image, **kwargs)
+            container.start()
+            return container
         except docker.errors.APIError as e:
-            raise NcaasError(f"docker could not start the analysis: {e.explanation or e}") from e
+            if container is not None:  # created but never started: leave nothing behind
+                with contextlib.suppress(docker.errors.APIError):
+                    container.remove(force=True)
+            reason = str(e.explanation or e)
+            if spec.gpu and "device driver" in reason:
+                raise NcaasError(
+                    "no GPU: the blueprint asks for one (resources.gpu) but this Docker engine "
+                    "has no NVIDIA runtime; install the NVIDIA container toolkit here, or run it "
+                    "on a GPU instance (--launcher ec2)"
+                ) from e
+            raise NcaasError(f"docker could not start the analysis: {reason}") from e
 
     @staticmethod
     def stream_output(container: Any) -> Iterator[bytes]:
