@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -217,3 +219,28 @@ def test_a_vanished_runner_ends_its_dataset_failed_as_lost(
     assert analysis_containers(engine, lab.bucket) == []  # its container did not outlive it
     assert not runner_record(settings, lab, job, name).exists()
     print(f"\nlost runner noticed in {noticed:.1f} s")
+
+
+def load_benchmark() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "load.py"
+    spec = importlib.util.spec_from_file_location("ncaas_load_benchmark", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_load_benchmark_small_every_submission_ends_exactly_once(
+    storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
+) -> None:
+    """`benchmarks/load.py`'s own code, 20 submissions at once against the session's stack."""
+    lab = variant_lab(storage, settings, probe, "load")
+    result = load_benchmark().run_load(storage, lab.bucket, "labA", count=20, timeout=120)
+    assert result.problems == []
+    assert (result.count, result.ended) == (20, 20)
+    assert result.jobs_per_submission == {1: 20} and result.runs_per_dataset == {1: 20}
+    assert result.states == {"succeeded": 20}
+    for name in ("written_to_job_folder", "written_to_running", "written_to_end"):
+        figures = result.latency_s[name]
+        assert 0 < figures["p50"] <= figures["p90"] <= figures["p99"] <= figures["max"]
+    print(f"\nload, 20 submissions: {result.throughput_accepted_per_s} accepted/s")
