@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,7 @@ from ruamel.yaml.util import load_yaml_guess_indent
 
 from .. import __version__
 from ..aws import client as aws_client
-from ..blueprint import BLUEPRINT_FILE, LoadedBlueprint, load_blueprint
+from ..blueprint import BLUEPRINT_FILE, LoadedBlueprint, load_blueprint, parse_blueprint
 from ..containers import Engine
 from ..errors import BlueprintError, NcaasError, UsageError
 from ..settings import PROJECT_ROOT, Settings
@@ -102,12 +102,12 @@ class BakeResult:
 
 # -- pure parts ------------------------------------------------------------------------------
 def keyed_content(blueprint_text: str) -> Any:
-    """The blueprint's content as the key sees it: parsed (comments and layout do not count)
-    and without ``cloud.ami`` (which the bake itself writes)."""
+    """The blueprint's content as the key sees it: the validated model with its defaults
+    filled in (so comments, layout, order and spelled-out defaults do not count), without
+    ``cloud.ami``, which the bake itself writes."""
     doc = yaml.safe_load(blueprint_text)
-    if isinstance(doc, dict) and isinstance(doc.get("cloud"), dict):
-        doc["cloud"] = {k: v for k, v in doc["cloud"].items() if k != "ami"}
-    return doc
+    blueprint = parse_blueprint(doc, BLUEPRINT_FILE)
+    return blueprint.model_dump(mode="json", exclude={"cloud": {"ami"}})
 
 
 def stable_content_hash(blueprint_text: str) -> str:
@@ -335,23 +335,43 @@ def save_image(
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("image-*"):  # one archive per analysis is enough
         stale.unlink()
+    part = archive.with_suffix(".part")
     try:
         image = engine.client.images.get(tag)
         if image.id != image_id:
             raise NcaasError(f"{tag} changed while baking ({image.id} != {image_id})")
         reporter.step(f"saving {tag}", total=int(image.attrs.get("Size") or 0) or None)
         digest = hashlib.sha256()
-        part = archive.with_suffix(".part")
         with part.open("wb") as out:
-            for chunk in image.save(chunk_size=4 * 1024**2, named=tag):
+            for chunk in _image_stream(image, tag):
                 out.write(chunk)
                 digest.update(chunk)
                 reporter.advance(len(chunk))
-    except (docker.errors.DockerException, requests.RequestException) as e:
+    except (docker.errors.DockerException, requests.RequestException, OSError) as e:
+        part.unlink(missing_ok=True)
         raise NcaasError(f"docker save {tag} failed: {e}") from e
     part.replace(archive)
     digest_file.write_text(digest.hexdigest() + "\n")
     return archive, digest.hexdigest()
+
+
+def _image_stream(image: Any, tag: str) -> Iterator[bytes]:
+    """The archive's bytes. The docker CLI streams it twice as fast as the SDK (which
+    reassembles the HTTP chunks in Python: 28 s vs 13 s for 1.2 GB here), so use it when
+    it is installed; the provisioning checks the archive's image id either way."""
+    cli = shutil.which("docker")
+    if cli is None:
+        yield from image.save(chunk_size=4 * 1024**2, named=tag)
+        return
+    with subprocess.Popen(
+        [cli, "save", tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        while chunk := process.stdout.read(4 * 1024**2):
+            yield chunk
+        error = process.stderr.read().decode(errors="replace").strip()
+        if process.wait() != 0:
+            raise OSError(error or f"docker save exited {process.returncode}")
 
 
 def _source_files(root: Path) -> list[Path]:

@@ -229,7 +229,7 @@ def run_packer(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
         log.write(" ".join(command) + "\n")
-        process = subprocess.Popen(
+        with subprocess.Popen(
             command,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -237,16 +237,16 @@ def run_packer(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-        )
-        assert process.stdout is not None
-        for raw in process.stdout:
-            log.write(raw)
-            line = raw.rstrip()
-            if line:
-                tail.append(line)
-                if on_line:
-                    on_line(line)
-        code = process.wait()
+        ) as process:
+            assert process.stdout is not None
+            for raw in process.stdout:
+                log.write(raw)
+                line = raw.rstrip()
+                if line:
+                    tail.append(line)
+                    if on_line:
+                        on_line(line)
+            code = process.wait()
     if code != 0:
         raise PackerFailed(
             f"{what} failed (packer exit {code}); full log: {log_path}",

@@ -204,8 +204,11 @@ def test_bake_key_ignores_cloud_ami_comments_and_order() -> None:
     key = bake_key(IMAGE, BASE, "0.1.0", "r")
     with_ami_text = BASE.replace("region: us-east-1", "region: us-east-1\n  ami: ami-0abc1234")
     reordered = "groups:\n- name: labA\ncloud: {region: us-east-1}\nanalysis: spikes\n"
+    defaults_only = "analysis: spikes\ngroups: [{name: labA}]\n"  # no cloud section at all
     assert bake_key(IMAGE, with_ami_text, "0.1.0", "r") == key
     assert bake_key(IMAGE, reordered, "0.1.0", "r") == key
+    assert bake_key(IMAGE, defaults_only, "0.1.0", "r") == key
+    assert bake_key(IMAGE, defaults_only + "cloud: {ami: ami-0abc1234}\n", "0.1.0", "r") == key
     assert stable_content_hash(with_ami_text) == stable_content_hash(BASE)
 
 

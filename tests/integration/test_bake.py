@@ -1,0 +1,180 @@
+"""`ncaas-dev bake` for real: Packer against the session's LocalStack EC2, the provisioning
+proved in a stand-in container, the AMI recorded in a copy of the blueprint."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ncaas_dev import __version__
+from ncaas_dev.aws import client as aws_client
+from ncaas_dev.blueprint import load_blueprint
+from ncaas_dev.cloud import packer
+from ncaas_dev.cloud.layout import TAG_ANALYSIS, TAG_BAKE_KEY, TAG_IMAGE_ID, TAG_VERSION
+from ncaas_dev.containers import Engine
+from ncaas_dev.settings import Settings
+
+from .jobs import ncaas
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+@dataclass(frozen=True)
+class Baked:
+    folder: Path
+    analysis: str
+    result: dict[str, Any]
+    work: Path  # the bake's work folder in the session's state dir
+
+
+@pytest.fixture(scope="module")
+def baked(
+    tmp_path_factory: pytest.TempPathFactory,
+    cli_env: dict[str, str],
+    settings: Settings,
+    engine: Engine,
+) -> Iterator[Baked]:
+    """The probe blueprint (a copy under a unique name) baked once, cold, by the CLI."""
+    folder = tmp_path_factory.mktemp("bake") / "probe"
+    shutil.copytree(FIXTURES / "probe", folder)
+    analysis = f"ncaas-bake-{secrets.token_hex(4)}"
+    text = (folder / "blueprint.yaml").read_text()
+    (folder / "blueprint.yaml").write_text(
+        text.replace("analysis: ncaas-probe", f"analysis: {analysis}")
+    )
+    done = ncaas(["bake", str(folder), "--json"], cli_env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    work = settings.state_dir / "bake" / analysis
+    yield Baked(folder, analysis, json.loads(done.stdout), work)
+    shutil.rmtree(work, ignore_errors=True)  # a 1 GB image archive
+    engine.client.images.remove(f"ncaas/{analysis}:latest", noprune=False)
+
+
+def _ec2(settings: Settings, region: str) -> Any:
+    return aws_client(replace(settings, region=region), "ec2")
+
+
+def test_bake_registers_a_tagged_ami_in_localstack(
+    baked: Baked, settings: Settings, engine: Engine
+) -> None:
+    result = baked.result
+    assert result["baked"] is True
+    assert result["region"] == "us-east-1"
+    assert result["image_id"] == engine.image_id(f"ncaas/{baked.analysis}:latest")
+    (image,) = _ec2(settings, result["region"]).describe_images(ImageIds=[result["ami"]])["Images"]
+    tags = {t["Key"]: t["Value"] for t in image["Tags"]}
+    assert tags[TAG_ANALYSIS] == baked.analysis
+    assert tags[TAG_IMAGE_ID] == result["image_id"]
+    assert tags[TAG_BAKE_KEY] == result["bake_key"]
+    assert tags[TAG_VERSION] == __version__
+
+
+def test_bake_records_the_ami_in_the_blueprint(baked: Baked) -> None:
+    text = (baked.folder / "blueprint.yaml").read_text()
+    assert (
+        f"ami: {baked.result['ami']}  # baked by ncaas-dev from {baked.result['image_id']}" in text
+    )
+    assert yaml.safe_load(text)["run"]["env"]["EXTRA"] == "yes"  # the rest is untouched
+    assert load_blueprint(baked.folder).blueprint.cloud.ami == baked.result["ami"]
+
+
+def test_standin_proves_the_provisioning(baked: Baked, engine: Engine) -> None:
+    proof = baked.result["proof"]
+    assert proof["on"] == packer.SOURCE_STANDIN
+    assert proof["runner_python"] == "/opt/ncaas/venv/bin/python"
+    assert proof["runner_module"].startswith("/opt/ncaas/venv/lib/")
+    assert proof["ncaas_version"] == __version__
+    assert proof["image"]["id"] == baked.result["image_id"]
+    assert proof["image"]["repo_tags"] == [f"ncaas/{baked.analysis}:latest"]
+    assert proof["system_step"].startswith("skipped")
+    shipped = json.loads((baked.work / "payload" / "baked.json").read_text())
+    assert proof["baked"] == shipped
+    assert shipped["image_id"] == baked.result["image_id"]
+    assert shipped["bake_key"] == baked.result["bake_key"]
+    # The archive the file provisioner shipped loads, as the very image.
+    with (baked.work / "payload" / "image.tar").open("rb") as archive:
+        (loaded,) = engine.client.images.load(archive)
+    assert loaded.id == baked.result["image_id"]
+
+
+def test_second_bake_is_up_to_date_without_packer(
+    baked: Baked, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    # A packer that fails and leaves a mark: the up-to-date bake must not run it at all.
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    mark = tmp_path / "packer-ran"
+    (shim / "packer").write_text(f"#!/bin/sh\ntouch {mark}\nexit 3\n")
+    (shim / "packer").chmod(0o755)
+    env = {**cli_env, "PATH": f"{shim}:{cli_env['PATH']}"}
+    done = ncaas(["bake", str(baked.folder), "--json"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    again = json.loads(done.stdout)
+    assert again["baked"] is False
+    assert again["ami"] == baked.result["ami"]
+    assert again["bake_key"] == baked.result["bake_key"]
+    assert not mark.exists()
+    text = ncaas(["bake", str(baked.folder)], env)
+    assert text.returncode == 0 and "up to date" in text.stdout
+
+
+def test_rendered_template_passes_packer_fmt_and_validate(baked: Baked, tmp_path: Path) -> None:
+    packer.fmt_check(log_path=tmp_path / "fmt.log")
+    var_file = baked.work / "vars.pkrvars.json"
+    packer.validate(var_file, env=packer.packer_env({}), log_path=tmp_path / "validate.log")
+    assert json.loads(var_file.read_text())["tags"][TAG_ANALYSIS] == baked.analysis
+
+
+def test_packer_failure_shows_its_log_tail(tmp_path: Path) -> None:
+    var_file = tmp_path / "vars.pkrvars.json"
+    var_file.write_text(json.dumps({"volume_gb": "not a number"}))
+    with pytest.raises(packer.PackerFailed) as caught:
+        packer.validate(var_file, env=packer.packer_env({}), log_path=tmp_path / "v.log")
+    assert caught.value.exit_code == 1
+    assert "Error" in (caught.value.hint or "")
+    assert str(tmp_path / "v.log") in caught.value.message
+
+
+def test_missing_packer_gives_one_line(cli_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**cli_env, "PATH": str(tmp_path)}  # no packer (and nothing else) on PATH
+    done = ncaas(["bake", str(FIXTURES / "probe")], env)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "apt-get install packer" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "extra_env"),
+    [
+        (["--cloud", "--endpoint-url", "http://127.0.0.1:4566"], {}),
+        (["--cloud"], {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}),
+        (["--cloud"], {"AWS_ACCESS_KEY_ID": "test"}),
+    ],
+)
+def test_cloud_refuses_localstack_settings(
+    args: list[str], extra_env: dict[str, str], cli_env: dict[str, str]
+) -> None:
+    env = {k: v for k, v in cli_env.items() if not k.startswith("AWS_")} | extra_env
+    done = ncaas(["bake", str(FIXTURES / "probe"), *args], env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "--cloud" in done.stderr
+
+
+def test_bad_blueprint_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM ncaas/base:bookworm\n")
+    (tmp_path / "blueprint.yaml").write_text(
+        "analysis: ok-name\ngroups: [{name: a}]\ncloud: {amy: x}\n"
+    )
+    done = ncaas(["bake", str(tmp_path)], cli_env)
+    assert done.returncode == 2
+    assert "cloud.amy" in done.stderr
