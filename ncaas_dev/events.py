@@ -27,7 +27,8 @@ def records_from_s3_event(event: Any) -> list[ObjectCreated]:
     for record in records if isinstance(records, list) else []:
         if not isinstance(record, dict):
             continue
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+        name = record.get("eventName")
+        if not isinstance(name, str) or not name.startswith("ObjectCreated"):
             continue
         s3 = _mapping(record.get("s3"))
         bucket = _mapping(s3.get("bucket")).get("name")
@@ -42,15 +43,17 @@ def records_from_s3_event(event: Any) -> list[ObjectCreated]:
             ObjectCreated(
                 bucket=bucket,
                 key=unquote_plus(key),
-                etag=str(etag).strip('"') if etag else None,
-                size=size if isinstance(size, int) else None,
+                etag=(etag.strip('"') or None) if isinstance(etag, str) else None,
+                size=size if isinstance(size, int) and not isinstance(size, bool) else None,
             )
         )
     return found
 
 
 def records_from_sqs_body(body: str) -> list[ObjectCreated]:
+    """Records of a message body; anything that is not an S3 event yields none."""
     try:
-        return records_from_s3_event(json.loads(body))
-    except json.JSONDecodeError:
+        event = json.loads(body)
+    except (ValueError, RecursionError):  # bad JSON, 4300+ digit numbers, deep nesting
         return []
+    return records_from_s3_event(event)

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
+import unicodedata
 from dataclasses import dataclass
 
 GROUP_FOLDERS = ("inputs", "configs", "submissions", "results")
 SUBMISSION_SUFFIX = "submit.json"
 INTERNAL_PREFIX = ".ncaas"
 BLUEPRINT_RECORD = f"{INTERNAL_PREFIX}/blueprint.json"
+# The blueprint's rule for group names: a submission under any other first segment (".ncaas",
+# "..", odd Unicode) belongs to no group that can exist, so it is not a submission at all.
+GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+# Names the job folder gives its own files: a dataset called like one would clash with them.
+RESERVED_DATASET_NAMES = frozenset({"end.txt"})
+# Characters that make a key print as something else: controls (Cc), lone surrogates (Cs),
+# line separators (Zl, Zp) and invisible formatting (Cf: zero-width characters and the
+# bidirectional overrides behind "gpj.exe"-style spoofing).
+_BAD_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp", "Cf"})
+SHOWN_CHARS = 120
 
 
 def group_prefix(group: str, folder: str) -> str:
@@ -26,13 +38,21 @@ def submissions_prefix(group: str) -> str:
 
 
 def is_submission_key(key: str) -> bool:
+    """``{group}/submissions/{id}_submit.json`` with a group name a blueprint can hold."""
     parts = key.split("/")
-    return len(parts) == 3 and parts[1] == "submissions" and parts[2].endswith(SUBMISSION_SUFFIX)
+    return (
+        len(parts) == 3
+        and GROUP_NAME.fullmatch(parts[0]) is not None
+        and parts[1] == "submissions"
+        and parts[2].endswith(SUBMISSION_SUFFIX)
+    )
 
 
 def claim_key(submission_key: str, etag: str) -> str:
     """One claim per (submission object, version): a repeated event finds it taken."""
-    digest = hashlib.sha256(f"{submission_key}\0{etag.strip(chr(34))}".encode()).hexdigest()
+    # surrogatepass: any str has a stable digest, even one no S3 key can be.
+    text = f"{submission_key}\0{etag.strip(chr(34))}"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{INTERNAL_PREFIX}/claims/{digest}.json"
 
 
@@ -44,29 +64,46 @@ class InvalidKey(ValueError):
     """A key a submission may not use; the message says why in plain words."""
 
 
+def shown(value: object) -> str:
+    """``repr`` cut to a length a one-line message can carry."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[: SHOWN_CHARS - 5]}...{text[-2:]}"
+
+
+def _unprintable(key: str) -> bool:
+    return any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in key)
+
+
 def check_group_key(key: object, group: str, field: str) -> str:
     """Return ``key`` if it is a plain object key inside ``group``'s own prefix."""
     if not isinstance(key, str) or not key:
-        raise InvalidKey(f"'{field}' must be an S3 key such as {group}/inputs/rec.bin")
+        raise InvalidKey(
+            f"'{field}' must be an S3 key such as {group}/inputs/rec.bin, not {shown(key)}"
+        )
+    if _unprintable(key):
+        raise InvalidKey(
+            f"'{field}' {shown(key)} contains control characters (or invisible, "
+            "direction-changing or broken Unicode ones); rename the file with plain characters"
+        )
     if len(key.encode()) > 1024:
         raise InvalidKey(f"'{field}' is longer than S3's 1024-byte key limit")
     if key.startswith("/") or key.startswith("s3://") or "\\" in key:
         raise InvalidKey(
-            f"'{field}' {key!r} is an absolute path; give a key inside your group's prefix, "
+            f"'{field}' {shown(key)} is an absolute path; give a key inside your group's prefix, "
             f"such as {group}/inputs/rec.bin"
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
-        raise InvalidKey(f"'{field}' {key!r} contains control characters")
     parts = key.split("/")
     if ".." in parts or "." in parts or "" in parts:
-        raise InvalidKey(f"'{field}' {key!r} contains '..', '.' or an empty path segment")
+        raise InvalidKey(f"'{field}' {shown(key)} contains '..', '.' or an empty path segment")
     if parts[0] != group:
         raise InvalidKey(
-            f"'{field}' {key!r} is outside your group's prefix '{group}/': "
+            f"'{field}' {shown(key)} is outside your group's prefix '{group}/': "
             "a submission may only use its own group's data"
         )
     if len(parts) < 3:
-        raise InvalidKey(f"'{field}' {key!r} must point to a file, e.g. {group}/inputs/rec.bin")
+        raise InvalidKey(
+            f"'{field}' {shown(key)} must point to a file, e.g. {group}/inputs/rec.bin"
+        )
     return key
 
 

@@ -1,16 +1,24 @@
-"""Submission files: parse and validate what a user dropped into ``submissions/`` (pure)."""
+"""Submission files: parse and validate what a user dropped into ``submissions/`` (pure).
+
+Whatever the bytes, ``parse_submission`` returns a ``Submission`` or raises
+``InvalidSubmission`` with a one-line reason; nothing else escapes (fuzzed in
+tests/unit/test_fuzz_submission.py).
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from .layout import InvalidKey, check_group_key, dataset_name
+from .layout import RESERVED_DATASET_NAMES, InvalidKey, check_group_key, dataset_name, shown
 
 MAX_SUBMISSION_BYTES = 256 * 1024
 MAX_DATASETS = 1000
-TIMESTAMP = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+TIMESTAMP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+FIELDS = ("dataname", "configname", "timestamp")
+UTF8_BOM = b"\xef\xbb\xbf"
 EXAMPLE = (
     '{"dataname": "GROUP/inputs/rec.bin", "configname": "GROUP/configs/params.yaml", '
     '"timestamp": "20261124T203000Z"}'
@@ -33,27 +41,49 @@ class Submission:
         return {dataset_name(k): k for k in self.datanames}
 
 
+def _load(raw: bytes, example: str) -> Any:
+    """The JSON document; a UTF-8 BOM is skipped, as browsers and editors do."""
+    if raw.startswith(UTF8_BOM):  # Windows Notepad writes one; it carries no meaning
+        raw = raw[len(UTF8_BOM) :]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidSubmission(
+            f"the submission file is not valid JSON: it is not UTF-8 text (byte "
+            f"{raw[e.start]:#04x} at position {e.start}); save it as UTF-8 like {example}"
+        ) from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidSubmission(
+            f"the submission file is not valid JSON ({e}); write it like {example}"
+        ) from e
+    except RecursionError as e:  # thousands of nested brackets
+        raise InvalidSubmission(
+            f"the submission file is not valid JSON: it nests too deeply; write it like {example}"
+        ) from e
+    except ValueError as e:  # e.g. an integer past Python's 4300-digit limit
+        raise InvalidSubmission(
+            f"the submission file is not valid JSON ({str(e).splitlines()[0][:200]}); "
+            f"write it like {example}"
+        ) from e
+
+
 def parse_submission(raw: bytes, group: str) -> Submission:
     example = EXAMPLE.replace("GROUP", group)
     if len(raw) > MAX_SUBMISSION_BYTES:
         raise InvalidSubmission(
-            f"the submission file is {len(raw)} bytes, over the {MAX_SUBMISSION_BYTES}-byte "
-            "limit; list at most a few hundred datasets per submission"
+            f"the submission file is over the {MAX_SUBMISSION_BYTES}-byte limit "
+            f"({len(raw)} bytes or more); list at most a few hundred datasets per submission"
         )
-    try:
-        doc = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidSubmission(
-            f"the submission file is not valid JSON ({e}); write it like {example}"
-        ) from e
+    doc = _load(raw, example)
     if not isinstance(doc, dict):
         raise InvalidSubmission(f"the submission must be a JSON object like {example}")
-    unknown = sorted(set(doc) - {"dataname", "configname", "timestamp"})
+    unknown = sorted(set(doc) - set(FIELDS))
     if unknown:
-        raise InvalidSubmission(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; "
-            "allowed: dataname, configname, timestamp"
-        )
+        listed = ", ".join(shown(name) for name in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise InvalidSubmission(f"unknown field(s) {listed}{more}; allowed: {', '.join(FIELDS)}")
     if "dataname" not in doc:
         raise InvalidSubmission(f"the submission has no 'dataname'; write it like {example}")
     names = doc["dataname"]
@@ -74,16 +104,23 @@ def parse_submission(raw: bytes, group: str) -> Submission:
     seen: dict[str, str] = {}
     for key in keys:
         name = dataset_name(key)
+        if name in RESERVED_DATASET_NAMES:
+            raise InvalidSubmission(
+                f"dataset {shown(key)} is named {name!r}, which the job folder uses for "
+                "itself (process_results/end.txt); rename the file"
+            )
         if name in seen and seen[name] != key:
             raise InvalidSubmission(
-                f"datasets {seen[name]!r} and {key!r} share the file name {name!r}; "
-                "results are stored by file name, so rename one"
+                f"datasets {shown(seen[name])} and {shown(key)} share the file name "
+                f"{shown(name)}; results are stored by file name, so rename one"
             )
         seen[name] = key
     timestamp = doc.get("timestamp")
-    if timestamp is not None and (not isinstance(timestamp, str) or not TIMESTAMP.match(timestamp)):
+    if timestamp is not None and (
+        not isinstance(timestamp, str) or not TIMESTAMP.fullmatch(timestamp)
+    ):
         raise InvalidSubmission(
-            f"'timestamp' {timestamp!r} cannot name a folder: use letters, digits, '.', '_', '-' "
-            "(e.g. 20261124T203000Z), or leave it out"
+            f"'timestamp' {shown(timestamp)} cannot name a folder: use letters, digits, '.', "
+            "'_', '-' (e.g. 20261124T203000Z), or leave it out"
         )
     return Submission(datanames=tuple(dict.fromkeys(keys)), configname=config, timestamp=timestamp)

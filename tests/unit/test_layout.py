@@ -48,6 +48,12 @@ def test_dataset_name_is_the_last_part_of_the_key() -> None:
         ("labA/results/job_1/abc_submit.json", False),
         ("submissions/abc_submit.json", False),
         ("", False),
+        # No group can be named like these, so nothing under them is a submission.
+        (".ncaas/submissions/abc_submit.json", False),
+        ("../submissions/abc_submit.json", False),
+        ("/submissions/abc_submit.json", False),
+        ("lab\u00e9/submissions/abc_submit.json", False),
+        ("labA\n/submissions/abc_submit.json", False),
     ],
 )
 def test_is_submission_key(key: str, expected: bool) -> None:
