@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -396,7 +397,7 @@ def _pip(args: list[str], what: str) -> None:
         raise NcaasError(f"{what} failed: {tail}", hint="pip needs PyPI (or your index) here")
 
 
-def _constraints(path: Path) -> Path:
+def _constraints() -> list[str]:
     """Pin the runner's dependencies to the versions this machine runs (and was tested with)."""
     done = subprocess.run(
         [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
@@ -404,14 +405,20 @@ def _constraints(path: Path) -> Path:
         text=True,
         check=False,
     )
-    pins = [line for line in done.stdout.splitlines() if re.match(r"^[A-Za-z0-9_.\-]+==", line)]
-    path.write_text("\n".join(pins) + "\n")
-    return path
+    return [line for line in done.stdout.splitlines() if re.match(r"^[A-Za-z0-9_.\-]+==", line)]
 
 
-def build_wheelhouse(cache: Path, reporter: Reporter, root: Path = PROJECT_ROOT) -> Path:
-    """A folder of wheels: ncaas-dev built from this source tree, its dependencies and pip,
-    for every Python in WHEELHOUSE_PYTHONS, so the instance installs with no network."""
+def build_wheelhouse(cache: Path, reporter: Reporter, root: Path = PROJECT_ROOT) -> list[Path]:
+    """The wheels the instance installs from, with no network: ncaas-dev built from this
+    source tree, its dependencies and pip, for every Python in WHEELHOUSE_PYTHONS.
+
+    The dependencies are cached apart from ncaas-dev's own wheel: a change to the code
+    rebuilds one small wheel, not the downloads."""
+    wheel = _runner_wheel(cache / "runner", root, reporter)
+    return [wheel, *_dependency_wheels(cache / "deps", _requires(wheel), reporter)]
+
+
+def _runner_wheel(cache: Path, root: Path, reporter: Reporter) -> Path:
     if not (root / "pyproject.toml").is_file() or not (root / "ncaas_dev").is_dir():
         raise NcaasError(
             f"ncaas-dev's source tree is not at {root}: the bake builds its wheel from it",
@@ -420,47 +427,72 @@ def build_wheelhouse(cache: Path, reporter: Reporter, root: Path = PROJECT_ROOT)
     digest = hashlib.sha256()
     for path in _source_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    digest.update(",".join(WHEELHOUSE_PYTHONS).encode())
-    house = cache / f"wheelhouse-{__version__}-{digest.hexdigest()[:16]}"
-    if (house / ".complete").is_file():
-        return house
-    reporter.step("building the runner's wheelhouse (ncaas-dev + dependencies)")
-    for old in cache.glob("wheelhouse-*"):
-        shutil.rmtree(old, ignore_errors=True)
-    house.mkdir(parents=True)
+    folder = cache / digest.hexdigest()[:16]
+    found = next(folder.glob("ncaas_dev-*.whl"), None)
+    if found is not None:
+        return found
+    reporter.step("building the ncaas-dev wheel")
+    shutil.rmtree(cache, ignore_errors=True)  # older sources' wheels
     with tempfile.TemporaryDirectory(prefix="ncaas-wheel-") as tmp:
-        source = Path(tmp) / "src"
-        for path in _source_files(root):
-            target = source / path.relative_to(root)
+        for path in _source_files(root):  # a copy: pip leaves build/ and egg-info behind
+            target = Path(tmp) / path.relative_to(root)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
-        _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(house), str(source)], "wheel")
-        wheel = next(house.glob("ncaas_dev-*.whl"), None)
-        if wheel is None or wheel.name.split("-")[1] != __version__:
-            raise NcaasError(
-                f"the wheel built from {root} is not ncaas-dev {__version__}",
-                hint="reinstall the project (pip install -e .) so versions agree",
-            )
-        constraints = _constraints(Path(tmp) / "constraints.txt")
-        for python in WHEELHOUSE_PYTHONS:
-            reporter.line(f"dependencies for Python {python}")
-            abi = "cp" + python.replace(".", "")
-            platforms = [arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)]
-            _pip(
-                [
-                    *("download", "--quiet", "--only-binary=:all:", "--dest", str(house)),
-                    *("--python-version", python, "--implementation", "cp", "--abi", abi),
-                    *("--abi", "abi3", "--abi", "none", *platforms, "--platform", "any"),
-                    *("--constraint", str(constraints), str(wheel), "pip"),
-                ],
-                f"pip download for Python {python}",
-            )
-    (house / ".complete").write_text("")
-    return house
+        _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), tmp], "pip wheel")
+    wheel = next(folder.glob("ncaas_dev-*.whl"), None)
+    if wheel is None or wheel.name.split("-")[1] != __version__:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise NcaasError(
+            f"the wheel built from {root} is not ncaas-dev {__version__}",
+            hint="reinstall the project (pip install -e .) so the versions agree",
+        )
+    return wheel
+
+
+def _requires(wheel: Path) -> list[str]:
+    """The wheel's runtime requirements (Requires-Dist without extras)."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        metadata = archive.read(name).decode()
+    return [
+        line.split(":", 1)[1].strip()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line
+    ]
+
+
+def _dependency_wheels(cache: Path, requires: list[str], reporter: Reporter) -> list[Path]:
+    constraints = _constraints()
+    digest = hashlib.sha256(
+        json.dumps([requires, constraints, WHEELHOUSE_PYTHONS, WHEEL_PLATFORMS]).encode()
+    )
+    folder = cache / digest.hexdigest()[:16]
+    if (folder / ".complete").is_file():
+        return sorted(folder.glob("*.whl"))
+    reporter.step("downloading the runner's dependencies (wheels)")
+    shutil.rmtree(cache, ignore_errors=True)
+    folder.mkdir(parents=True)
+    pins = folder / "constraints.txt"
+    pins.write_text("\n".join(constraints) + "\n")
+    platforms = [arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)]
+    for python in WHEELHOUSE_PYTHONS:
+        reporter.line(f"for Python {python}")
+        abi = "cp" + python.replace(".", "")
+        _pip(
+            [
+                *("download", "--quiet", "--only-binary=:all:", "--dest", str(folder)),
+                *("--python-version", python, "--implementation", "cp", "--abi", abi),
+                *("--abi", "abi3", "--abi", "none", *platforms, "--platform", "any"),
+                *("--constraint", str(pins), *requires, "pip"),
+            ],
+            f"pip download for Python {python}",
+        )
+    (folder / ".complete").write_text("")
+    return sorted(folder.glob("*.whl"))
 
 
 def stage_payload(
-    payload: Path, archive: Path, wheelhouse: Path, manifest: Mapping[str, Any]
+    payload: Path, archive: Path, wheels: list[Path], manifest: Mapping[str, Any]
 ) -> None:
     """What the file provisioner ships: image.tar, wheelhouse/, baked.json (hard links where
     the file system allows, so a 1 GB archive is not copied)."""
@@ -468,7 +500,7 @@ def stage_payload(
     payload.mkdir(parents=True)
     _link_or_copy(archive, payload / "image.tar")
     (payload / "wheelhouse").mkdir()
-    for wheel in wheelhouse.glob("*.whl"):
+    for wheel in wheels:
         _link_or_copy(wheel, payload / "wheelhouse" / wheel.name)
     (payload / "baked.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -551,10 +583,10 @@ def bake(
             engine, blueprint.image_tag, image_id, work / "archive", say
         )
     with clock.phase("wheelhouse"):
-        wheelhouse = build_wheelhouse(settings.state_dir / "bake", say)
+        wheels = build_wheelhouse(settings.state_dir / "bake" / "wheels", say)
     now = datetime.now(UTC)
     manifest = baked_manifest(loaded, image_id, archive_sha256, key, now)
-    stage_payload(work / "payload", archive, wheelhouse, manifest)
+    stage_payload(work / "payload", archive, wheels, manifest)
 
     wanted = packer.source_ami(blueprint.cloud.source_ami, blueprint.resources.gpu)
     plan = packer.BakePlan(
