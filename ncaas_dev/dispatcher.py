@@ -103,7 +103,8 @@ class Dispatcher:
     _queued: set[tuple[str, str, str, str]] = field(default_factory=set)
     _ended_jobs: set[tuple[str, str, str]] = field(default_factory=set)
     _known_claims: set[tuple[str, str]] = field(default_factory=set)
-    _last_sweep: float = 0.0
+    _last_sweep: float = -1e9
+    _sweeping: bool = False
 
     # -- events ------------------------------------------------------------------------------
     def handle(self, event: ObjectCreated) -> Outcome:
@@ -126,30 +127,31 @@ class Dispatcher:
             "claimed_at": utcnow(),
         }
 
-    def _take_claim(self, bucket: str, key: str, etag: str) -> bool:
-        """Claim the submission: first writer wins; a dead writer's open claim is retaken."""
+    def _take_claim(self, bucket: str, key: str, etag: str) -> str | None:
+        """Claim the submission: first writer wins ("new"); a dead writer's open claim is
+        retaken ("retaken"); None if someone else holds it."""
         claim = claim_key(key, etag)
         try:
             self.storage.put_json(
                 bucket, claim, self._claim_doc(key, etag, None), if_none_match=True
             )
-            return True
+            return "new"
         except PreconditionFailed:
             pass
         try:
             doc, claim_etag = self.storage.get_json(bucket, claim)
         except NotFound:
-            return False
+            return None
         if doc.get("job") or not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
-            return False
+            return None
         try:
             self.storage.put_json(
                 bucket, claim, self._claim_doc(key, etag, None), if_match=claim_etag
             )
         except PreconditionFailed:
-            return False  # another dispatcher retook it first
+            return None  # another dispatcher retook it first
         log.info("retook the abandoned claim of %s (was %s)", key, doc.get("owner"))
-        return True
+        return "retaken"
 
     def _handle(self, event: ObjectCreated) -> Outcome:
         if not is_submission_key(event.key):
@@ -162,10 +164,13 @@ class Dispatcher:
             return Outcome(event.key, "ignored", reason="submission no longer exists")
         group = event.key.split("/", 1)[0]
         claim = claim_key(event.key, head.etag)
-        if not self._take_claim(event.bucket, event.key, head.etag):
+        taken = self._take_claim(event.bucket, event.key, head.etag)
+        if taken is None:
             return Outcome(event.key, "duplicate", reason="this submission was already handled")
         store = JobStore(self.storage, event.bucket)
-        existing = self._job_of_abandoned_claim(store, group, event.key, head.etag)
+        existing = None
+        if taken == "retaken":
+            existing = self._job_of_abandoned_claim(store, group, event.key, head.etag)
         if existing is not None:
             # The dead claimer had created the job folder but not yet published it.
             self.storage.put_json(
@@ -411,7 +416,7 @@ class Dispatcher:
         """Reap ended runners, sweep now and then, launch queued datasets while there is room."""
         for finished in self.launcher.reap():
             self._settle_runner(finished)
-        if time.monotonic() - self._last_sweep >= self.sweep_interval:
+        if not self._sweeping and time.monotonic() - self._last_sweep >= self.sweep_interval:
             try:
                 self.sweep()
             except NcaasError as e:
@@ -481,14 +486,18 @@ class Dispatcher:
         """
         from .provision import provisioned_analyses
 
-        self._last_sweep = time.monotonic()
+        self._sweeping = True
         queued = 0
-        for bucket in provisioned_analyses(self.storage):
-            record = load_record(self.storage, bucket)
-            if record is None:
-                continue
-            self._sweep_submissions(bucket, record)
-            queued += self._sweep_jobs(bucket, record)
+        try:
+            for bucket in provisioned_analyses(self.storage):
+                record = load_record(self.storage, bucket)
+                if record is None:
+                    continue
+                self._sweep_submissions(bucket, record)
+                queued += self._sweep_jobs(bucket, record)
+        finally:
+            self._sweeping = False
+            self._last_sweep = time.monotonic()  # the interval runs between sweeps
         for finished in self.launcher.reap():  # runners found dead on adoption
             self._settle_runner(finished)
         return queued
