@@ -12,7 +12,6 @@ import typer
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -37,16 +36,21 @@ class RichReporter:
         if self.task is not None:
             self.progress.remove_task(self.task)
             seconds = time.monotonic() - self.started
-            self.progress.console.print(f"[green]✓[/green] {escape(self.title)} ({seconds:.1f} s)")
+            self.progress.console.print(
+                f"[green]✓[/green] {escape(self.title)} ({seconds:.1f} s)", highlight=False
+            )
 
     def step(self, title: str, total: int | None = None) -> None:
         self._finish()
         self.title, self.started = title, time.monotonic()
-        self.task = self.progress.add_task(escape(title), total=total)
+        self.task = self.progress.add_task(escape(title), total=total, size="")
 
     def advance(self, amount: int) -> None:
         if self.task is not None:
             self.progress.advance(self.task, amount)
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            size = f"{task.completed / 1e6:,.0f} / {(task.total or 0) / 1e6:,.0f} MB"
+            self.progress.update(self.task, size=size)
 
     def line(self, text: str) -> None:
         if self.task is not None:
@@ -97,7 +101,7 @@ def register(app: typer.Typer) -> None:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
+            TextColumn("{task.fields[size]}"),
             TimeElapsedColumn(),
             console=err,
             transient=True,
@@ -110,20 +114,26 @@ def register(app: typer.Typer) -> None:
                 reporter.close()
         where = "AWS" if cloud else f"LocalStack ({settings.endpoint_url})"
         if not result.baked:
-            console.print(
-                f"[green]up to date[/green]: {result.ami} in {where}, {result.region} "
-                f"(key {result.bake_key[:16]}) - {result.seconds:.1f} s"
+            say(
+                f"[green]up to date[/green]: {result.ami} in {where}, region {result.region} "
+                f"(bake key {result.bake_key[:16]}, {result.seconds:.1f} s); --force bakes anyway"
             )
             return
-        console.print(f"[green]baked[/green] {result.ami} in {where}, region {result.region}")
-        console.print(f"  image     {loaded.blueprint.image_tag} {result.image_id}")
-        console.print(f"  bake key  {result.bake_key}")
-        console.print(f"  source    {result.source_ami}")
+        say(f"[green]baked[/green] {result.ami} in {where}, region {result.region}")
+        say(f"  image     {loaded.blueprint.image_tag} {result.image_id}")
+        say(f"  bake key  {result.bake_key}")
+        say(f"  source    {escape(result.source_ami)}")
         if result.proof:
             image = result.proof.get("image", {})
-            console.print(
+            say(
                 f"  proof     {result.proof['on']}: ncaas-dev {result.proof.get('ncaas_version')} "
-                f"(Python {result.proof.get('python')}), image {image.get('how')} check ok"
+                f"(Python {result.proof.get('python')}) in /opt/ncaas/venv, image id checked "
+                f"({image.get('how')}), baked.json in place"
             )
-        console.print(f"  recorded  cloud.ami in {result.blueprint}")
-        console.print(f"  took      {result.seconds:.1f} s")
+        say(f"  recorded  cloud.ami in {result.blueprint}")
+        say(f"  took      {result.seconds:.1f} s")
+
+
+def say(text: str) -> None:
+    # soft_wrap: one fact per line whatever the terminal's width (scripts grep them).
+    console.print(text, soft_wrap=True, highlight=False)
