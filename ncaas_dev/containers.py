@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,12 +12,19 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import requests
 
 from .blueprint import LoadedBlueprint
 from .errors import NcaasError, ServiceUnavailable
 
 LABEL = "ncaas"
+# Process (and thread) cap per container: 128 per CPU, at least 1024. Far above what a
+# multi-threaded analysis uses (a BLAS pool per core plus a worker pool), far below the host's
+# pid table: on a host with the old pid_max of 32768, four containers at 1024 take an eighth.
+# A fork bomb stops here instead of starving the machine.
+PIDS_PER_CPU = 128
+MIN_PIDS = 1024
 DOCKER_HINT = "start it with `make setup` (as root) or `sudo systemctl start docker`"
 
 
@@ -47,6 +55,10 @@ class ContainerSpec:
     gpu: bool
     labels: dict[str, str]
     user: str
+
+
+def pids_limit(cpus: float) -> int:
+    return max(MIN_PIDS, PIDS_PER_CPU * math.ceil(cpus))
 
 
 @dataclass(frozen=True)
@@ -127,16 +139,20 @@ class Engine:
         kwargs: dict[str, Any] = {
             "command": spec.command,
             "environment": spec.environment,
-            "volumes": {
-                str(m.source): {"bind": m.target, "mode": "ro" if m.read_only else "rw"}
+            # Mount objects, not "src:dst:mode" strings: a ':' in a dataset's name cannot
+            # change what is mounted.
+            "mounts": [
+                docker.types.Mount(m.target, str(m.source), type="bind", read_only=m.read_only)
                 for m in spec.mounts
-            },
+            ],
             "nano_cpus": int(min(spec.cpus, host_cpus) * 1e9),
             "mem_limit": spec.memory,
             "memswap_limit": spec.memory,  # no swap: over the limit is an OOM kill, not a crawl
-            "pids_limit": 4096,
+            "pids_limit": pids_limit(spec.cpus),
             "labels": {LABEL: "run", **spec.labels},
             "user": spec.user,
+            # The analysis needs no privilege: no capabilities, and no setuid way to regain any.
+            "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
         }
         if not spec.network:

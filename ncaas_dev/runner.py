@@ -28,6 +28,26 @@ from .storage import Storage
 
 log = logging.getLogger(__name__)
 
+# Who the analysis runs as when ncaas-dev runs as root: nobody:nogroup, which every Debian or
+# Ubuntu image knows, and which owns nothing on the host.
+SANDBOX_UID = SANDBOX_GID = 65534
+
+
+def sandbox_ids() -> tuple[int, int]:
+    """The uid:gid of the analysis: the invoking user's, or an unprivileged one for root."""
+    if os.getuid() == 0:
+        return SANDBOX_UID, SANDBOX_GID
+    return os.getuid(), os.getgid()
+
+
+def give_back(folder: Path) -> None:
+    """Hand the analysis's files to the invoking user (never following its symlinks)."""
+    uid, gid = os.getuid(), os.getgid()
+    os.chown(folder, uid, gid, follow_symlinks=False)
+    for root, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+
 
 def _size(n: int) -> str:
     """Bytes as the blueprint would write them, exactly: 1g, 1536m, 1.5 GiB never floors."""
@@ -61,6 +81,7 @@ def container_spec(task: DatasetTask, work: Path) -> ContainerSpec:
     blueprint = task.record.blueprint
     config_name = dataset_name(task.config_key) if task.config_key else ""
     env = {
+        "HOME": "/tmp",  # the sandbox user has no home; tools that want one get a writable one
         **blueprint.run.env,
         "NCAAS_DATA": f"/ncaas/input/{task.dataset}",
         "NCAAS_CONFIG": f"/ncaas/config/{config_name}" if config_name else "",
@@ -91,8 +112,8 @@ def container_spec(task: DatasetTask, work: Path) -> ContainerSpec:
             "ncaas.job": task.job,
             "ncaas.dataset": task.dataset,
         },
-        # Files come back owned by whoever runs ncaas-dev, not by root.
-        user=f"{os.getuid()}:{os.getgid()}",
+        # Never root: the invoking user, or nobody when that is root (outputs are given back).
+        user="{}:{}".format(*sandbox_ids()),
     )
 
 
@@ -133,6 +154,8 @@ class Runner:
                 self.storage.download_file(
                     task.bucket, task.config_key, work / "config" / dataset_name(task.config_key)
                 )
+            uid, gid = sandbox_ids()
+            os.chown(work / "output", uid, gid)  # the sandbox user may write here, nowhere else
             container = self.engine.start(container_spec(task, work))
             extra["image_id"] = container.image.id
             store.update(
@@ -161,19 +184,20 @@ class Runner:
         finally:
             shipper.stop()
             extra["last_output"] = shipper.last_line
-            uploaded = self._upload_outputs(task, work, paths)
             if container is not None:
-                Engine.remove(container)
+                Engine.remove(container)  # nothing of the analysis runs on past this point
+            uploaded = self._upload_outputs(task, work, paths)
             self._finish(store, task, state, reason, exit_code, uploaded, extra)
             shutil.rmtree(work, ignore_errors=True)
         return state
 
     def _upload_outputs(self, task: DatasetTask, work: Path, paths: JobPaths) -> int:
         try:
+            give_back(work / "output")
             return self.storage.upload_tree(
                 work / "output", task.bucket, paths.outputs(task.dataset)
             )
-        except NcaasError as e:
+        except Exception as e:  # whatever the analysis left there, the result gets recorded
             log.error("%s: uploading outputs failed: %s", task.label, e)
             return -1
 

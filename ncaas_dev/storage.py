@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,35 @@ def translated(what: str, endpoint: str | None) -> Iterator[None]:
         ) from e
     except BotoCoreError as e:
         raise StorageError(f"{what}: {e}") from e
+
+
+def key_part(relative: Path) -> str:
+    """A relative path as key text; a name that is not UTF-8 keeps its place with U+FFFD."""
+    raw = os.fsencode(relative.as_posix())
+    return raw.decode("utf-8", "replace")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned_parts(path: Path) -> int:
+    """Delete ``.part`` files of downloads to ``path`` whose process is gone."""
+    removed = 0
+    prefix = f".{path.name}."
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.part*"):
+        pid = candidate.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            with suppress(FileNotFoundError):
+                candidate.unlink()
+                removed += 1
+    return removed
 
 
 class Storage:
@@ -200,9 +230,16 @@ class Storage:
     def download_file(
         self, bucket: str, key: str, path: Path, progress: Progress | None = None
     ) -> None:
-        """Download next to ``path`` and rename at the end: never a half file that looks whole."""
+        """Download next to ``path`` and rename at the end: never a half file that looks whole.
+
+        The hidden ``.{name}.{pid}.*.part`` file names its process, so the next download to
+        the same place removes what a killed one left behind.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        remove_abandoned_parts(path)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".part"
+        )
         os.close(fd)
         try:
             with self._t(f"download s3://{bucket}/{key}"):
@@ -213,10 +250,11 @@ class Storage:
                 os.unlink(tmp)
 
     def upload_tree(self, folder: Path, bucket: str, prefix: str) -> int:
+        """Upload the regular files under ``folder`` (symlinks are not followed)."""
         count = 0
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.is_symlink():
-                self.upload_file(path, bucket, prefix + path.relative_to(folder).as_posix())
+                self.upload_file(path, bucket, prefix + key_part(path.relative_to(folder)))
                 count += 1
         return count
 

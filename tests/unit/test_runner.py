@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ncaas_dev.containers import ExitInfo
-from ncaas_dev.runner import classify, container_spec
+from ncaas_dev.containers import ExitInfo, pids_limit
+from ncaas_dev.runner import classify, container_spec, give_back, sandbox_ids
 from ncaas_dev.status import State
 
 
@@ -63,6 +63,7 @@ def test_oom_wins_over_the_exit_code(make_task) -> None:
 def test_container_environment(make_task, tmp_path: Path) -> None:
     spec = container_spec(make_task(), tmp_path)
     assert spec.environment == {
+        "HOME": "/tmp",
         "NCAAS_DATA": "/ncaas/input/rec1.bin",
         "NCAAS_CONFIG": "",
         "NCAAS_OUTPUT": "/ncaas/output",
@@ -102,7 +103,7 @@ def test_resources_network_and_user(make_task, tmp_path: Path) -> None:
     spec = container_spec(make_task(resources={"cpus": 1.5, "memory": "2g"}), tmp_path)
     assert (spec.cpus, spec.memory, spec.gpu) == (1.5, 2 * 1024**3, False)
     assert spec.network is False
-    assert spec.user == f"{os.getuid()}:{os.getgid()}"
+    assert spec.user == ("65534:65534" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}")
     assert spec.image == "ncaas/spike-detect:latest"
     assert spec.command is None
 
@@ -122,3 +123,42 @@ def test_container_labels_identify_the_dataset(make_task, tmp_path: Path) -> Non
         "ncaas.job": "job_20261124T203000Z",
         "ncaas.dataset": "rec1.bin",
     }
+
+
+def test_root_runs_the_analysis_as_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    monkeypatch.setattr(os, "getgid", lambda: 0)
+    assert sandbox_ids() == (65534, 65534)
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+    monkeypatch.setattr(os, "getgid", lambda: 1001)
+    assert sandbox_ids() == (1000, 1001)
+
+
+def test_run_env_may_set_home(make_task, tmp_path: Path) -> None:
+    spec = container_spec(make_task(run={"env": {"HOME": "/work"}}), tmp_path)
+    assert spec.environment["HOME"] == "/work"
+
+
+@pytest.mark.parametrize(
+    ("cpus", "limit"), [(0.5, 1024), (2, 1024), (8, 1024), (9, 1152), (96, 12288)]
+)
+def test_pids_limit_scales_with_cpus_from_a_floor(cpus: float, limit: int) -> None:
+    assert pids_limit(cpus) == limit
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="only root can hand files to another user")
+def test_outputs_are_given_back_without_following_symlinks(tmp_path: Path) -> None:
+    outside = tmp_path / "host-file"
+    outside.write_text("not the analysis's")
+    os.chown(outside, 4242, 4242)
+    out = tmp_path / "output"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "result.txt").write_text("r")
+    (out / "link").symlink_to(outside)
+    for path in (out, out / "sub", out / "sub" / "result.txt"):
+        os.chown(path, 65534, 65534)
+    os.chown(out / "link", 65534, 65534, follow_symlinks=False)
+    give_back(out)
+    for path in (out, out / "sub", out / "sub" / "result.txt", out / "link"):
+        assert (path.lstat().st_uid, path.lstat().st_gid) == (0, 0), path
+    assert (outside.stat().st_uid, outside.stat().st_gid) == (4242, 4242)
