@@ -1,9 +1,103 @@
-"""`ncaas-dev deploy` (being built; registers nothing yet)."""
+"""`ncaas-dev deploy`: the analysis's stack (bucket, group access, dispatcher, instance role)."""
 
 from __future__ import annotations
 
+import os
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err
+
+if TYPE_CHECKING:
+    from ..cloud.deploy import DeployResult
+
+_STYLE = {"COMPLETE": "green", "FAILED": "red", "PROGRESS": "yellow"}
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    status = str(event.get("ResourceStatus", ""))
+    style = next((v for k, v in _STYLE.items() if status.endswith(k)), "white")
+    reason = event.get("ResourceStatusReason") or ""
+    line = (
+        f"[{style}]{escape(status):<20}[/{style}] {escape(str(event.get('LogicalResourceId')))} "
+        f"[dim]{escape(str(event.get('ResourceType')))}[/dim]"
+    )
+    return line + (f" [dim]{escape(reason[:120])}[/dim]" if reason else "")
+
+
+def _summary(result: DeployResult, where: str) -> None:
+    style = "green" if not result.missing else "yellow"
+    console.print(
+        f"[{style}]{result.action}[/{style}] stack {result.stack_name} in {where}: "
+        f"{result.status} ({result.seconds:.1f} s)"
+    )
+    table = Table("resource", "type", "name", "really there", "detail", box=None)
+    for check in result.checks:
+        mark = "[green]yes[/green]" if check.present else "[red]NO[/red]"
+        table.add_row(check.logical_id, check.kind, check.name, mark, escape(check.detail))
+    console.print(table)
+    console.print(
+        f"  bucket     s3://{result.outputs.get('BucketName', '?')} "
+        f"({'in the stack' if result.bucket_in_stack else 'made outside the stack'})"
+    )
+    console.print(f"  runners    instance profile {result.outputs.get('InstanceProfileName')}")
+    console.print(f"  dispatcher {result.dispatcher}")
+    if result.package:
+        cached = "cached" if not result.package["built"] else "built"
+        console.print(f"  code       s3://.../{result.package['key']} ({cached})")
+    for check in result.missing:
+        console.print(
+            f"[yellow]missing[/yellow]: {check.logical_id} ({check.kind}) was reported created "
+            f"but is not there: {escape(check.detail)}"
+        )
 
 
 def register(app: typer.Typer) -> None:
     """Add the command to ``app``."""
+
+    @app.command()
+    def deploy(
+        blueprint_dir: Annotated[Path, typer.Argument(help="Blueprint folder.")],
+        cloud: CloudOpt = False,
+        endpoint_url: EndpointOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create or update the analysis's stack (bucket, group access, dispatcher, instance
+        role) with CloudFormation: LocalStack unless --cloud."""
+        from dataclasses import replace
+
+        from ..blueprint import load_blueprint
+        from ..cloud.bake import check_cloud_environment
+        from ..cloud.deploy import deploy as run_deploy
+        from ..settings import Settings
+        from ..stack import start_localstack
+
+        loaded = load_blueprint(blueprint_dir)
+        if cloud:
+            check_cloud_environment(os.environ, endpoint_url)
+        settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+        if cloud:
+            settings = replace(settings, region=loaded.blueprint.cloud.region)
+        else:
+            with err.status("starting LocalStack") if not as_json else nullcontext():
+                start_localstack(settings)
+        where = f"AWS {settings.region}" if cloud else f"LocalStack ({settings.endpoint_url})"
+        if as_json:
+            result = run_deploy(loaded, settings)
+            emit_json(result.as_json())
+        else:
+            with err.status(f"deploying {loaded.blueprint.analysis} to {where}") as status:
+
+                def show(event: dict[str, Any]) -> None:
+                    err.print(_event_line(event))
+                    status.update(f"deploying: {escape(str(event.get('LogicalResourceId')))}")
+
+                result = run_deploy(loaded, settings, on_event=show)
+            _summary(result, where)
+        if result.missing:
+            raise typer.Exit(1)

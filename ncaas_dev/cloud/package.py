@@ -1,0 +1,115 @@
+"""The dispatcher's Lambda code: ncaas_dev plus its non-boto3 dependencies, zipped.
+
+The Lambda runtime (python3.12, x86_64) brings boto3; the rest comes from PyPI as manylinux
+wheels for that runtime (``pip install --platform``), whatever this machine runs. The zip is
+built reproducibly (fixed times, sorted entries) and cached by the content that goes into it,
+so an unchanged ncaas_dev costs a hash, and its S3 key names its content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import NcaasError
+from .template import LAMBDA_RUNTIME
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # ncaas_dev/
+# What the dispatcher imports besides boto3 (which the runtime has): pinned to this machine's
+# versions, so the Lambda runs what the tests ran.
+LAMBDA_REQUIREMENTS = ("pydantic", "PyYAML")
+PLATFORM = "manylinux2014_x86_64"
+ARTIFACT_PREFIX = ".ncaas/artifacts/"
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Package:
+    path: Path
+    digest: str  # sha256 of the zip
+    built: bool  # False when it came from the cache
+    seconds: float
+
+    @property
+    def key(self) -> str:
+        return f"{ARTIFACT_PREFIX}dispatcher-{self.digest[:20]}.zip"
+
+
+def requirements() -> list[str]:
+    return [f"{name}=={importlib.metadata.version(name)}" for name in LAMBDA_REQUIREMENTS]
+
+
+def _sources() -> list[Path]:
+    return sorted(
+        p
+        for p in PACKAGE_ROOT.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix in (".py", ".json", ".typed")
+    )
+
+
+def source_key() -> str:
+    """Hash of everything the zip is made of: the package's files, the pins, the runtime."""
+    digest = hashlib.sha256()
+    for line in (LAMBDA_RUNTIME, PLATFORM, *requirements()):
+        digest.update(line.encode() + b"\0")
+    for path in _sources():
+        digest.update(str(path.relative_to(PACKAGE_ROOT)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _install_dependencies(target: Path) -> None:
+    python = LAMBDA_RUNTIME.removeprefix("python")
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--platform", PLATFORM, "--implementation", "cp", "--python-version", python,
+        "--only-binary=:all:", "--target", str(target), *requirements(),
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise NcaasError(
+            f"could not fetch the dispatcher's dependencies for {LAMBDA_RUNTIME}: {last}",
+            hint="check that PyPI is reachable (pip install), then deploy again",
+        )
+
+
+def _write_zip(root: Path, out: Path) -> None:
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if "__pycache__" in path.parts:
+                continue
+            info = zipfile.ZipInfo(str(path.relative_to(root)), _ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+
+
+def build_package(cache_dir: Path) -> Package:
+    """The zip for the current sources, built once per content and kept in ``cache_dir``."""
+    started = time.monotonic()
+    key = source_key()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir / f"{key}.zip"
+    if cached.exists():
+        digest = hashlib.sha256(cached.read_bytes()).hexdigest()
+        return Package(cached, digest, built=False, seconds=time.monotonic() - started)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as work:
+        root = Path(work) / "root"
+        _install_dependencies(root)
+        shutil.copytree(
+            PACKAGE_ROOT, root / "ncaas_dev", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        partial = Path(work) / "package.zip"
+        _write_zip(root, partial)
+        partial.replace(cached)  # whole or absent: a crash never leaves half a zip cached
+    digest = hashlib.sha256(cached.read_bytes()).hexdigest()
+    return Package(cached, digest, built=True, seconds=time.monotonic() - started)
