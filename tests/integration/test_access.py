@@ -1,0 +1,394 @@
+"""The generated policies, proven by an independent IAM evaluator (moto), not assumed.
+
+LocalStack's free edition does not enforce IAM, so the proof runs on moto's server, which
+does: started here on a free loopback port with authorisation off for the setup
+(``INITIAL_NO_AUTH_ACTION_COUNT``), then switched on (``/moto-api/reset-auth`` with 0) before
+any principal acts. Every policy comes from the template ``render_template`` generates, with
+its intrinsics resolved as CloudFormation would; each group user acts with their own access
+keys, each role with credentials from ``AssumeRole``.
+
+moto evaluates Action and Resource but not StringLike conditions, so the users' ListBucket
+prefix condition is evaluated here by ``string_like`` (IAM's StringLike: ``*`` and ``?``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from moto.iam.access_control import IAMPolicy, PermissionResult
+
+from ncaas_dev.blueprint import Blueprint, parse_blueprint
+from ncaas_dev.cloud import template as t
+
+pytestmark = pytest.mark.integration
+
+ACCOUNT = "123456789012"  # moto's default account
+REGION = "us-east-1"
+BUCKET = "spike-access"
+OTHER_BUCKET = "someone-elses-bucket"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def resolve(value: Any, refs: dict[str, str], arns: dict[str, str]) -> Any:
+    """CloudFormation's intrinsics, as far as the policies use them."""
+    if isinstance(value, list):
+        return [resolve(v, refs, arns) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Fn::Sub" in value:
+        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
+        return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo[m.group(1)], value["Fn::Sub"])
+    if "Fn::GetAtt" in value:
+        return arns[value["Fn::GetAtt"][0]]
+    if "Ref" in value:
+        return refs[value["Ref"]]
+    return {k: resolve(v, refs, arns) for k, v in value.items()}
+
+
+def string_like(pattern: str, value: str) -> bool:
+    return fnmatch.fnmatchcase(value, pattern)  # IAM: * any run, ? one character
+
+
+def listing_allowed(policy: dict[str, Any], prefix: str) -> bool:
+    """ListBucket on the analysis bucket with ``prefix``: Allow statements and their
+    StringLike/StringEquals conditions on s3:prefix, evaluated as IAM does."""
+    for statement in policy["Statement"]:
+        actions = statement["Action"]
+        resources = statement["Resource"]
+        resources = resources if isinstance(resources, list) else [resources]
+        if "s3:ListBucket" not in actions or f"arn:aws:s3:::{BUCKET}" not in resources:
+            continue
+        conditions = statement.get("Condition", {})
+        like = conditions.get("StringLike", {}).get("s3:prefix", [])
+        equals = conditions.get("StringEquals", {}).get("s3:prefix", [])
+        unknown = set(conditions) - {"StringLike", "StringEquals"}
+        assert not unknown, f"condition operators this check cannot evaluate: {unknown}"
+        ok = not conditions or any(string_like(p, prefix) for p in like) or prefix in equals
+        if ok and statement["Effect"] == "Allow":
+            return True
+    return False
+
+
+@dataclass
+class Moto:
+    endpoint: str
+    process: subprocess.Popen[bytes]
+
+    def client(self, service: str, key: str = "admin", secret: str = "admin", token: Any = None):  # type: ignore[no-untyped-def]
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            aws_session_token=token,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    def enforce(self) -> None:
+        request = urllib.request.Request(
+            f"{self.endpoint}/moto-api/reset-auth",
+            data=b"0",
+            method="POST",
+            headers={"Content-Type": "text/plain"},  # a form body would be parsed away
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert json.loads(reply.read())["status"] == "ok"
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[Moto]:
+    port = _free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1000000"}  # setup first, unchecked
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError(f"moto server did not start on {endpoint}") from None
+            time.sleep(0.2)
+    yield Moto(endpoint, process)
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def the_blueprint() -> Blueprint:
+    return parse_blueprint(
+        {
+            "analysis": BUCKET,
+            "groups": [
+                {"name": "labA", "users": ["alice"]},
+                {"name": "labB", "users": ["carol"]},
+            ],
+        },
+        "test",
+    )
+
+
+@dataclass
+class Principal:
+    name: str
+    s3: Any
+    ec2: Any
+    iam: Any
+
+
+@dataclass
+class World:
+    template: dict[str, Any]
+    policies: dict[str, dict[str, Any]]  # logical id -> resolved policy document
+    users: dict[str, Principal]  # by blueprint user name
+    roles: dict[str, Principal]  # by logical id
+    role_arns: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def world(moto_server: Moto) -> World:
+    """The template's groups, users and roles created in moto (unchecked), then enforced."""
+    blueprint = the_blueprint()
+    template = t.render_template(
+        blueprint, t.TemplateOptions(dispatcher=t.CodeLocation(BUCKET, "k"))
+    )
+    resources = template["Resources"]
+    admin_s3 = moto_server.client("s3")
+    iam = moto_server.client("iam")
+    sts = moto_server.client("sts")
+    for bucket in (BUCKET, OTHER_BUCKET):
+        admin_s3.create_bucket(Bucket=bucket)
+    for key in (
+        "labA/inputs/rec.bin", "labA/configs/p.json", "labA/submissions/x_submit.json",
+        "labA/results/job_1/logs/status.json", "labB/inputs/rec.bin",
+        "labB/submissions/y_submit.json", "labB/results/job_2/logs/status.json",
+        ".ncaas/blueprint.json", ".ncaas/ledger/labA.json",
+    ):  # fmt: skip
+        admin_s3.put_object(Bucket=BUCKET, Key=key, Body=b"data")
+    admin_s3.put_object(Bucket=OTHER_BUCKET, Key="labA/inputs/rec.bin", Body=b"data")
+
+    refs: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    for logical in (t.INSTANCE_ROLE, t.DISPATCHER_ROLE):
+        props = resources[logical]["Properties"]
+        role = iam.create_role(
+            RoleName=props["RoleName"],
+            AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+        )["Role"]
+        refs[logical], arns[logical] = props["RoleName"], role["Arn"]
+    policies: dict[str, dict[str, Any]] = {}
+    for logical in (t.INSTANCE_ROLE, t.DISPATCHER_ROLE):
+        props = resources[logical]["Properties"]
+        (policy,) = props["Policies"]
+        document = resolve(policy["PolicyDocument"], refs, arns)
+        policies[logical] = document
+        iam.put_role_policy(
+            RoleName=props["RoleName"],
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(document),
+        )
+    for logical, resource in resources.items():
+        if resource["Type"] == "AWS::IAM::Group":
+            props = resource["Properties"]
+            iam.create_group(GroupName=props["GroupName"])
+            refs[logical] = props["GroupName"]
+            (policy,) = props["Policies"]
+            document = resolve(policy["PolicyDocument"], refs, arns)
+            policies[logical] = document
+            iam.put_group_policy(
+                GroupName=props["GroupName"],
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(document),
+            )
+    keys: dict[str, tuple[str, str]] = {}
+    for resource in resources.values():
+        if resource["Type"] == "AWS::IAM::User":
+            props = resource["Properties"]
+            iam.create_user(UserName=props["UserName"])
+            for group in props["Groups"]:
+                iam.add_user_to_group(GroupName=refs[group["Ref"]], UserName=props["UserName"])
+            key = iam.create_access_key(UserName=props["UserName"])["AccessKey"]
+            keys[props["UserName"]] = (key["AccessKeyId"], key["SecretAccessKey"])
+    sessions: dict[str, dict[str, str]] = {}
+    for logical in (t.INSTANCE_ROLE, t.DISPATCHER_ROLE):
+        sessions[logical] = sts.assume_role(RoleArn=arns[logical], RoleSessionName="proof")[
+            "Credentials"
+        ]
+
+    def principal(name: str, key: str, secret: str, token: str | None = None) -> Principal:
+        return Principal(
+            name,
+            moto_server.client("s3", key, secret, token),
+            moto_server.client("ec2", key, secret, token),
+            moto_server.client("iam", key, secret, token),
+        )
+
+    users = {
+        user.split("-")[-1]: principal(user, *pair)  # "spike-access-labA-alice" -> "alice"
+        for user, pair in keys.items()
+    }
+    roles = {
+        logical: principal(logical, c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
+        for logical, c in sessions.items()
+    }
+    moto_server.enforce()
+    return World(template, policies, users, roles, arns)
+
+
+def allowed(call: Any, *args: Any, **kwargs: Any) -> bool:
+    """Whether the call went through (True) or was refused with AccessDenied (False)."""
+    try:
+        call(*args, **kwargs)
+        return True
+    except ClientError as e:
+        code = e.response["Error"]["Code"]
+        assert code in ("AccessDenied", "UnauthorizedOperation", "403"), e
+        return False
+
+
+def put(p: Principal, key: str, bucket: str = BUCKET) -> bool:
+    return allowed(p.s3.put_object, Bucket=bucket, Key=key, Body=b"x")
+
+
+def get(p: Principal, key: str, bucket: str = BUCKET) -> bool:
+    return allowed(p.s3.get_object, Bucket=bucket, Key=key)
+
+
+def test_enforcement_is_on(world: World, moto_server: Moto) -> None:
+    """Unknown credentials are refused: the checks below are evaluated, not waved through."""
+    stranger = moto_server.client("s3", "AKIAUNKNOWNKEY000000", "nope")
+    with pytest.raises(ClientError):
+        stranger.get_object(Bucket=BUCKET, Key="labA/inputs/rec.bin")
+
+
+@pytest.mark.parametrize(
+    ("user", "own", "other"), [("alice", "labA", "labB"), ("carol", "labB", "labA")]
+)
+def test_group_user_works_in_own_prefix_only(world: World, user: str, own: str, other: str) -> None:
+    p = world.users[user]
+    for folder in ("inputs", "configs", "submissions"):
+        assert put(p, f"{own}/{folder}/new-{user}"), f"{user} may write {own}/{folder}/"
+        assert not put(p, f"{other}/{folder}/new-{user}"), f"{user} wrote {other}/{folder}/"
+    assert get(p, f"{own}/results/job_{1 if own == 'labA' else 2}/logs/status.json")
+    assert get(p, f"{own}/inputs/rec.bin")
+    assert not put(p, f"{own}/results/job_1/logs/status.json"), "users must not forge results"
+    assert not get(p, f"{other}/inputs/rec.bin")
+    assert not get(p, f"{other}/results/job_{2 if own == 'labA' else 1}/logs/status.json")
+    assert not get(p, ".ncaas/blueprint.json")
+    assert not put(p, ".ncaas/ledger/labA.json"), "users must not edit the budget ledger"
+    assert not put(p, f"top-level-{user}")
+    assert not get(p, "labA/inputs/rec.bin", bucket=OTHER_BUCKET)
+    assert not put(p, f"{own}/inputs/x", bucket=OTHER_BUCKET)
+    assert not allowed(p.s3.delete_object, Bucket=BUCKET, Key=f"{own}/inputs/rec.bin")
+    assert not allowed(p.s3.list_objects_v2, Bucket=OTHER_BUCKET)
+    # moto grants the listing statement without its condition, so this only shows the
+    # statement's Action and Resource; the condition is evaluated below.
+    assert allowed(p.s3.list_objects_v2, Bucket=BUCKET, Prefix=f"{own}/")
+
+
+@pytest.mark.parametrize("group", ["labA", "labB"])
+def test_group_listing_condition_keeps_users_in_their_prefix(world: World, group: str) -> None:
+    (logical,) = [
+        k
+        for k, v in world.template["Resources"].items()
+        if v["Type"] == "AWS::IAM::Group" and v["Properties"]["GroupName"].endswith(f"-{group}")
+    ]
+    policy = world.policies[logical]
+    other = "labB" if group == "labA" else "labA"
+    for prefix in (f"{group}/", f"{group}/results/", f"{group}/inputs/rec"):
+        assert listing_allowed(policy, prefix), prefix
+    for prefix in ("", f"{other}/", f"{other}/results/", ".ncaas/", group, f"{group}x/", "l"):
+        assert not listing_allowed(policy, prefix), prefix
+
+
+def test_instance_role_reads_inputs_and_writes_results_only(world: World) -> None:
+    runner = world.roles[t.INSTANCE_ROLE]
+    for group in ("labA", "labB"):
+        assert get(runner, f"{group}/inputs/rec.bin")
+        assert put(runner, f"{group}/results/job_9/process_results/out.txt")
+        assert not put(runner, f"{group}/inputs/rec.bin"), "a runner must not alter inputs"
+        assert not put(runner, f"{group}/submissions/z_submit.json")
+    assert get(runner, "labA/results/job_1/logs/status.json")  # status.json: read-modify-write
+    assert put(runner, ".ncaas/ledger/labA.json")  # whoever ends a dataset charges it
+    assert not get(runner, "labA/submissions/x_submit.json")
+    assert not put(runner, ".ncaas/blueprint.json")
+    assert not get(runner, "labA/inputs/rec.bin", bucket=OTHER_BUCKET)
+    assert not allowed(runner.s3.list_objects_v2, Bucket=BUCKET)
+    assert not allowed(runner.ec2.describe_instances)
+    assert not allowed(runner.iam.list_users)
+
+
+def test_dispatcher_role_reads_submissions_writes_job_folders(world: World) -> None:
+    dispatcher = world.roles[t.DISPATCHER_ROLE]
+    assert get(dispatcher, "labB/submissions/y_submit.json")
+    assert get(dispatcher, "labA/inputs/rec.bin")  # heads the inputs a submission names
+    assert get(dispatcher, ".ncaas/blueprint.json")
+    assert put(dispatcher, "labA/results/job_3/logs/status.json")
+    assert put(dispatcher, ".ncaas/claims/abc.json")
+    assert allowed(dispatcher.s3.list_objects_v2, Bucket=BUCKET, Prefix="labA/submissions/")
+    assert not put(dispatcher, "labA/inputs/rec.bin"), "the dispatcher must not alter inputs"
+    assert not put(dispatcher, "labA/submissions/forged_submit.json")
+    assert not get(dispatcher, "labA/inputs/rec.bin", bucket=OTHER_BUCKET)
+    assert not put(dispatcher, "x", bucket=OTHER_BUCKET)
+    assert allowed(dispatcher.ec2.describe_instances)
+    assert not allowed(dispatcher.ec2.describe_vpcs)
+    assert not allowed(dispatcher.iam.list_users)
+
+
+def test_dispatcher_passes_only_the_instance_role_to_ec2(world: World) -> None:
+    """PassRole is not checked by moto's RunInstances: evaluated offline on the same document."""
+    policy = IAMPolicy(json.dumps(world.policies[t.DISPATCHER_ROLE]))
+    runner_arn = world.role_arns[t.INSTANCE_ROLE]
+    to_ec2 = {"iam:PassedToService": "ec2.amazonaws.com"}
+    assert policy.is_action_permitted("iam:PassRole", runner_arn, None, to_ec2) == (
+        PermissionResult.PERMITTED
+    )
+    for arn in (world.role_arns[t.DISPATCHER_ROLE], f"arn:aws:iam::{ACCOUNT}:role/admin"):
+        assert policy.is_action_permitted("iam:PassRole", arn, None, to_ec2) != (
+            PermissionResult.PERMITTED
+        )
+    to_lambda = {"iam:PassedToService": "lambda.amazonaws.com"}
+    assert policy.is_action_permitted("iam:PassRole", runner_arn, None, to_lambda) != (
+        PermissionResult.PERMITTED
+    )
+    for action in ("ec2:RunInstances", "ec2:DescribeInstances", "ec2:DescribeImages"):
+        assert policy.is_action_permitted(action, "*") == PermissionResult.PERMITTED
+    for action in ("ec2:TerminateInstances", "iam:CreateUser", "s3:DeleteObject", "s3:*"):
+        assert policy.is_action_permitted(action, "*") != PermissionResult.PERMITTED
+    logs = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/"
+    function = t.dispatcher_function_name(BUCKET)
+    assert policy.is_action_permitted("logs:PutLogEvents", f"{logs}{function}:log-stream:x") == (
+        PermissionResult.PERMITTED
+    )
+    assert policy.is_action_permitted("logs:PutLogEvents", f"{logs}other:log-stream:x") != (
+        PermissionResult.PERMITTED
+    )
