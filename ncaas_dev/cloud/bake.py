@@ -111,18 +111,6 @@ def keyed_content(blueprint_text: str) -> Any:
     return blueprint.model_dump(mode="json", exclude={"cloud": {"ami"}})
 
 
-def stable_content_hash(blueprint_text: str) -> str:
-    """The blueprint's hash without ``cloud.ami``, comments or layout.
-
-    The image is labelled with the blueprint's hash; with a hash of the raw file, writing
-    ``cloud.ami`` back would change the image id and so invalidate the AMI just baked.
-    """
-    canonical = json.dumps(
-        keyed_content(blueprint_text), sort_keys=True, separators=(",", ":"), default=str
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def bake_key(image_id: str, blueprint_text: str, version: str, recipe: str) -> str:
     """sha256 of what the AMI is made of: image, blueprint (minus cloud.ami), runner, recipe."""
     material = {
@@ -418,6 +406,38 @@ def build_wheelhouse(cache: Path, reporter: Reporter, root: Path = PROJECT_ROOT)
     return [wheel, *_dependency_wheels(cache / "deps", _requires(wheel), reporter)]
 
 
+def wheel_cache() -> Path:
+    """Wheels are content-addressed, so every state folder (and test session) shares them."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ncaas-dev" / "wheels"
+
+
+@contextlib.contextmanager
+def _publish(folder: Path) -> Iterator[Path]:
+    """Fill a scratch folder, then move it to ``folder`` in one rename: a concurrent bake sees
+    a whole folder or none, and the loser of a race keeps the winner's (equal) content."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        yield scratch
+        try:
+            scratch.rename(folder)
+        except OSError:
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _prune(folder.parent, keep=folder)
+
+
+def _prune(cache: Path, keep: Path, days: float = 14) -> None:
+    """Drop cache entries unused for ``days`` (others may be in use by a concurrent bake)."""
+    cutoff = time.time() - days * 86400
+    os.utime(keep)
+    for entry in cache.iterdir():
+        if entry != keep and entry.stat().st_mtime < cutoff:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def _runner_wheel(cache: Path, root: Path, reporter: Reporter) -> Path:
     if not (root / "pyproject.toml").is_file() or not (root / "ncaas_dev").is_dir():
         raise NcaasError(
@@ -428,22 +448,18 @@ def _runner_wheel(cache: Path, root: Path, reporter: Reporter) -> Path:
     for path in _source_files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
     folder = cache / digest.hexdigest()[:16]
-    found = next(folder.glob("ncaas_dev-*.whl"), None)
-    if found is not None:
-        return found
-    reporter.step("building the ncaas-dev wheel")
-    shutil.rmtree(cache, ignore_errors=True)  # older sources' wheels
-    with tempfile.TemporaryDirectory(prefix="ncaas-wheel-") as tmp:
-        for path in _source_files(root):  # a copy: pip leaves build/ and egg-info behind
-            target = Path(tmp) / path.relative_to(root)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-        _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(folder), tmp], "pip wheel")
+    if not folder.is_dir():
+        reporter.step("building the ncaas-dev wheel")
+        with _publish(folder) as scratch, tempfile.TemporaryDirectory() as tmp:
+            for path in _source_files(root):  # a copy: pip leaves build/ and egg-info behind
+                target = Path(tmp) / path.relative_to(root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+            _pip(["wheel", "--quiet", "--no-deps", "--wheel-dir", str(scratch), tmp], "pip wheel")
     wheel = next(folder.glob("ncaas_dev-*.whl"), None)
     if wheel is None or wheel.name.split("-")[1] != __version__:
-        shutil.rmtree(folder, ignore_errors=True)
         raise NcaasError(
-            f"the wheel built from {root} is not ncaas-dev {__version__}",
+            f"the wheel built from {root} ({wheel and wheel.name}) is not ncaas-dev {__version__}",
             hint="reinstall the project (pip install -e .) so the versions agree",
         )
     return wheel
@@ -467,27 +483,24 @@ def _dependency_wheels(cache: Path, requires: list[str], reporter: Reporter) -> 
         json.dumps([requires, constraints, WHEELHOUSE_PYTHONS, WHEEL_PLATFORMS]).encode()
     )
     folder = cache / digest.hexdigest()[:16]
-    if (folder / ".complete").is_file():
-        return sorted(folder.glob("*.whl"))
-    reporter.step("downloading the runner's dependencies (wheels)")
-    shutil.rmtree(cache, ignore_errors=True)
-    folder.mkdir(parents=True)
-    pins = folder / "constraints.txt"
-    pins.write_text("\n".join(constraints) + "\n")
-    platforms = [arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)]
-    for python in WHEELHOUSE_PYTHONS:
-        reporter.line(f"for Python {python}")
-        abi = "cp" + python.replace(".", "")
-        _pip(
-            [
-                *("download", "--quiet", "--only-binary=:all:", "--dest", str(folder)),
-                *("--python-version", python, "--implementation", "cp", "--abi", abi),
-                *("--abi", "abi3", "--abi", "none", *platforms, "--platform", "any"),
-                *("--constraint", str(pins), *requires, "pip"),
-            ],
-            f"pip download for Python {python}",
-        )
-    (folder / ".complete").write_text("")
+    if not folder.is_dir():
+        reporter.step("downloading the runner's dependencies (wheels)")
+        with _publish(folder) as scratch:
+            pins = scratch / "constraints.txt"
+            pins.write_text("\n".join(constraints) + "\n")
+            platforms = [arg for p in WHEEL_PLATFORMS for arg in ("--platform", p)]
+            for python in WHEELHOUSE_PYTHONS:
+                reporter.line(f"for Python {python}")
+                abi = "cp" + python.replace(".", "")
+                _pip(
+                    [
+                        *("download", "--quiet", "--only-binary=:all:", "--dest", str(scratch)),
+                        *("--python-version", python, "--implementation", "cp", "--abi", abi),
+                        *("--abi", "abi3", "--abi", "none", *platforms, "--platform", "any"),
+                        *("--constraint", str(pins), *requires, "pip"),
+                    ],
+                    f"pip download for Python {python}",
+                )
     return sorted(folder.glob("*.whl"))
 
 
@@ -551,7 +564,6 @@ def bake(
     blueprint_path = loaded.folder / BLUEPRINT_FILE
 
     text = blueprint_path.read_text()
-    loaded = loaded.model_copy(update={"content_hash": stable_content_hash(text)})
     with clock.phase("build_image"):
         say.step(f"building {blueprint.image_tag}")
         image_id = engine.build(loaded, on_line=say.line)
@@ -583,7 +595,7 @@ def bake(
             engine, blueprint.image_tag, image_id, work / "archive", say
         )
     with clock.phase("wheelhouse"):
-        wheels = build_wheelhouse(settings.state_dir / "bake" / "wheels", say)
+        wheels = build_wheelhouse(wheel_cache(), say)
     now = datetime.now(UTC)
     manifest = baked_manifest(loaded, image_id, archive_sha256, key, now)
     stage_payload(work / "payload", archive, wheels, manifest)

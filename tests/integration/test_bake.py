@@ -20,6 +20,7 @@ from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.cloud import packer
 from ncaas_dev.cloud.layout import TAG_ANALYSIS, TAG_BAKE_KEY, TAG_IMAGE_ID, TAG_VERSION
 from ncaas_dev.containers import Engine
+from ncaas_dev.launchers.ec2 import check_ami
 from ncaas_dev.settings import Settings
 
 from .jobs import ncaas
@@ -77,6 +78,18 @@ def test_bake_registers_a_tagged_ami_in_localstack(
     assert tags[TAG_IMAGE_ID] == result["image_id"]
     assert tags[TAG_BAKE_KEY] == result["bake_key"]
     assert tags[TAG_VERSION] == __version__
+
+
+def test_the_ec2_launcher_accepts_the_recorded_ami(
+    baked: Baked, settings: Settings, engine: Engine
+) -> None:
+    # After the write-back, the image `run`/`up` build is still the one the AMI holds.
+    loaded = load_blueprint(baked.folder)
+    image_id = engine.build(loaded)
+    assert image_id == baked.result["image_id"]
+    region = loaded.blueprint.cloud.region
+    ec2 = _ec2(settings, region)
+    assert check_ami(ec2, str(loaded.blueprint.cloud.ami), image_id, region, settings)
 
 
 def test_bake_records_the_ami_in_the_blueprint(baked: Baked) -> None:

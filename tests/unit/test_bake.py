@@ -16,12 +16,12 @@ from ncaas_dev import __version__
 from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.cloud import packer
 from ncaas_dev.cloud.bake import (
+    _publish,
     ami_name,
     bake_key,
     baked_manifest,
     check_cloud_environment,
     check_report,
-    stable_content_hash,
     with_ami,
     write_ami,
 )
@@ -209,7 +209,6 @@ def test_bake_key_ignores_cloud_ami_comments_and_order() -> None:
     assert bake_key(IMAGE, reordered, "0.1.0", "r") == key
     assert bake_key(IMAGE, defaults_only, "0.1.0", "r") == key
     assert bake_key(IMAGE, defaults_only + "cloud: {ami: ami-0abc1234}\n", "0.1.0", "r") == key
-    assert stable_content_hash(with_ami_text) == stable_content_hash(BASE)
 
 
 @pytest.mark.parametrize(
@@ -352,3 +351,17 @@ def test_write_ami_reloads_a_valid_blueprint(tmp_path: Path) -> None:
     assert loaded.blueprint.cloud.ami == "ami-0123456789abcdef0"
     assert loaded.blueprint.cloud.instance_type == "m5.large"
     assert not list(folder.glob(".*bake-tmp"))
+
+
+def test_cache_entries_appear_whole_and_the_first_one_stays(tmp_path: Path) -> None:
+    target = tmp_path / "cache" / "entry"
+    with _publish(target) as scratch:
+        (scratch / "a.whl").write_text("first")
+        assert not target.exists()  # nothing half-written is visible
+    with _publish(target) as scratch:  # a concurrent bake that lost the race
+        (scratch / "a.whl").write_text("second")
+    assert (target / "a.whl").read_text() == "first"
+    assert [p.name for p in target.parent.iterdir()] == ["entry"]  # no scratch left
+    with pytest.raises(RuntimeError), _publish(tmp_path / "cache" / "failed"):
+        raise RuntimeError("pip failed")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["entry"]
