@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -226,6 +227,7 @@ def load_benchmark() -> ModuleType:
     spec = importlib.util.spec_from_file_location("ncaas_load_benchmark", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
 
