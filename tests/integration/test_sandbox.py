@@ -29,7 +29,7 @@ from ncaas_dev.layout import JobPaths
 from ncaas_dev.provision import provision
 from ncaas_dev.runner import Runner
 from ncaas_dev.settings import Settings
-from ncaas_dev.status import DatasetStatus, JobStatus, State
+from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
 from .jobs import Lab
@@ -74,6 +74,14 @@ def reachable_targets(engine: Engine, settings: Settings) -> list[tuple[str, int
     return [("127.0.0.1", port), (gateway, port), (host_ip, port), ("1.1.1.1", 443)]
 
 
+def claimed(data_key: str) -> DatasetStatus:
+    """A dataset this test runs itself: claimed by a foreign host, so no dispatcher's sweep
+    (the session's may be running) launches it as well."""
+    return DatasetStatus(
+        key=data_key, runner="docker:test", claimed_by="pytest-direct:1", claimed_at=utcnow()
+    )
+
+
 def run_directly(
     storage: Storage,
     engine: Engine,
@@ -93,7 +101,7 @@ def run_directly(
         group="labA",
         submission="labA/submissions/direct_submit.json",
         configname=config_key,
-        datasets={name: DatasetStatus(key=data_key)},
+        datasets={name: claimed(data_key)},
     )
     assert JobStore(storage, lab.bucket).create(status)
     task = DatasetTask(
