@@ -178,6 +178,12 @@ build {
     destination = var.verify_report
   }
 
+  # The payload's leftovers (the image archive is already gone) stay out of the AMI.
+  provisioner "shell" {
+    only   = ["amazon-ebs.cloud"]
+    inline = ["sudo rm -rf /tmp/ncaas-payload /tmp/ncaas-verify.json /tmp/ncaas-system-step"]
+  }
+
   post-processor "manifest" {
     output     = var.manifest
     strip_path = true

@@ -191,3 +191,32 @@ def test_bad_blueprint_exits_2(cli_env: dict[str, str], tmp_path: Path) -> None:
     done = ncaas(["bake", str(tmp_path)], cli_env)
     assert done.returncode == 2
     assert "cloud.amy" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("source_ami", "gpu"),
+    [(None, False), (None, True), ("ami-0123456789abcdef0", False), ("self:lab-base-*", False)],
+)
+def test_cloud_variables_validate(
+    source_ami: str | None, gpu: bool, baked: Baked, tmp_path: Path
+) -> None:
+    """What `--cloud` would hand Packer (untestable here without AWS) is a valid template."""
+    plan = packer.BakePlan(
+        analysis=baked.analysis,
+        region="eu-west-1",
+        instance_type="g4dn.xlarge" if gpu else "m5.large",
+        volume_gb=30,
+        gpu=gpu,
+        image_id=baked.result["image_id"],
+        image_tag=f"ncaas/{baked.analysis}:latest",
+        archive_sha256="0" * 64,
+        bake_key=baked.result["bake_key"],
+        version=__version__,
+        source=packer.source_ami(source_ami, gpu),
+        ami_name="ncaas-validate",
+        payload_dir=baked.work / "payload",
+        verify_report=tmp_path / "verify.json",
+        manifest=tmp_path / "manifest.json",
+    )
+    var_file = packer.write_variables(plan, tmp_path / "vars.pkrvars.json")
+    packer.validate(var_file, env=packer.packer_env({}), log_path=tmp_path / "validate.log")
