@@ -260,7 +260,12 @@ def _aws_error(e: Exception, settings: Settings) -> NcaasError:
         return NcaasError(
             "no AWS credentials found", hint="set AWS_PROFILE or run `aws configure` for --cloud"
         )
-    return NcaasError(f"EC2 at {where} failed: {e}", hint="is it up? `ncaas-dev status`")
+    if settings.local:
+        return NcaasError(f"EC2 at {where} failed: {e}", hint="is it up? `ncaas-dev status`")
+    return NcaasError(
+        f"EC2 in AWS failed: {e}",
+        hint="check the credentials and region (`aws sts get-caller-identity`)",
+    )
 
 
 def describe_ami(ec2: Any, ami: str, settings: Settings) -> dict[str, Any] | None:
@@ -620,38 +625,13 @@ def bake(
         ec2_endpoint=settings.endpoint_url or "",
         local_source_ami="" if cloud else local_source_ami(ec2, wanted, settings),
     )
-    var_file = packer.write_variables(plan, work / "vars.pkrvars.json")
-    env = packer.packer_env(_packer_aws_env(settings, region, cloud))
-    packer.validate(var_file, env=env, log_path=work / "packer-validate.log")
-    expected = {
-        **manifest,
-        "baked": manifest,
-        "runner_python": RUNNER_PYTHON,
-    }
-
-    proof: dict[str, Any] = {}
-    if not cloud:
-        with clock.phase("standin_proof"):
-            say.step("proving the provisioning in a stand-in container (packer, docker)")
-            proof = _provision_and_check(
-                plan, packer.SOURCE_STANDIN, var_file, env, work, expected, say, False
-            )
-    with clock.phase("packer_ami"):
-        source = packer.SOURCE_CLOUD if cloud else packer.SOURCE_LOCAL
-        say.step(f"baking the AMI in {'AWS' if cloud else 'LocalStack'} (packer, {source})")
-        if cloud:
-            proof = _provision_and_check(plan, source, var_file, env, work, expected, say, True)
-        else:
-            plan.manifest.unlink(missing_ok=True)
-            packer.build(
-                source, var_file, env=env, log_path=work / "packer-ami.log", on_line=say.line
-            )
-    _, ami = packer.ami_from_manifest(plan.manifest)
+    expected = {**manifest, "baked": manifest, "runner_python": RUNNER_PYTHON}
+    ami, proof = _run_packer(plan, work, expected, cloud, clock, say)
     registered = describe_ami(ec2, ami, settings)
     if registered is None or tags_of(registered).get(TAG_BAKE_KEY) != key:
         raise NcaasError(
             f"packer reported {ami}, but EC2 in {region} has no such AMI tagged with this bake",
-            hint=f"see {work / 'packer-ami.log'}",
+            hint=f"see the packer logs in {work}",
         )
 
     say.step(f"recording {ami} in {blueprint_path}")
@@ -659,6 +639,43 @@ def bake(
     return result(
         ami, baked=True, source_ami=plan.local_source_ami or wanted.describe(), proof=proof
     )
+
+
+def _run_packer(
+    plan: packer.BakePlan,
+    work: Path,
+    expected: Mapping[str, Any],
+    cloud: bool,
+    clock: _Clock,
+    say: Reporter,
+) -> tuple[str, dict[str, Any]]:
+    """Validate, then: locally the stand-in proof and LocalStack's AMI; in the cloud the
+    provisioned instance and its report. Returns the AMI and the provisioning report."""
+    var_file = packer.write_variables(plan, work / "vars.pkrvars.json")
+    env = packer.packer_env(_packer_aws_env(plan.region, cloud))
+    packer.validate(var_file, env=env, log_path=work / "packer-validate.log")
+    if cloud:
+        with clock.phase("packer_ami"):
+            say.step(f"baking the AMI in AWS, provisioned over SSH (packer, {packer.SOURCE_CLOUD})")
+            proof = _provision_and_check(
+                plan, packer.SOURCE_CLOUD, var_file, env, work, expected, say
+            )
+    else:
+        with clock.phase("standin_proof"):
+            say.step("proving the provisioning in a stand-in container (packer, docker)")
+            proof = _provision_and_check(
+                plan, packer.SOURCE_STANDIN, var_file, env, work, expected, say
+            )
+        with clock.phase("packer_ami"):
+            say.step(f"baking the AMI in LocalStack (packer, {packer.SOURCE_LOCAL})")
+            plan.manifest.unlink(missing_ok=True)
+            log = _packer_log(work, packer.SOURCE_LOCAL)
+            packer.build(packer.SOURCE_LOCAL, var_file, env=env, log_path=log, on_line=say.line)
+    return packer.ami_from_manifest(plan.manifest)[1], proof
+
+
+def _packer_log(work: Path, source: str) -> Path:
+    return work / f"packer-{source.split('.')[-1]}.log"
 
 
 def _provision_and_check(
@@ -669,17 +686,18 @@ def _provision_and_check(
     work: Path,
     expected: Mapping[str, Any],
     say: Reporter,
-    require_docker: bool,
 ) -> dict[str, Any]:
-    """Run the provisioning on ``source`` and compare its report with what was baked."""
+    """Run the provisioning on ``source`` and compare its report with what was baked; a real
+    instance must have the image loaded in Docker (the stand-in has no daemon)."""
     plan.verify_report.unlink(missing_ok=True)
     plan.manifest.unlink(missing_ok=True)
-    log = work / f"packer-{source.split('.')[-1]}.log"
+    log = _packer_log(work, source)
     packer.build(source, var_file, env=env, log_path=log, on_line=say.line)
     try:
         report = json.loads(plan.verify_report.read_text())
     except (OSError, ValueError) as e:
         raise NcaasError(f"{source} left no provisioning report: {e}", hint=f"see {log}") from e
+    require_docker = source != packer.SOURCE_STANDIN
     problems = check_report(report, expected, require_docker=require_docker)
     if problems:
         raise NcaasError(
@@ -689,7 +707,7 @@ def _provision_and_check(
     return {"on": source, **report}
 
 
-def _packer_aws_env(settings: Settings, region: str, cloud: bool) -> dict[str, str | None]:
+def _packer_aws_env(region: str, cloud: bool) -> dict[str, str | None]:
     if cloud:
         return {"AWS_REGION": region}
     # LocalStack takes any key; fixed ones keep a developer's real credentials out of it.
