@@ -138,8 +138,7 @@ class StackDeployer:
         existing = self.describe(name)
         if existing is not None and existing["StackStatus"] in NEVER_CREATED:
             # A stack whose creation failed can only be deleted: do that, then create anew.
-            self._call("DeleteStack", lambda: self.cf.delete_stack(StackName=name))
-            self._wait_deleted(name)
+            self._delete(name)
             existing = None
         if existing is not None and existing["StackStatus"].endswith("_IN_PROGRESS"):
             raise NcaasError(
@@ -209,17 +208,24 @@ class StackDeployer:
                 raise NcaasError(f"stack {name} still {status} after {STACK_TIMEOUT_S} s")
             time.sleep(POLL_SECONDS)
 
-    def _wait_deleted(self, name: str) -> None:
+    def _delete(self, name: str) -> None:
+        """Delete a stack that never got created; LocalStack may need a second request."""
         deadline = time.monotonic() + STACK_TIMEOUT_S
-        while (stack := self.describe(name)) is not None:
-            if stack["StackStatus"] == "DELETE_COMPLETE":
+        status = ""
+        for _attempt in range(3):
+            self._call("DeleteStack", lambda: self.cf.delete_stack(StackName=name))
+            while (stack := self.describe(name)) is not None:
+                status = str(stack["StackStatus"])
+                if status == "DELETE_FAILED" or time.monotonic() > deadline:
+                    break
+                time.sleep(POLL_SECONDS)
+            else:
                 return
-            if stack["StackStatus"] == "DELETE_FAILED" or time.monotonic() > deadline:
-                raise NcaasError(
-                    f"stack {name} failed before and cannot be deleted ({stack['StackStatus']})",
-                    hint=f"delete it (aws cloudformation delete-stack --stack-name {name})",
-                )
             time.sleep(POLL_SECONDS)
+        raise NcaasError(
+            f"stack {name} failed before and cannot be deleted ({status})",
+            hint=f"delete it (aws cloudformation delete-stack --stack-name {name})",
+        )
 
     def _failed(self, name: str, since: datetime) -> list[dict[str, Any]]:
         return [

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from botocore.awsrequest import AWSResponse
+
 from ..events import records_from_s3_event
 from .template import SWEEP_EVENT
 
@@ -38,8 +40,9 @@ def is_sweep(event: Any) -> bool:
 def _only_bucket(analysis: str) -> Any:
     """A botocore ``before-call`` hook answering ListBuckets with the analysis's bucket."""
 
-    def answer(**_: Any) -> tuple[Any, dict[str, Any]]:
-        return None, {"Buckets": [{"Name": analysis}], "ResponseMetadata": {}}
+    def answer(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+        reply = AWSResponse(url="", status_code=200, headers={}, raw=None)  # type: ignore[arg-type]
+        return reply, {"Buckets": [{"Name": analysis}], "ResponseMetadata": {}}
 
     return answer
 

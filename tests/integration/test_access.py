@@ -32,8 +32,11 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
+from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.blueprint import Blueprint, parse_blueprint
+from ncaas_dev.cloud import lambda_handler
 from ncaas_dev.cloud import template as t
+from ncaas_dev.layout import BLUEPRINT_RECORD
 
 pytestmark = pytest.mark.integration
 
@@ -167,6 +170,8 @@ class Principal:
 
 @dataclass
 class World:
+    credentials: dict[str, dict[str, str]]  # assumed-role credentials by logical id
+    admin: Principal  # may do anything: sets the scene after enforcement is on
     template: dict[str, Any]
     policies: dict[str, dict[str, Any]]  # logical id -> resolved policy document
     users: dict[str, Principal]  # by blueprint user name
@@ -191,10 +196,18 @@ def world(moto_server: Moto) -> World:
         "labA/inputs/rec.bin", "labA/configs/p.json", "labA/submissions/x_submit.json",
         "labA/results/job_1/logs/status.json", "labB/inputs/rec.bin",
         "labB/submissions/y_submit.json", "labB/results/job_2/logs/status.json",
-        ".ncaas/blueprint.json", ".ncaas/ledger/labA.json",
     ):  # fmt: skip
         admin_s3.put_object(Bucket=BUCKET, Key=key, Body=b"data")
     admin_s3.put_object(Bucket=OTHER_BUCKET, Key="labA/inputs/rec.bin", Body=b"data")
+    for bucket in (BUCKET, OTHER_BUCKET):  # both look provisioned to a dispatcher
+        record = AnalysisRecord(
+            blueprint=blueprint.model_copy(update={"analysis": bucket}),
+            content_hash="test",
+            image=f"ncaas/{bucket}:latest",
+        )
+        admin_s3.put_object(
+            Bucket=bucket, Key=BLUEPRINT_RECORD, Body=record.model_dump_json().encode()
+        )
 
     refs: dict[str, str] = {}
     arns: dict[str, str] = {}
@@ -260,8 +273,17 @@ def world(moto_server: Moto) -> World:
         logical: principal(logical, c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
         for logical, c in sessions.items()
     }
+    iam.create_user(UserName="scene-setter")
+    everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    iam.put_user_policy(
+        UserName="scene-setter",
+        PolicyName="all",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )
+    key = iam.create_access_key(UserName="scene-setter")["AccessKey"]
+    admin = principal("scene-setter", key["AccessKeyId"], key["SecretAccessKey"])
     moto_server.enforce()
-    return World(template, policies, users, roles, arns)
+    return World(sessions, admin, template, policies, users, roles, arns)
 
 
 def allowed(call: Any, *args: Any, **kwargs: Any) -> bool:
@@ -392,3 +414,63 @@ def test_dispatcher_passes_only_the_instance_role_to_ec2(world: World) -> None:
     assert policy.is_action_permitted("logs:PutLogEvents", f"{logs}other:log-stream:x") != (
         PermissionResult.PERMITTED
     )
+
+
+def s3_event(bucket: str, key: str) -> dict[str, Any]:
+    """What S3 hands a Lambda function."""
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 5}},
+            }
+        ]
+    }
+
+
+def test_lambda_handler_works_with_the_dispatcher_role_alone(
+    world: World, moto_server: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler as the Lambda runs it (no endpoint override, credentials from the
+    environment), with the dispatcher role's credentials: its policy is enough for the event
+    path and the sweep, and the sweep stays in its own bucket."""
+    creds = world.credentials[t.DISPATCHER_ROLE]
+    for name in ("NCAAS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)  # boto3 reads it itself
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds["SecretAccessKey"])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", creds["SessionToken"])
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("NCAAS_ANALYSIS", BUCKET)
+    monkeypatch.setattr(lambda_handler, "_dispatcher", None)
+    for ledger in ("labA", "labB"):  # the runner test's write is no ledger
+        world.admin.s3.delete_object(Bucket=BUCKET, Key=f".ncaas/ledger/{ledger}.json")
+    alice = world.users["alice"]
+    key = "labA/submissions/event_submit.json"
+    body = json.dumps({"dataname": "labA/inputs/missing.bin"}).encode()
+    alice.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+    (outcome,) = lambda_handler.handler(s3_event(BUCKET, key))["outcomes"]
+    assert outcome["action"] == "rejected", outcome
+    assert "missing.bin" in outcome["reason"]
+    status_key = f"labA/results/{outcome['job']}/logs/status.json"
+    status = json.loads(alice.s3.get_object(Bucket=BUCKET, Key=status_key)["Body"].read())
+    assert status["state"] == "rejected"
+
+    # A lost event: the sweep finds the submission. The other bucket also looks provisioned
+    # and holds a lost submission, but the function neither lists nor reads it.
+    lost = "labB/submissions/lost_submit.json"
+    world.users["carol"].s3.put_object(Bucket=BUCKET, Key=lost, Body=body)
+    admin = world.admin.s3
+    foreign = "labA/submissions/foreign_submit.json"
+    admin.put_object(Bucket=OTHER_BUCKET, Key=foreign, Body=body)
+    swept = lambda_handler.handler({"source": "aws.events", "detail-type": "Scheduled Event"})
+    assert swept["sweep"] is True
+    results = alice.s3.list_objects_v2(Bucket=BUCKET, Prefix="labA/")  # alice: own prefix
+    assert any(o["Key"].endswith("status.json") for o in results.get("Contents", []))
+    carol_jobs = world.users["carol"].s3.list_objects_v2(Bucket=BUCKET, Prefix="labB/results/")
+    assert any(o["Key"].endswith("/end.txt") for o in carol_jobs.get("Contents", []))
+    claims = admin.list_objects_v2(Bucket=OTHER_BUCKET, Prefix=".ncaas/claims/")
+    assert claims.get("KeyCount", 0) == 0, "the sweep touched another analysis's bucket"

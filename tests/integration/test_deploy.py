@@ -1,0 +1,170 @@
+"""`ncaas-dev deploy` into the test session's LocalStack, in both orders with `run`/`up`, checked
+resource by resource. (The Lambda handler is driven in test_access.py, under the dispatcher
+role's own credentials on moto's IAM-enforcing server.)"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ncaas_dev.analysis import AnalysisRecord, load_record
+from ncaas_dev.aws import iam_client, sqs_client
+from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
+from ncaas_dev.cloud import template as t
+from ncaas_dev.cloud.layout import load_stack_record
+from ncaas_dev.layout import GROUP_FOLDERS, group_prefix
+from ncaas_dev.provision import provision
+from ncaas_dev.settings import Settings
+from ncaas_dev.status import State
+from ncaas_dev.storage import Storage
+
+from .jobs import Lab, ncaas
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def fresh_blueprint(tmp_path: Path, prefix: str = "ncaas-deploy") -> Path:
+    folder = tmp_path / "probe"
+    shutil.copytree(FIXTURES / "probe", folder)
+    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
+    doc["analysis"] = f"{prefix}-{secrets.token_hex(4)}"
+    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    return folder
+
+
+def deploy_json(folder: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = ncaas(["deploy", str(folder), "--json"], env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc
+
+
+def assert_stack_is_really_there(
+    doc: dict[str, Any], settings: Settings, storage: Storage, analysis: str
+) -> None:
+    assert doc["status"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+    assert doc["missing"] == [], doc["checks"]
+    assert doc["dispatcher"] == "local SQS loop"
+    kinds = sorted(r["type"] for r in doc["resources"])
+    assert kinds.count("AWS::IAM::Role") == 2
+    assert kinds.count("AWS::IAM::InstanceProfile") == 1
+    assert kinds.count("AWS::IAM::Group") == 2
+    assert kinds.count("AWS::IAM::User") == 2
+    assert "AWS::Lambda::Function" not in kinds  # LocalStack cannot run it: the SQS loop serves
+    # Looked up here too, not only through deploy's own checks.
+    s3 = storage.s3
+    assert all(
+        s3.get_public_access_block(Bucket=analysis)["PublicAccessBlockConfiguration"].values()
+    )
+    (rule,) = s3.get_bucket_encryption(Bucket=analysis)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    iam = iam_client(settings)
+    members = iam.get_group(GroupName=t.group_name(analysis, "labA"))["Users"]
+    assert [u["UserName"] for u in members] == [t.user_name(analysis, "labA", "alice")]
+    policy = iam.get_group_policy(
+        GroupName=t.group_name(analysis, "labB"), PolicyName="ncaas-group-access"
+    )["PolicyDocument"]
+    policy = json.loads(policy) if isinstance(policy, str) else policy
+    (listing,) = [s for s in policy["Statement"] if s["Sid"] == "ListOwnPrefixOnly"]
+    assert listing["Condition"]["StringLike"]["s3:prefix"] == ["labB/", "labB/*"]
+    # The stack record the EC2 launcher reads: the instance profile by name, and it exists.
+    record = load_stack_record(storage, analysis)
+    assert record is not None
+    assert record.stack_name == t.stack_name(analysis)
+    assert record.instance_profile == t.instance_profile_name(analysis)
+    assert record.instance_profile == doc["outputs"]["InstanceProfileName"]
+    profile = iam.get_instance_profile(InstanceProfileName=record.instance_profile)
+    assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [
+        t.instance_role_name(analysis)
+    ]
+    # Provisioned as the local stack expects: folders, notifications to the queue, record.
+    for group in ("labA", "labB"):
+        for folder in GROUP_FOLDERS:
+            assert storage.head(analysis, group_prefix(group, folder)) is not None
+    config = s3.get_bucket_notification_configuration(Bucket=analysis)
+    assert [q["QueueArn"].rsplit(":", 1)[1] for q in config["QueueConfigurations"]] == [
+        "ncaas-submissions"
+    ]
+    assert load_record(storage, analysis) is not None
+
+
+def test_deploy_first_then_up_then_deploy_again(
+    tmp_path: Path, cli_env: dict[str, str], settings: Settings, storage: Storage
+) -> None:
+    folder = fresh_blueprint(tmp_path)
+    loaded = load_blueprint(folder)
+    analysis = loaded.blueprint.analysis
+    first = deploy_json(folder, cli_env)
+    assert first["action"] == "created"
+    assert first["bucket_in_stack"] is True
+    assert_stack_is_really_there(first, settings, storage, analysis)
+    print(f"deploy into LocalStack: created in {first['seconds']} s")
+
+    again = deploy_json(folder, cli_env)
+    assert again["action"] == "unchanged"
+    assert again["missing"] == []
+
+    # `run`/`up` after deploy: provisioning finds the bucket and keeps the stack's record.
+    provision(storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, "sha256:built"))
+    third = deploy_json(folder, cli_env)
+    assert third["action"] == "unchanged"
+    assert_stack_is_really_there(third, settings, storage, analysis)
+    record = load_record(storage, analysis)
+    assert record is not None and record.image_id == "sha256:built"  # deploy kept `up`'s record
+
+
+def test_run_first_then_deploy_and_the_local_loop_keeps_serving(
+    cli_env: dict[str, str],
+    settings: Settings,
+    storage: Storage,
+    probe: LoadedBlueprint,
+    dispatcher: int,
+) -> None:
+    """The session's probe was provisioned (as `run` does) before this deploy."""
+    analysis = probe.blueprint.analysis
+    before = load_record(storage, analysis)
+    doc = deploy_json(probe.folder, cli_env)
+    assert doc["action"] == "created"
+    assert doc["bucket_in_stack"] is False  # made outside the stack: referenced, then secured
+    assert_stack_is_really_there(doc, settings, storage, analysis)
+    assert load_record(storage, analysis) == before
+    lab = Lab(storage, analysis)
+    status = lab.run(dataname=lab.dataset(), configname=lab.config(lines=2))
+    assert status.state == State.SUCCEEDED, status.reason
+    assert deploy_json(probe.folder, cli_env)["action"] == "unchanged"
+
+
+def test_bad_blueprint_exits_2_and_deploys_nothing(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    folder = fresh_blueprint(tmp_path)
+    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
+    del doc["groups"]
+    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    done = ncaas(["deploy", str(folder)], cli_env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "groups" in done.stderr
+
+
+def test_a_failing_resource_exits_1_with_its_reason_and_a_redeploy_recovers(
+    tmp_path: Path, cli_env: dict[str, str], settings: Settings
+) -> None:
+    folder = fresh_blueprint(tmp_path)
+    analysis = load_blueprint(folder).blueprint.analysis
+    iam = iam_client(settings)
+    taken = t.user_name(analysis, "labA", "alice")
+    iam.create_user(UserName=taken)  # the stack's user name, already used
+    done = ncaas(["deploy", str(folder)], cli_env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "EntityAlreadyExists" in done.stderr
+    assert t.logical_id("User", "labA", "alice") in done.stderr
+    iam.delete_user(UserName=taken)
+    assert deploy_json(folder, cli_env)["action"] == "created"
