@@ -59,7 +59,8 @@ def _process_is_ncaas(pid: int) -> bool:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return False
-    return b"ncaas" in cmdline and state != "Z"
+    # An empty command line is a process between fork and exec: it may yet be ours.
+    return (not cmdline or b"ncaas" in cmdline) and state != "Z"
 
 
 def claim_is_stale(owner: str | None, claimed_at: str | None, now: float | None = None) -> bool:
@@ -422,12 +423,16 @@ class Dispatcher:
             except NcaasError as e:
                 log.error("sweep failed: %s", e)
         waiting: deque[DatasetTask] = deque()
-        while self.pending:
+        room: dict[str, int] = {}  # asked once per analysis per pump: a cloud launcher's
+        while self.pending:  # count is an API call
             task = self.pending.popleft()
-            cap = task.record.blueprint.limits.max_concurrent_jobs
-            if self.launcher.active(task.bucket) >= cap:
+            if task.bucket not in room:
+                cap = task.record.blueprint.limits.max_concurrent_jobs
+                room[task.bucket] = cap - self.launcher.active(task.bucket)
+            if room[task.bucket] <= 0:
                 waiting.append(task)
                 continue
+            room[task.bucket] -= 1
             self._queued.discard(_task_key(task))
             try:
                 self._launch(task)

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from ncaas_dev.dispatcher import (
     DEAD_OWNER_GRACE_SECONDS,
@@ -49,6 +50,8 @@ def test_a_live_dispatchers_claim_is_not_stale() -> None:
 def test_a_reused_pid_of_another_program_does_not_keep_a_claim() -> None:
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
+        while not Path(f"/proc/{other.pid}/cmdline").read_bytes():
+            time.sleep(0.01)  # until it has exec'd: before that it could be anyone's
         owner = f"{socket.gethostname()}:{other.pid}"
         assert claim_is_stale(owner, ago(DEAD_OWNER_GRACE_SECONDS + 5), NOW)
     finally:
