@@ -164,3 +164,14 @@ def test_sqs_body_carries_the_s3_event() -> None:
 @pytest.mark.parametrize("body", ["", "not json", "{", '{"Records": [', "null", "[1, 2]"])
 def test_sqs_body_that_is_not_an_event(body: str) -> None:
     assert records_from_sqs_body(body) == []
+
+
+def test_odd_field_types_are_dropped_not_trusted() -> None:
+    (record,) = records_from_s3_event({"Records": [put("k", eTag={"x": 1}, size=True)]})
+    assert (record.etag, record.size) == (None, None)
+    assert records_from_s3_event({"Records": [{**PUT, "eventName": ["ObjectCreated:Put"]}]}) == []
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"Records": ' + "9" * 5000 + "}", "\ud800"])
+def test_hostile_queue_bodies_give_no_records(body: str) -> None:
+    assert records_from_sqs_body(body) == []
