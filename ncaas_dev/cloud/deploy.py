@@ -252,10 +252,10 @@ class StackDeployer:
         )["StackResources"]
         return [
             {
-                "logical_id": r["LogicalResourceId"],
-                "type": r["ResourceType"],
+                "logical_id": r.get("LogicalResourceId", ""),
+                "type": r.get("ResourceType", ""),
                 "physical_id": r.get("PhysicalResourceId", ""),
-                "status": r["ResourceStatus"],
+                "status": r.get("ResourceStatus", ""),
             }
             for r in found
         ]

@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from ncaas_dev.analysis import AnalysisRecord, load_record
-from ncaas_dev.aws import iam_client, sqs_client
+from ncaas_dev.aws import iam_client, s3_client, sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.cloud import template as t
+from ncaas_dev.cloud.deploy import deploy
 from ncaas_dev.cloud.layout import load_stack_record
 from ncaas_dev.layout import GROUP_FOLDERS, group_prefix
 from ncaas_dev.provision import provision
@@ -24,11 +25,14 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, ncaas
+from .jobs import ROOT, Lab, ncaas
+from .test_access import Moto, moto_server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+# The Lambda package is cached by content across sessions (cold: ~11 s of pip from PyPI).
+PACKAGE_CACHE = ROOT / "build" / "test-deploy"
 
 
 def fresh_blueprint(tmp_path: Path, prefix: str = "ncaas-deploy") -> Path:
@@ -168,3 +172,43 @@ def test_a_failing_resource_exits_1_with_its_reason_and_a_redeploy_recovers(
     assert t.logical_id("User", "labA", "alice") in done.stderr
     iam.delete_user(UserName=taken)
     assert deploy_json(folder, cli_env)["action"] == "created"
+
+
+def test_the_cloud_path_against_moto(
+    tmp_path: Path,
+    moto_server: Moto,  # noqa: F811  (the fixture imported above)
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--cloud`'s code path (no endpoint: boto3's own chain), pointed at moto's server, which
+    implements CloudFormation with Lambda: the code is packaged and uploaded into the bucket
+    the stack creates, then the Lambda is added. Real AWS is not reachable here."""
+    for name in ("AWS_PROFILE", "NCAAS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "moto")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "moto")
+    folder = fresh_blueprint(tmp_path, prefix="ncaas-cloud")
+    loaded = load_blueprint(folder)
+    analysis = loaded.blueprint.analysis
+    cloud = Settings(endpoint_url=None, region="us-east-1", state_dir=PACKAGE_CACHE)
+    result = deploy(loaded, cloud)
+    assert result.action == "created"
+    assert result.bucket_in_stack is True
+    assert result.dispatcher == f"lambda {t.dispatcher_function_name(analysis)}"
+    assert result.package is not None
+    storage = Storage(s3_client(cloud), None)
+    artifact = storage.head(analysis, result.package["key"])
+    assert artifact is not None and artifact.size == result.package["bytes"]
+    checks = {c.logical_id: c for c in result.checks}
+    assert checks[t.DISPATCHER_FUNCTION].present, checks[t.DISPATCHER_FUNCTION]
+    assert checks[t.INSTANCE_PROFILE].present
+    record = load_stack_record(storage, analysis)
+    assert record is not None
+    assert record.dispatcher_function == t.dispatcher_function_name(analysis)
+    assert record.instance_profile == t.instance_profile_name(analysis)
+    assert load_record(storage, analysis) is not None
+    assert storage.head(analysis, "labB/submissions/") is not None
+    print(f"cloud path on moto: {result.seconds:.1f} s, package {result.package}")
+    again = deploy(loaded, cloud)
+    assert again.package is not None and again.package["built"] is False  # cached by content
+    assert again.package["key"] == result.package["key"]
