@@ -154,8 +154,8 @@ def probe_on_ec2(
     (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
     done = ncaas(["up", str(folder), "--launcher", "ec2", "--json"], cloud.env)
     assert done.returncode == 0, done.stderr
-    doc = json.loads(done.stdout)
-    assert doc["dispatcher"]["launcher"] == "ec2" and doc["ec2_standin"]["running"]
+    stack = json.loads(done.stdout)
+    assert stack["dispatcher"]["launcher"] == "ec2" and stack["ec2_standin"]["running"]
     yield Lab(cloud.storage, doc["analysis"])
     for container in engine.client.containers.list(
         all=True, filters={"label": f"ncaas.analysis={doc['analysis']}"}
