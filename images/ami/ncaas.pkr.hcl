@@ -141,10 +141,12 @@ source "amazon-ebs" "cloud" {
   }
 }
 
+# No network: the proof that the runner installs from the shipped wheels alone.
 source "docker" "standin" {
-  image   = var.standin_image
-  pull    = false
-  discard = true
+  image       = var.standin_image
+  pull        = false
+  discard     = true
+  run_command = ["-d", "-i", "-t", "--network=none", "--entrypoint=/bin/sh", "--", "{{.Image}}"]
 }
 
 build {

@@ -110,6 +110,7 @@ def test_standin_proves_the_provisioning(baked: Baked, engine: Engine) -> None:
     assert proof["image"]["id"] == baked.result["image_id"]
     assert proof["image"]["repo_tags"] == [f"ncaas/{baked.analysis}:latest"]
     assert proof["system_step"].startswith("skipped")
+    assert proof["network_interfaces"] == ["lo"]  # installed from the shipped wheels alone
     shipped = json.loads((baked.work / "payload" / "baked.json").read_text())
     assert proof["baked"] == shipped
     assert shipped["image_id"] == baked.result["image_id"]

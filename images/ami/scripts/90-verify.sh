@@ -43,6 +43,7 @@ report = {
     "image": {"how": "docker", "id": from_docker} if from_docker else archive_image(),
     "baked": json.load(open(os.environ["NCAAS_BAKE_MANIFEST"])),
     "system_step": open("/tmp/ncaas-system-step").read().strip(),
+    "network_interfaces": sorted(os.listdir("/sys/class/net")),
 }
 json.dump(report, sys.stdout, indent=2)
 PY
