@@ -30,7 +30,7 @@ def _event_line(event: dict[str, Any]) -> str:
     return line + (f" [dim]{escape(reason[:120])}[/dim]" if reason else "")
 
 
-def _summary(result: DeployResult, where: str) -> None:
+def _summary(result: DeployResult, where: str, dispatcher_running: bool) -> None:
     style = "green" if not result.missing else "yellow"
     console.print(
         f"[{style}]{result.action}[/{style}] stack {result.stack_name} in {where}: "
@@ -47,6 +47,16 @@ def _summary(result: DeployResult, where: str) -> None:
     )
     console.print(f"  runners    instance profile {result.outputs.get('InstanceProfileName')}")
     console.print(f"  dispatcher {result.dispatcher}")
+    if result.local:
+        console.print(
+            "  [dim]left out on LocalStack: the Lambda dispatcher, its log group, permissions "
+            "and sweep rule (LocalStack cannot run Lambda here; see docs/deploy.md)[/dim]"
+        )
+        if not dispatcher_running:
+            console.print(
+                "  [yellow]the local dispatcher is not running[/yellow]: start it with "
+                "`ncaas-dev up` so submissions are served"
+            )
     if result.package:
         cached = "cached" if not result.package["built"] else "built"
         console.print(f"  code       s3://.../{result.package['key']} ({cached})")
@@ -98,6 +108,9 @@ def register(app: typer.Typer) -> None:
                     status.update(f"deploying: {escape(str(event.get('LogicalResourceId')))}")
 
                 result = run_deploy(loaded, settings, on_event=show)
-            _summary(result, where)
+            from ..stack import PidFile
+
+            running = PidFile(settings.state_dir, "dispatcher").read().running
+            _summary(result, where, running)
         if result.missing:
             raise typer.Exit(1)
