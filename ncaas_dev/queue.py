@@ -84,7 +84,12 @@ class QueueLoop:
     def run_forever(self) -> None:
         while not self.stopping.is_set():
             try:
-                self.poll_once()
+                # Datasets waiting for a slot: look for a freed one every 0.2 s instead of
+                # sitting in a 1 s long-poll.
+                waiting = bool(self.dispatcher.pending)
+                self.poll_once(wait_seconds=0 if waiting else 1)
+                if waiting:
+                    self.stopping.wait(0.2)
             except Exception:  # the loop outlives any one bad moment; the next poll retries
                 log.exception("dispatcher poll failed; retrying")
                 self.stopping.wait(2)
