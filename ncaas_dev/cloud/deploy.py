@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from ..analysis import AnalysisRecord, load_record, save_record
 from ..aws import client, iam_client, s3_client, sqs_client
@@ -96,6 +96,11 @@ def _error(what: str, e: Exception, settings: Settings) -> NcaasError:
     if isinstance(e, ClientError):
         error = e.response.get("Error", {})
         return NcaasError(f"{what} failed: {error.get('Code', 'error')}: {error.get('Message')}")
+    if isinstance(e, NoCredentialsError):
+        return NcaasError(
+            f"{what} failed: no AWS credentials",
+            hint="set AWS_PROFILE or run `aws configure` (or drop --cloud for LocalStack)",
+        )
     if settings.endpoint_url and "Could not connect" in str(e):
         return ServiceUnavailable(
             f"LocalStack does not answer at {settings.endpoint_url}",
