@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -161,7 +161,8 @@ def check_ami(settings: Settings, loaded: LoadedBlueprint) -> Check:
         image_id = image.id
     except Exception:
         pass  # not built here: only existence can be checked
-    verify(ec2_client(settings), ami, image_id, blueprint.cloud.region, settings)
+    region = blueprint.cloud.region
+    verify(ec2_client(replace(settings, region=region)), ami, image_id, region, settings)
     return Check("ami", Level.OK, f"{ami} exists; baked from the current {blueprint.image_tag}")
 
 

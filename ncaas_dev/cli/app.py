@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -143,7 +144,9 @@ def _require_ami(ctx: Context, loaded: LoadedBlueprint) -> None:
     assert ami is not None
     image_id = Engine(connect()).image_id(loaded.blueprint.image_tag)
     try:
-        check_ami(ec2_client(ctx.settings), ami, image_id, ctx.settings.region, ctx.settings)
+        region = loaded.blueprint.cloud.region
+        ec2 = ec2_client(replace(ctx.settings, region=region))
+        check_ami(ec2, ami, image_id, region, ctx.settings)
     except NcaasError as e:
         raise UsageError(e.message, hint=e.hint) from e
 

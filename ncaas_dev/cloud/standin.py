@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 POWEROFF = "kill -KILL 0"
+REGIONS_REFRESH_S = 5
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Machine:
     instance_id: str
     pid: int
     tags: dict[str, str]
+    region: str
     process: subprocess.Popen[bytes] | None = None  # None: booted by an earlier stand-in
 
     def running(self) -> bool:
@@ -54,26 +56,53 @@ class StandIn:
         from ..aws import ec2_client
 
         self.settings = settings
-        self.ec2 = ec2 or ec2_client(settings)
+        self._clients: dict[str, EC2Client] = {settings.region: ec2 or ec2_client(settings)}
         self.root = settings.state_dir / "instances"
         self.machines: dict[str, Machine] = {}
+        self._regions_seen_at = 0.0
+
+    def ec2(self, region: str) -> EC2Client:
+        if region not in self._clients:
+            from ..aws import ec2_client
+
+            self._clients[region] = ec2_client(replace(self.settings, region=region))
+        return self._clients[region]
+
+    def regions(self) -> list[str]:
+        """This stack's region and every provisioned analysis's cloud.region (LocalStack's EC2
+        is per region), looked up again every few seconds."""
+        if time.monotonic() - self._regions_seen_at > REGIONS_REFRESH_S:
+            self._regions_seen_at = time.monotonic()
+            from ..analysis import load_record
+            from ..aws import s3_client
+            from ..provision import provisioned_analyses
+            from ..storage import Storage
+
+            storage = Storage(s3_client(self.settings), self.settings.endpoint_url)
+            for bucket in provisioned_analyses(storage):
+                record = load_record(storage, bucket)
+                if record is not None:
+                    self.ec2(record.blueprint.cloud.region)
+        return list(self._clients)
 
     def _folder(self, instance_id: str) -> Path:
         return self.root / instance_id
 
-    def _describe(self, **filters: list[str]) -> list[dict[str, Any]]:
+    def _describe(self, region: str, **filters: list[str]) -> list[dict[str, Any]]:
         query = [{"Name": k.replace("_", "-"), "Values": v} for k, v in filters.items()]
         with ec2_errors("DescribeInstances", self.settings.endpoint_url):
-            reply = self.ec2.describe_instances(Filters=query)  # type: ignore[arg-type]
+            reply = self.ec2(region).describe_instances(Filters=query)  # type: ignore[arg-type]
         return [i for r in reply["Reservations"] for i in r["Instances"]]  # type: ignore[misc]
 
     def step(self) -> None:
         """One round: boot new instances, end the scripts of terminated ones, reap finished."""
-        ours = self._describe(tag_key=[TAG_JOB], instance_state_name=LIVE_STATES)
-        live = {i["InstanceId"]: i for i in ours}
-        for instance_id, instance in live.items():
+        live: dict[str, tuple[dict[str, Any], str]] = {}
+        for region in self.regions():
+            ours = self._describe(region, tag_key=[TAG_JOB], instance_state_name=LIVE_STATES)
+            live |= {i["InstanceId"]: (i, region) for i in ours}
+        for instance_id, (instance, region) in live.items():
             if instance_id not in self.machines:
-                self._boot(instance)
+                self._boot(instance, region)
         for instance_id, machine in list(self.machines.items()):
             if not machine.running():
                 self._power_off(machine, "its user-data ended")
@@ -81,7 +110,7 @@ class StandIn:
                 self._kill(machine)
                 self._power_off(machine, "it was terminated from outside")
 
-    def _boot(self, instance: dict[str, Any]) -> None:
+    def _boot(self, instance: dict[str, Any], region: str) -> None:
         instance_id = instance["InstanceId"]
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
         folder = self._folder(instance_id)
@@ -90,15 +119,15 @@ class StandIn:
             # script if it still runs; if not, the machine died with that stand-in.
             pid = _read_pid(folder / "pid")
             if pid is not None and alive(pid):
-                self.machines[instance_id] = Machine(instance_id, pid, tags)
+                self.machines[instance_id] = Machine(instance_id, pid, tags, region)
                 log.info("%s: still running from an earlier stand-in (pid %d)", instance_id, pid)
             else:
                 log.warning("%s: booted before and no longer running; terminating it", instance_id)
                 self._remove_containers(tags)
-                self._terminate(instance_id)
+                self._terminate(instance_id, region)
             return
         with ec2_errors(f"read the user-data of {instance_id}", self.settings.endpoint_url):
-            reply = self.ec2.describe_instance_attribute(
+            reply = self.ec2(region).describe_instance_attribute(
                 InstanceId=instance_id, Attribute="userData"
             )
         encoded = reply.get("UserData", {}).get("Value")
@@ -125,7 +154,7 @@ class StandIn:
         )
         console.close()
         (folder / "pid").write_text(str(process.pid))
-        self.machines[instance_id] = Machine(instance_id, process.pid, tags, process)
+        self.machines[instance_id] = Machine(instance_id, process.pid, tags, region, process)
         log.info("%s: booted (user-data pid %d)", instance_id, process.pid)
 
     def _kill(self, machine: Machine) -> None:
@@ -137,12 +166,12 @@ class StandIn:
     def _power_off(self, machine: Machine, why: str) -> None:
         self.machines.pop(machine.instance_id, None)
         self._remove_containers(machine.tags)
-        self._terminate(machine.instance_id)
+        self._terminate(machine.instance_id, machine.region)
         log.info("%s: powered off: %s", machine.instance_id, why)
 
-    def _terminate(self, instance_id: str) -> None:
+    def _terminate(self, instance_id: str, region: str) -> None:
         with ec2_errors(f"terminate {instance_id}", self.settings.endpoint_url):
-            self.ec2.terminate_instances(InstanceIds=[instance_id])
+            self.ec2(region).terminate_instances(InstanceIds=[instance_id])
 
     @staticmethod
     def _remove_containers(tags: dict[str, str]) -> None:

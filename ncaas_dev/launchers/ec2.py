@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -103,11 +104,20 @@ class Ec2Launcher:
 
         self.settings = settings
         self.storage = storage
-        self.ec2 = ec2 or ec2_client(settings)
+        # One client per region: each analysis launches in its blueprint's cloud.region, where
+        # bake registered its AMI.
+        self._clients: dict[str, EC2Client] = {settings.region: ec2 or ec2_client(settings)}
         self.iam = iam or iam_client(settings)
         self._live: dict[str, DatasetTask] = {}  # instance id -> its dataset
+        self._region_of: dict[str, str] = {}  # instance id -> its region
         self._adopted = False
-        self._checked_amis: dict[str, float] = {}
+
+    def ec2(self, region: str) -> EC2Client:
+        if region not in self._clients:
+            from ..aws import ec2_client
+
+            self._clients[region] = ec2_client(replace(self.settings, region=region))
+        return self._clients[region]
 
     def _call(self, what: str) -> Any:
         return ec2_errors(what, self.settings.endpoint_url)
@@ -121,11 +131,12 @@ class Ec2Launcher:
                 f"the blueprint of {blueprint.analysis} has no cloud.ami, so there is no machine "
                 "image to start: run `ncaas-dev bake BLUEPRINT_DIR` and deploy again"
             )
-        root_device = self._check_ami(ami, task)
+        region = blueprint.cloud.region
+        root_device = check_ami(self.ec2(region), ami, task.record.image_id, region, self.settings)
         info = self.storage.head(task.bucket, task.data_key)
         volume = root_volume_gb(info.size if info else 0, blueprint.cloud.volume_gb)
         with self._call("RunInstances"):
-            reply = self.ec2.run_instances(
+            reply = self.ec2(region).run_instances(
                 ImageId=ami,
                 InstanceType=blueprint.cloud.instance_type,  # type: ignore[arg-type]
                 MinCount=1,
@@ -150,11 +161,9 @@ class Ec2Launcher:
             )
         instance = reply["Instances"][0]["InstanceId"]
         self._live[instance] = task
+        self._region_of[instance] = region
         log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
         return f"ec2:{instance}"
-
-    def _check_ami(self, ami: str, task: DatasetTask) -> str:
-        return check_ami(self.ec2, ami, task.record.image_id, task.region, self.settings)
 
     def _instance_profile(self, task: DatasetTask) -> str:
         stack = load_stack_record(self.storage, task.bucket)
@@ -195,11 +204,15 @@ class Ec2Launcher:
         return name
 
     # -- watching ----------------------------------------------------------------------------
-    def _instances(self, **filters: list[str]) -> Iterator[dict[str, Any]]:
+    def _instances(self, region: str, **filters: list[str]) -> Iterator[dict[str, Any]]:
         query = [{"Name": k.replace("_", "-"), "Values": v} for k, v in filters.items()]
         with self._call("DescribeInstances"):
-            pages = self.ec2.get_paginator("describe_instances").paginate(
-                Filters=query  # type: ignore[arg-type]
+            pages = (
+                self.ec2(region)
+                .get_paginator("describe_instances")
+                .paginate(
+                    Filters=query  # type: ignore[arg-type]
+                )
             )
             for page in pages:
                 for reservation in page["Reservations"]:
@@ -207,15 +220,17 @@ class Ec2Launcher:
 
     def active(self, analysis: str) -> int:
         """Counted in EC2, not in memory: instances a previous dispatcher started count too."""
-        live = self._instances(
-            **{f"tag:{TAG_ANALYSIS}": [analysis]}, instance_state_name=LIVE_STATES
+        ours = {f"tag:{TAG_ANALYSIS}": [analysis]}
+        return sum(
+            sum(1 for _ in self._instances(region, **ours, instance_state_name=LIVE_STATES))
+            for region in list(self._clients)
         )
-        return sum(1 for _ in live)
 
     def _adopt(self) -> None:
         """Watch the live instances an earlier dispatcher launched, so none ends unnoticed."""
         self._adopted = True
-        for instance in self._instances(tag_key=[TAG_JOB], instance_state_name=LIVE_STATES):
+        region = self.settings.region
+        for instance in self._instances(region, tag_key=[TAG_JOB], instance_state_name=LIVE_STATES):
             tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
             if instance["InstanceId"] in self._live:
                 continue
@@ -226,6 +241,7 @@ class Ec2Launcher:
                 continue
             if task is not None:
                 self._live[instance["InstanceId"]] = task
+                self._region_of[instance["InstanceId"]] = region
                 log.info("%s: watching %s, launched earlier", task.label, instance["InstanceId"])
 
     def _task_from_tags(self, tags: dict[str, str]) -> DatasetTask | None:
@@ -255,9 +271,11 @@ class Ec2Launcher:
             return []
         seen: dict[str, dict[str, Any]] = {}
         ids = list(self._live)
-        for start in range(0, len(ids), 200):
-            for instance in self._instances(instance_id=ids[start : start + 200]):
-                seen[instance["InstanceId"]] = instance
+        for region in set(self._region_of.values()):
+            here = [i for i in ids if self._region_of[i] == region]
+            for start in range(0, len(here), 200):
+                for instance in self._instances(region, instance_id=here[start : start + 200]):
+                    seen[instance["InstanceId"]] = instance
         ended: list[Finished] = []
         for instance_id in ids:
             instance = seen.get(instance_id, {})
@@ -265,6 +283,7 @@ class Ec2Launcher:
             if state not in ENDED_STATES and state != "gone":
                 continue
             task = self._live.pop(instance_id)
+            self._region_of.pop(instance_id, None)
             why = instance.get("StateReason", {}).get("Message", "")
             detail = f"instance lost: {instance_id} is {state}" + (f" ({why})" if why else "")
             ended.append(Finished(task, f"ec2:{instance_id}", None, detail))
