@@ -163,6 +163,7 @@ def test_hostile_analysis_reaches_nothing(
     facts = seen["facts"]
     assert state == State.SUCCEEDED, status.reason
     assert facts, "the hostile analysis wrote no facts.json"
+    print(f"\nsandbox: fork {facts['fork']}; network {facts['network']}")  # figures (pytest -s)
 
     # Not root, no capabilities, no way to gain any.
     expected_uid = 65534 if os.getuid() == 0 else os.getuid()
