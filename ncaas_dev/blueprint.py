@@ -104,7 +104,7 @@ class Group(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not GROUP_NAME.match(value):
+        if not GROUP_NAME.fullmatch(value):
             raise ValueError(f"{value!r} is not a group name: use letters, digits, - and _")
         return value
 
@@ -122,7 +122,7 @@ class Blueprint(_Strict):
     @field_validator("analysis")
     @classmethod
     def _bucket_safe(cls, value: str) -> str:
-        if not BUCKET_NAME.match(value) or "--" in value:
+        if not BUCKET_NAME.fullmatch(value) or "--" in value:
             raise ValueError(
                 f"{value!r} is not a valid bucket name: 3-63 characters, lowercase letters, "
                 "digits and single hyphens, starting and ending with a letter or digit"

@@ -75,7 +75,7 @@ results into `$NCAAS_OUTPUT`, exit 0 on success.
 
 def scaffold(target: Path) -> Path:
     name = re.sub(r"[^a-z0-9-]+", "-", target.name.lower()).strip("-")
-    if not BUCKET_NAME.match(name) or "--" in name:
+    if not BUCKET_NAME.fullmatch(name) or "--" in name:
         raise UsageError(
             f"{target.name!r} cannot name an analysis",
             hint="use 3-63 lowercase letters, digits and hyphens",

@@ -290,6 +290,19 @@ def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
                 "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
             },
         )
+        storage.s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket,
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "abort-incomplete-uploads",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                    }
+                ]
+            },
+        )
 
 
 def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) -> None:
@@ -368,7 +381,9 @@ def deploy(
     action = second if action == "unchanged" else action
     stack = deployer.describe(name) or {}
     outputs = _outputs(stack)
-    if not in_stack:
+    if not in_stack or settings.local:
+        # LocalStack's CloudFormation drops some bucket properties (the lifecycle rule), so
+        # locally the settings are applied directly as well; they are idempotent.
         secure_bucket(storage, bucket, settings.endpoint_url)
     record = _record_for(storage, loaded)
     if settings.local:

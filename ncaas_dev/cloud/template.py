@@ -248,6 +248,13 @@ def dispatcher_policy(blueprint: Blueprint) -> Doc:
     )
 
 
+ABORT_INCOMPLETE_UPLOADS: Doc = {
+    "Id": "abort-incomplete-uploads",
+    "Status": "Enabled",
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+}
+
+
 def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
     properties: Doc = {
         "BucketName": blueprint.analysis,
@@ -263,6 +270,8 @@ def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
             ]
         },
         "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+        # A killed upload leaves its multipart parts behind, invisible and billed; drop them.
+        "LifecycleConfiguration": {"Rules": [ABORT_INCOMPLETE_UPLOADS]},
         "Tags": [{"Key": "ncaas:analysis", "Value": blueprint.analysis}],
     }
     resource: Doc = {

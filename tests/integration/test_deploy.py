@@ -72,6 +72,8 @@ def assert_stack_is_really_there(
         "Rules"
     ]
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=analysis)["Rules"]
+    assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     iam = iam_client(settings)
     members = iam.get_group(GroupName=t.group_name(analysis, "labA"))["Users"]
     assert [u["UserName"] for u in members] == [t.user_name(analysis, "labA", "alice")]

@@ -73,6 +73,8 @@ def test_bucket_blocks_public_access_encrypts_and_outlives_the_stack() -> None:
     assert len(props["PublicAccessBlockConfiguration"]) == 4
     (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    (lifecycle,) = props["LifecycleConfiguration"]["Rules"]
+    assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
 
 def test_local_stack_leaves_the_lambda_and_its_notification_out() -> None:
