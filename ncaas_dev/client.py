@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import NcaasError, UsageError
 from .layout import JobPaths, claim_key, group_prefix
 from .status import JobStatus
-from .storage import NotFound, Progress, Storage
+from .storage import AccessDenied, NotFound, Progress, Storage
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,24 @@ class AnalysisClient:
             claim, _ = self.storage.get_json(self.bucket, claim_key(submitted.key, submitted.etag))
         except NotFound:
             return None
+        except AccessDenied:
+            # A group user's own keys reach only the group's prefix, not `.ncaas/claims/`.
+            return self._job_in_results(submitted)
         job = claim.get("job")
         return str(job) if job else None
+
+    def _job_in_results(self, submitted: Submitted) -> str | None:
+        """The job whose status names this submission (newest folders first)."""
+        group = submitted.key.split("/", 1)[0]
+        folders = sorted(self.storage.list_folders(self.bucket, group_prefix(group, "results")))
+        for job in reversed(folders):
+            try:
+                doc, _ = self.storage.get_json(self.bucket, JobPaths(group, job).status)
+            except (NotFound, AccessDenied, ValueError):  # unreadable: not this job
+                continue
+            if isinstance(doc, dict) and doc.get("submission") == submitted.key:
+                return job
+        return None
 
     def status(self, group: str, job: str) -> JobStatus:
         try:
@@ -98,7 +114,10 @@ class AnalysisClient:
         return self.storage.read_from(self.bucket, JobPaths(group, job).log(dataset), offset)
 
     def finished(self, group: str, job: str) -> bool:
-        return self.storage.head(self.bucket, JobPaths(group, job).end) is not None
+        try:
+            return self.storage.head(self.bucket, JobPaths(group, job).end) is not None
+        except AccessDenied:  # S3 answers 403, not 404, to a user who may not list the prefix
+            return False
 
     def download(self, group: str, job: str, out: Path) -> Path:
         target = out / job

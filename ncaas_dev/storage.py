@@ -31,6 +31,10 @@ class PreconditionFailed(StorageError):
     """A conditional write lost: the object exists (If-None-Match) or changed (If-Match)."""
 
 
+class AccessDenied(StorageError):
+    """403: the credentials may not do this (for a user's own keys, also: no such object)."""
+
+
 class NotFound(StorageError):
     """The object or bucket does not exist."""
 
@@ -58,6 +62,10 @@ def translated(what: str, endpoint: str | None) -> Iterator[None]:
             raise PreconditionFailed(f"{what}: precondition failed") from e
         if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
             raise NotFound(f"{what}: not found") from e
+        if code in ("AccessDenied", "403", "Forbidden") or status == 403:
+            raise AccessDenied(
+                f"{what}: access denied", hint="your credentials may not reach this key"
+            ) from e
         raise StorageError(f"{what}: {code or 'error'}: {e}") from e
     except EndpointConnectionError as e:
         where = endpoint or "AWS"

@@ -474,3 +474,29 @@ def test_lambda_handler_works_with_the_dispatcher_role_alone(
     assert any(o["Key"].endswith("/end.txt") for o in carol_jobs.get("Contents", []))
     claims = admin.list_objects_v2(Bucket=OTHER_BUCKET, Prefix=".ncaas/claims/")
     assert claims.get("KeyCount", 0) == 0, "the sweep touched another analysis's bucket"
+
+
+def test_a_group_user_follows_a_submission_with_own_keys(world: World) -> None:
+    """`submit --wait` as a lab member: the claim under .ncaas/ is out of reach, so the job is
+    found by its status.json, and a missing end.txt reads as "not finished", not an error."""
+    from ncaas_dev.client import AnalysisClient, Submitted
+    from ncaas_dev.storage import AccessDenied, Storage
+
+    alice = AnalysisClient(Storage(world.users["alice"].s3), BUCKET)
+    key = "labA/submissions/follow_submit.json"
+    etag = world.users["alice"].s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")["ETag"]
+    submitted = Submitted(key, etag.strip('"'))
+    with pytest.raises(AccessDenied):  # the proof that the fallback below is needed
+        alice.storage.get_json(BUCKET, ".ncaas/claims/anything.json")
+    assert alice.job_of(submitted) is None  # no job yet
+    status = {"job": "job_9", "submission": key}
+    world.admin.s3.put_object(
+        Bucket=BUCKET, Key=".ncaas/claims/anything.json", Body=json.dumps(status).encode()
+    )
+    world.admin.s3.put_object(
+        Bucket=BUCKET, Key="labA/results/job_9/logs/status.json", Body=json.dumps(status).encode()
+    )
+    assert alice.job_of(submitted) == "job_9"
+    assert alice.finished("labA", "job_9") is False
+    world.admin.s3.put_object(Bucket=BUCKET, Key="labA/results/job_9/process_results/end.txt")
+    assert alice.finished("labA", "job_9") is True
