@@ -189,18 +189,28 @@ class Engine:
         """The exit, or None if it still runs after ``timeout`` seconds."""
         try:
             result = container.wait(timeout=timeout)
-        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        except requests.exceptions.ReadTimeout:
             return None
+        except requests.exceptions.ConnectionError as e:
+            if "timed out" in str(e).lower():  # urllib3 wraps the same timeout this way
+                return None
+            # A restarted or stopped engine is not a timeout: say what really happened.
+            raise ServiceUnavailable(
+                "the Docker engine stopped answering while the analysis ran",
+                hint="check `systemctl status docker` (or scripts/ensure-docker.sh) and submit "
+                "the dataset again",
+            ) from e
         container.reload()
         oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
         return ExitInfo(exit_code=int(result.get("StatusCode", -1)), oom_killed=oom)
 
     @staticmethod
     def kill(container: Any) -> None:
-        with contextlib.suppress(docker.errors.APIError):  # already gone
+        # Already gone, or the engine with it: the result is recorded either way.
+        with contextlib.suppress(docker.errors.APIError, requests.exceptions.ConnectionError):
             container.kill()
 
     @staticmethod
     def remove(container: Any) -> None:
-        with contextlib.suppress(docker.errors.APIError):
+        with contextlib.suppress(docker.errors.APIError, requests.exceptions.ConnectionError):
             container.remove(force=True)
