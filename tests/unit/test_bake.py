@@ -16,7 +16,6 @@ from ncaas_dev import __version__
 from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.cloud import packer
 from ncaas_dev.cloud.bake import (
-    _publish,
     ami_name,
     bake_key,
     baked_manifest,
@@ -33,6 +32,7 @@ from ncaas_dev.cloud.layout import (
     TAG_IMAGE_ID,
     TAG_VERSION,
 )
+from ncaas_dev.cloud.payload import _publish
 from ncaas_dev.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
