@@ -112,13 +112,13 @@ def check_cloud_environment(environ: Mapping[str, str], endpoint_url: str | None
     if endpoint_url:
         raise UsageError(
             f"--cloud and --endpoint-url {endpoint_url} contradict each other",
-            hint="--cloud bakes in real AWS; drop --endpoint-url (or drop --cloud for LocalStack)",
+            hint="--cloud means real AWS; drop --endpoint-url (or drop --cloud for LocalStack)",
         )
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2"):
         if environ.get(name):
             raise UsageError(
                 f"--cloud, but {name}={environ[name]} points the AWS clients elsewhere",
-                hint=f"unset {name} for a real-AWS bake (or drop --cloud to bake in LocalStack)",
+                hint=f"unset {name} for real AWS (or drop --cloud to work against LocalStack)",
             )
     if environ.get("AWS_ACCESS_KEY_ID") == "test":
         raise UsageError(
