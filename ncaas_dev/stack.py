@@ -7,6 +7,7 @@ because no image registry is reachable; an endpoint that already answers is used
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -52,12 +53,15 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child still answers kill(0); treat it as gone.
+    # A zombie child still answers kill(0); treat it as gone. Look at every thread: a process
+    # whose main thread has exited shows a zombie leader while its other threads run on.
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        stats = [t.read_text() for t in Path(f"/proc/{pid}/task").glob("*/stat")]
     except OSError:
         return True
+    if not stats:
+        return Path(f"/proc/{pid}").exists()
+    return any(s.rsplit(")", 1)[1].split()[0] != "Z" for s in stats)
 
 
 class PidFile:
@@ -91,7 +95,9 @@ class PidFile:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and alive(info.pid):
             time.sleep(0.1)
-        if alive(info.pid):
+        # Whatever the wait concluded, nothing of the group may outlive `stop`: LocalStack's
+        # shutdown was seen to hang in a thread after its main thread had gone.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(info.pid, signal.SIGKILL)
         return True
 
