@@ -7,6 +7,7 @@ LocalStack runtime is a test failure, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -14,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
 import yaml
 
@@ -72,6 +74,21 @@ def storage(settings: Settings) -> Storage:
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine(connect())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_images_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Analysis images the session built (tests, the CLI, bake) are removed when it ends."""
+    if not any(item.get_closest_marker("integration") for item in request.session.items):
+        yield  # a unit-only run needs no engine
+        return
+    engine = request.getfixturevalue("engine")
+    before = {tag for image in engine.client.images.list() for tag in image.tags}
+    yield
+    for image in engine.client.images.list(filters={"label": "ncaas=image"}):
+        for tag in set(image.tags) - before:
+            with contextlib.suppress(docker.errors.APIError):  # still used: left alone
+                engine.client.images.remove(tag)
 
 
 @pytest.fixture(scope="session")
