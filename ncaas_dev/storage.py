@@ -16,6 +16,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from .errors import ServiceUnavailable, StorageError
+from .processes import alive
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -83,23 +84,13 @@ def key_part(relative: Path) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_abandoned_parts(path: Path) -> int:
     """Delete ``.part`` files of downloads to ``path`` whose process is gone."""
     removed = 0
     prefix = f".{path.name}."
     for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.part*"):
         pid = candidate.name[len(prefix) :].split(".", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             with suppress(FileNotFoundError):
                 candidate.unlink()
                 removed += 1

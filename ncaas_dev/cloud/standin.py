@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..cloud.layout import TAG_DATASET, TAG_JOB
 from ..launchers.ec2 import LIVE_STATES, ec2_errors
+from ..processes import alive
 from ..settings import Settings
-from ..stack import alive
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

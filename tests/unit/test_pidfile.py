@@ -7,7 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from ncaas_dev.stack import PidFile, alive
+from ncaas_dev.processes import alive
+from ncaas_dev.stack import PidFile
 
 
 def _group_alive(pgid: int) -> bool:
