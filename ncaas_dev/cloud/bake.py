@@ -40,7 +40,7 @@ from ..containers import Engine
 from ..errors import BlueprintError, NcaasError, UsageError
 from ..settings import Settings
 from . import packer
-from .layout import RUNNER_PYTHON, TAG_BAKE_KEY
+from .layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from .payload import Reporter, build_wheelhouse, save_image, stage_payload, wheel_cache
 
 _NOT_FOUND = {"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"}
@@ -263,10 +263,6 @@ def describe_ami(ec2: Any, ami: str, settings: Settings) -> dict[str, Any] | Non
     except botocore.exceptions.BotoCoreError as e:
         raise _aws_error(e, settings) from e
     return dict(images[0]) if images else None
-
-
-def tags_of(image: Mapping[str, Any]) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in image.get("Tags", [])}
 
 
 def local_source_ami(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> str:

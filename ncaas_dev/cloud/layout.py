@@ -7,6 +7,9 @@ stack leaves a record in the analysis's bucket so the launcher finds the instanc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from pydantic import BaseModel
 
 from ..storage import NotFound, Storage
@@ -52,3 +55,8 @@ def load_stack_record(storage: Storage, bucket: str) -> StackRecord | None:
     except NotFound:
         return None
     return StackRecord.model_validate(doc)
+
+
+def tags_of(resource: Mapping[str, Any]) -> dict[str, str]:
+    """An EC2 description's ``Tags`` list as a mapping."""
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}

@@ -22,14 +22,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cloud.layout import TAG_DATASET, TAG_JOB
-from ..launchers.ec2 import LIVE_STATES, ec2_errors
 from ..processes import alive
 from ..settings import Settings
+from .ec2api import LIVE_STATES, Ec2Regions
+from .layout import TAG_DATASET, TAG_JOB, tags_of
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -53,20 +53,11 @@ class Machine:
 
 class StandIn:
     def __init__(self, settings: Settings, ec2: EC2Client | None = None) -> None:
-        from ..aws import ec2_client
-
         self.settings = settings
-        self._clients: dict[str, EC2Client] = {settings.region: ec2 or ec2_client(settings)}
+        self.ec2 = Ec2Regions(settings, ec2)
         self.root = settings.state_dir / "instances"
         self.machines: dict[str, Machine] = {}
         self._regions_seen_at = 0.0
-
-    def ec2(self, region: str) -> EC2Client:
-        if region not in self._clients:
-            from ..aws import ec2_client
-
-            self._clients[region] = ec2_client(replace(self.settings, region=region))
-        return self._clients[region]
 
     def regions(self) -> list[str]:
         """This stack's region and every provisioned analysis's cloud.region (LocalStack's EC2
@@ -82,23 +73,17 @@ class StandIn:
             for bucket in provisioned_analyses(storage):
                 record = load_record(storage, bucket)
                 if record is not None:
-                    self.ec2(record.blueprint.cloud.region)
-        return list(self._clients)
+                    self.ec2.client(record.blueprint.cloud.region)
+        return self.ec2.known
 
     def _folder(self, instance_id: str) -> Path:
         return self.root / instance_id
-
-    def _describe(self, region: str, **filters: list[str]) -> list[dict[str, Any]]:
-        query = [{"Name": k.replace("_", "-"), "Values": v} for k, v in filters.items()]
-        with ec2_errors("DescribeInstances", self.settings.endpoint_url):
-            reply = self.ec2(region).describe_instances(Filters=query)  # type: ignore[arg-type]
-        return [i for r in reply["Reservations"] for i in r["Instances"]]  # type: ignore[misc]
 
     def step(self) -> None:
         """One round: boot new instances, end the scripts of terminated ones, reap finished."""
         live: dict[str, tuple[dict[str, Any], str]] = {}
         for region in self.regions():
-            ours = self._describe(region, tag_key=[TAG_JOB], instance_state_name=LIVE_STATES)
+            ours = self.ec2.instances(region, tag_key=[TAG_JOB], instance_state_name=LIVE_STATES)
             live |= {i["InstanceId"]: (i, region) for i in ours}
         for instance_id, (instance, region) in live.items():
             if instance_id not in self.machines:
@@ -112,7 +97,7 @@ class StandIn:
 
     def _boot(self, instance: dict[str, Any], region: str) -> None:
         instance_id = instance["InstanceId"]
-        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        tags = tags_of(instance)
         folder = self._folder(instance_id)
         if folder.exists():
             # User-data runs once per instance. Booted under an earlier stand-in: watch the
@@ -126,8 +111,8 @@ class StandIn:
                 self._remove_containers(tags)
                 self._terminate(instance_id, region)
             return
-        with ec2_errors(f"read the user-data of {instance_id}", self.settings.endpoint_url):
-            reply = self.ec2(region).describe_instance_attribute(
+        with self.ec2.errors(f"read the user-data of {instance_id}"):
+            reply = self.ec2.client(region).describe_instance_attribute(
                 InstanceId=instance_id, Attribute="userData"
             )
         encoded = reply.get("UserData", {}).get("Value")
@@ -170,8 +155,8 @@ class StandIn:
         log.info("%s: powered off: %s", machine.instance_id, why)
 
     def _terminate(self, instance_id: str, region: str) -> None:
-        with ec2_errors(f"terminate {instance_id}", self.settings.endpoint_url):
-            self.ec2(region).terminate_instances(InstanceIds=[instance_id])
+        with self.ec2.errors(f"terminate {instance_id}"):
+            self.ec2.client(region).terminate_instances(InstanceIds=[instance_id])
 
     @staticmethod
     def _remove_containers(tags: dict[str, str]) -> None:

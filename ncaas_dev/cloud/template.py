@@ -115,7 +115,8 @@ def _policy(*statements: Doc) -> Doc:
     return {"Version": "2012-10-17", "Statement": list(statements)}
 
 
-def _trust(service: str) -> Doc:
+def trust_policy(service: str) -> Doc:
+    """Who may assume a role: ``service`` (e.g. ec2.amazonaws.com)."""
     return _policy(
         {
             "Effect": "Allow",
@@ -414,7 +415,7 @@ def render_template(blueprint: Blueprint, options: TemplateOptions | None = None
         "Properties": {
             "RoleName": instance_role_name(analysis),
             "Description": f"ncaas-dev runners of {analysis}: read inputs, write results",
-            "AssumeRolePolicyDocument": _trust("ec2.amazonaws.com"),
+            "AssumeRolePolicyDocument": trust_policy("ec2.amazonaws.com"),
             "Policies": [
                 {"PolicyName": "ncaas-runner", "PolicyDocument": instance_policy(blueprint)}
             ],
@@ -432,7 +433,7 @@ def render_template(blueprint: Blueprint, options: TemplateOptions | None = None
         "Properties": {
             "RoleName": dispatcher_role_name(analysis),
             "Description": f"ncaas-dev dispatcher of {analysis}",
-            "AssumeRolePolicyDocument": _trust("lambda.amazonaws.com"),
+            "AssumeRolePolicyDocument": trust_policy("lambda.amazonaws.com"),
             "Policies": [
                 {"PolicyName": "ncaas-dispatcher", "PolicyDocument": dispatcher_policy(blueprint)}
             ],

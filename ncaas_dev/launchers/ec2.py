@@ -12,14 +12,12 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from ..analysis import load_record
+from ..cloud.ec2api import LIVE_STATES, Ec2Regions, ec2_errors
 from ..cloud.layout import (
     TAG_ANALYSIS,
     TAG_DATASET,
@@ -28,9 +26,11 @@ from ..cloud.layout import (
     TAG_JOB,
     load_stack_record,
     local_instance_profile,
+    tags_of,
 )
+from ..cloud.template import trust_policy
 from ..cloud.userdata import render_user_data
-from ..errors import NcaasError, ServiceUnavailable
+from ..errors import NcaasError
 from ..settings import Settings
 from ..storage import Storage
 from .base import DatasetTask, Finished
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LIVE_STATES = ["pending", "running", "stopping"]
 ENDED_STATES = {"shutting-down", "terminated", "stopped"}
 GIB = 1024**3
 # The OS, Docker and the baked image, plus the dataset twice (the input and room for outputs).
@@ -73,23 +72,6 @@ def _tag_specifications(task: DatasetTask) -> list[Any]:
     return [{"ResourceType": kind, "Tags": _tags(task)} for kind in ("instance", "volume")]
 
 
-@contextmanager
-def ec2_errors(what: str, endpoint: str | None) -> Iterator[None]:
-    """EC2/IAM errors as one line with AWS's error code, which users can look up."""
-    try:
-        yield
-    except ClientError as e:
-        error = e.response.get("Error", {})
-        code, message = error.get("Code", "error"), error.get("Message", str(e))
-        raise NcaasError(f"{what} failed: {code}: {message}") from e
-    except BotoCoreError as e:
-        if endpoint is not None and "Could not connect" in str(e):
-            raise ServiceUnavailable(
-                f"LocalStack does not answer at {endpoint}", hint="start it with `ncaas-dev up`"
-            ) from e
-        raise NcaasError(f"{what} failed: {e}") from e
-
-
 class Ec2Launcher:
     name = "ec2"
 
@@ -100,27 +82,15 @@ class Ec2Launcher:
         ec2: EC2Client | None = None,
         iam: IAMClient | None = None,
     ) -> None:
-        from ..aws import ec2_client, iam_client
+        from ..aws import iam_client
 
         self.settings = settings
         self.storage = storage
-        # One client per region: each analysis launches in its blueprint's cloud.region, where
-        # bake registered its AMI.
-        self._clients: dict[str, EC2Client] = {settings.region: ec2 or ec2_client(settings)}
+        # Each analysis launches in its blueprint's cloud.region, where bake registered its AMI.
+        self.regions = Ec2Regions(settings, ec2)
         self.iam = iam or iam_client(settings)
-        self._live: dict[str, DatasetTask] = {}  # instance id -> its dataset
-        self._region_of: dict[str, str] = {}  # instance id -> its region
+        self._live: dict[str, tuple[DatasetTask, str]] = {}  # instance id -> dataset, region
         self._adopted = False
-
-    def ec2(self, region: str) -> EC2Client:
-        if region not in self._clients:
-            from ..aws import ec2_client
-
-            self._clients[region] = ec2_client(replace(self.settings, region=region))
-        return self._clients[region]
-
-    def _call(self, what: str) -> Any:
-        return ec2_errors(what, self.settings.endpoint_url)
 
     # -- launching ---------------------------------------------------------------------------
     def launch(self, task: DatasetTask) -> str:
@@ -132,11 +102,12 @@ class Ec2Launcher:
                 "image to start: run `ncaas-dev bake BLUEPRINT_DIR` and deploy again"
             )
         region = blueprint.cloud.region
-        root_device = check_ami(self.ec2(region), ami, task.record.image_id, region, self.settings)
+        ec2 = self.regions.client(region)
+        root_device = check_ami(ec2, ami, task.record.image_id, region, self.settings)
         info = self.storage.head(task.bucket, task.data_key)
         volume = root_volume_gb(info.size if info else 0, blueprint.cloud.volume_gb)
-        with self._call("RunInstances"):
-            reply = self.ec2(region).run_instances(
+        with self.regions.errors("RunInstances"):
+            reply = ec2.run_instances(
                 ImageId=ami,
                 InstanceType=blueprint.cloud.instance_type,  # type: ignore[arg-type]
                 MinCount=1,
@@ -160,8 +131,7 @@ class Ec2Launcher:
                 TagSpecifications=_tag_specifications(task),
             )
         instance = reply["Instances"][0]["InstanceId"]
-        self._live[instance] = task
-        self._region_of[instance] = region
+        self._live[instance] = (task, region)
         log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
         return f"ec2:{instance}"
 
@@ -179,24 +149,15 @@ class Ec2Launcher:
     def _ensure_local_profile(self, analysis: str) -> str:
         """LocalStack only: a role and profile so RunInstances has one to name (it checks)."""
         name = local_instance_profile(analysis)
-        with self._call(f"create instance profile {name}"):
+        with self.regions.errors(f"create instance profile {name}"):
             try:
                 self.iam.get_instance_profile(InstanceProfileName=name)
                 return name
             except self.iam.exceptions.NoSuchEntityException:
                 pass
-            trust = {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ec2.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
+            trust = json.dumps(trust_policy("ec2.amazonaws.com"))
             try:
-                self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+                self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
                 self.iam.create_instance_profile(InstanceProfileName=name)
                 self.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
             except self.iam.exceptions.EntityAlreadyExistsException:
@@ -204,34 +165,21 @@ class Ec2Launcher:
         return name
 
     # -- watching ----------------------------------------------------------------------------
-    def _instances(self, region: str, **filters: list[str]) -> Iterator[dict[str, Any]]:
-        query = [{"Name": k.replace("_", "-"), "Values": v} for k, v in filters.items()]
-        with self._call("DescribeInstances"):
-            pages = (
-                self.ec2(region)
-                .get_paginator("describe_instances")
-                .paginate(
-                    Filters=query  # type: ignore[arg-type]
-                )
-            )
-            for page in pages:
-                for reservation in page["Reservations"]:
-                    yield from reservation["Instances"]  # type: ignore[misc]
-
     def active(self, analysis: str) -> int:
         """Counted in EC2, not in memory: instances a previous dispatcher started count too."""
         ours = {f"tag:{TAG_ANALYSIS}": [analysis]}
         return sum(
-            sum(1 for _ in self._instances(region, **ours, instance_state_name=LIVE_STATES))
-            for region in list(self._clients)
+            sum(1 for _ in self.regions.instances(region, **ours, instance_state_name=LIVE_STATES))
+            for region in self.regions.known
         )
 
     def _adopt(self) -> None:
         """Watch the live instances an earlier dispatcher launched, so none ends unnoticed."""
         self._adopted = True
         region = self.settings.region
-        for instance in self._instances(region, tag_key=[TAG_JOB], instance_state_name=LIVE_STATES):
-            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+        ours = self.regions.instances(region, tag_key=[TAG_JOB], instance_state_name=LIVE_STATES)
+        for instance in ours:
+            tags = tags_of(instance)
             if instance["InstanceId"] in self._live:
                 continue
             try:
@@ -240,8 +188,7 @@ class Ec2Launcher:
                 log.warning("not adopting %s: %s", instance["InstanceId"], e)
                 continue
             if task is not None:
-                self._live[instance["InstanceId"]] = task
-                self._region_of[instance["InstanceId"]] = region
+                self._live[instance["InstanceId"]] = (task, region)
                 log.info("%s: watching %s, launched earlier", task.label, instance["InstanceId"])
 
     def _task_from_tags(self, tags: dict[str, str]) -> DatasetTask | None:
@@ -271,10 +218,11 @@ class Ec2Launcher:
             return []
         seen: dict[str, dict[str, Any]] = {}
         ids = list(self._live)
-        for region in set(self._region_of.values()):
-            here = [i for i in ids if self._region_of[i] == region]
+        for region in {region for _, region in self._live.values()}:
+            here = [i for i in ids if self._live[i][1] == region]
             for start in range(0, len(here), 200):
-                for instance in self._instances(region, instance_id=here[start : start + 200]):
+                batch = here[start : start + 200]
+                for instance in self.regions.instances(region, instance_id=batch):
                     seen[instance["InstanceId"]] = instance
         ended: list[Finished] = []
         for instance_id in ids:
@@ -282,8 +230,7 @@ class Ec2Launcher:
             state = instance["State"]["Name"] if instance else "gone"
             if state not in ENDED_STATES and state != "gone":
                 continue
-            task = self._live.pop(instance_id)
-            self._region_of.pop(instance_id, None)
+            task, _ = self._live.pop(instance_id)
             why = instance.get("StateReason", {}).get("Message", "")
             detail = f"instance lost: {instance_id} is {state}" + (f" ({why})" if why else "")
             ended.append(Finished(task, f"ec2:{instance_id}", None, detail))
@@ -312,8 +259,7 @@ def check_ami(
             hint="bake it there with `ncaas-dev bake BLUEPRINT_DIR`",
         )
     image = images[0]
-    tags = {t["Key"]: t["Value"] for t in image.get("Tags", [])}
-    baked_from = tags.get(TAG_IMAGE_ID)
+    baked_from = tags_of(image).get(TAG_IMAGE_ID)
     if baked_from and image_id and baked_from != image_id:
         raise NcaasError(
             f"AMI {ami} was baked from image {baked_from[:19]} but the analysis now runs "
