@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import UsageError
 
 DEFAULT_ENDPOINT = "http://localhost:4566"
 DEFAULT_REGION = "us-east-1"
@@ -39,3 +42,23 @@ class Settings:
     def jobs_dir(self) -> Path:
         """Scratch space for runners: inputs fetched, outputs written, removed afterwards."""
         return self.state_dir / "jobs"
+
+
+def check_cloud_environment(environ: Mapping[str, str], endpoint_url: str | None) -> None:
+    """``--cloud`` means real AWS: refuse settings that only make sense against LocalStack."""
+    if endpoint_url:
+        raise UsageError(
+            f"--cloud and --endpoint-url {endpoint_url} contradict each other",
+            hint="--cloud means real AWS; drop --endpoint-url (or drop --cloud for LocalStack)",
+        )
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2"):
+        if environ.get(name):
+            raise UsageError(
+                f"--cloud, but {name}={environ[name]} points the AWS clients elsewhere",
+                hint=f"unset {name} for real AWS (or drop --cloud to work against LocalStack)",
+            )
+    if environ.get("AWS_ACCESS_KEY_ID") == "test":
+        raise UsageError(
+            "--cloud, but AWS_ACCESS_KEY_ID is LocalStack's 'test' key",
+            hint="use real credentials (AWS_PROFILE, `aws configure`, an instance role)",
+        )

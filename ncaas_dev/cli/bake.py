@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, target_settings
 
 
 class RichReporter:
@@ -78,21 +76,14 @@ def register(app: typer.Typer) -> None:
         """Bake the analysis into an AMI (LocalStack's EC2 unless --cloud); record it in the
         blueprint as cloud.ami."""
         from ..blueprint import load_blueprint
-        from ..cloud.bake import bake, check_cloud_environment
+        from ..cloud.bake import bake
         from ..cloud.packer import packer_binary
         from ..containers import Engine, connect
-        from ..settings import Settings
-        from ..stack import start_localstack
 
         loaded = load_blueprint(blueprint_dir)
-        if cloud:
-            check_cloud_environment(os.environ, endpoint_url)
-        packer_binary()
-        settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+        packer_binary()  # before LocalStack starts: a missing Packer is the first thing to say
         engine = Engine(connect())
-        if settings.local:
-            with err.status("starting LocalStack") if not as_json else nullcontext():
-                start_localstack(settings)
+        settings = target_settings(loaded, endpoint_url, cloud, quiet=as_json)
         if as_json:
             result = bake(loaded, settings, engine, cloud=cloud, force=force)
             emit_json(result.as_json())

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, target_settings
 
 if TYPE_CHECKING:
     from ..cloud.deploy import DeployResult
@@ -79,23 +77,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create or update the analysis's stack (bucket, group access, dispatcher, instance
         role) with CloudFormation: LocalStack unless --cloud."""
-        from dataclasses import replace
-
         from ..blueprint import load_blueprint
-        from ..cloud.bake import check_cloud_environment
         from ..cloud.deploy import deploy as run_deploy
-        from ..settings import Settings
-        from ..stack import start_localstack
 
         loaded = load_blueprint(blueprint_dir)
-        if cloud:
-            check_cloud_environment(os.environ, endpoint_url)
-        settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
-        if cloud:
-            settings = replace(settings, region=loaded.blueprint.cloud.region)
-        else:
-            with err.status("starting LocalStack") if not as_json else nullcontext():
-                start_localstack(settings)
+        settings = target_settings(loaded, endpoint_url, cloud, quiet=as_json)
         where = f"AWS {settings.region}" if cloud else f"LocalStack ({settings.endpoint_url})"
         if as_json:
             result = run_deploy(loaded, settings)

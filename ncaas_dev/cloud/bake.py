@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import time
@@ -105,26 +104,6 @@ def bake_key(image_id: str, blueprint_text: str, version: str, recipe: str) -> s
     }
     canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def check_cloud_environment(environ: Mapping[str, str], endpoint_url: str | None) -> None:
-    """``--cloud`` means real AWS: refuse settings that only make sense against LocalStack."""
-    if endpoint_url:
-        raise UsageError(
-            f"--cloud and --endpoint-url {endpoint_url} contradict each other",
-            hint="--cloud means real AWS; drop --endpoint-url (or drop --cloud for LocalStack)",
-        )
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2"):
-        if environ.get(name):
-            raise UsageError(
-                f"--cloud, but {name}={environ[name]} points the AWS clients elsewhere",
-                hint=f"unset {name} for real AWS (or drop --cloud to work against LocalStack)",
-            )
-    if environ.get("AWS_ACCESS_KEY_ID") == "test":
-        raise UsageError(
-            "--cloud, but AWS_ACCESS_KEY_ID is LocalStack's 'test' key",
-            hint="use real credentials (AWS_PROFILE, `aws configure`, an instance role)",
-        )
 
 
 def ami_name(analysis: str, key: str, now: datetime) -> str:
@@ -323,9 +302,7 @@ def bake(
     started = time.monotonic()
     say: Reporter = reporter or QuietReporter()
     clock = _Clock()
-    if cloud:
-        check_cloud_environment(os.environ, settings.endpoint_url)
-    elif not settings.endpoint_url:
+    if not cloud and not settings.endpoint_url:
         raise UsageError("a local bake needs LocalStack's endpoint", hint="or use --cloud")
     packer.packer_binary()  # fail before any long work when Packer is missing
     blueprint = loaded.blueprint

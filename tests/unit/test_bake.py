@@ -19,7 +19,6 @@ from ncaas_dev.cloud.bake import (
     ami_name,
     bake_key,
     baked_manifest,
-    check_cloud_environment,
     check_report,
     with_ami,
     write_ami,
@@ -34,6 +33,7 @@ from ncaas_dev.cloud.layout import (
 )
 from ncaas_dev.cloud.payload import _publish
 from ncaas_dev.errors import UsageError
+from ncaas_dev.settings import check_cloud_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 SPIKE = ROOT / "blueprints" / "spike-detect" / "blueprint.yaml"
