@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
 import pytest
-import yaml
+from integration.jobs import copy_blueprint  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -96,11 +94,7 @@ def probe(
     tmp_path_factory: pytest.TempPathFactory, engine: Engine, storage: Storage, settings: Settings
 ) -> Iterator[LoadedBlueprint]:
     """The probe analysis under a bucket name unique to this session, built and provisioned."""
-    folder = tmp_path_factory.mktemp("probe")
-    shutil.copytree(FIXTURES / "probe", folder, dirs_exist_ok=True)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"ncaas-test-{secrets.token_hex(4)}"
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    folder = copy_blueprint(FIXTURES / "probe", tmp_path_factory.mktemp("probe"), "ncaas-test")
     loaded = load_blueprint(folder)
     image_id = engine.build(loaded)
     provision(storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, image_id))

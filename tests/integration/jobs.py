@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from ncaas_dev.client import AnalysisClient, Submitted
 from ncaas_dev.layout import JobPaths
@@ -95,3 +98,15 @@ def ncaas(
         timeout=timeout,
         check=False,
     )
+
+
+def copy_blueprint(source: Path, folder: Path, prefix: str, **sections: dict[str, object]) -> Path:
+    """``source`` copied to ``folder`` as an analysis of its own (``{prefix}-{random}``), its
+    blueprint's ``sections`` updated; the copy's folder."""
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
+    doc["analysis"] = f"{prefix}-{secrets.token_hex(4)}"
+    for section, values in sections.items():
+        doc.setdefault(section, {}).update(values)
+    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    return folder

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from ncaas_dev.analysis import AnalysisRecord
@@ -41,6 +40,8 @@ from ncaas_dev.layout import JobPaths
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
+
+from .jobs import copy_blueprint
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "sandbox"
@@ -132,11 +133,7 @@ def bench(
     # LocalStack's objects and their parts, runner scratch, the container's copy, the result.
     need = 6 * SIZE + 2 * 1024**3
     assert free > need, f"{free / 1024**3:.1f} GiB free in {work}; {need / 1024**3:.1f} needed"
-    folder = work / "blueprint"
-    shutil.copytree(FIXTURE, folder)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"ncaas-big-{secrets.token_hex(4)}"
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    folder = copy_blueprint(FIXTURE, work / "blueprint", "ncaas-big")
     loaded: LoadedBlueprint = load_blueprint(folder)
     record = AnalysisRecord.of(loaded, engine.build(loaded))
     storage.ensure_bucket(loaded.blueprint.analysis, settings.region)

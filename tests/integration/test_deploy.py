@@ -5,8 +5,6 @@ role's own credentials on moto's IAM-enforcing server.)"""
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
-from .jobs import ROOT, Lab, ncaas
+from .jobs import ROOT, Lab, copy_blueprint, ncaas
 from .test_access import Moto, moto_server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
@@ -36,12 +34,7 @@ PACKAGE_CACHE = ROOT / "build" / "test-deploy"
 
 
 def fresh_blueprint(tmp_path: Path, prefix: str = "ncaas-deploy") -> Path:
-    folder = tmp_path / "probe"
-    shutil.copytree(FIXTURES / "probe", folder)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"{prefix}-{secrets.token_hex(4)}"
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
-    return folder
+    return copy_blueprint(FIXTURES / "probe", tmp_path / "probe", prefix)
 
 
 def deploy_json(folder: Path, env: dict[str, str]) -> dict[str, Any]:

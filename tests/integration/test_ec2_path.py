@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import time
@@ -30,7 +29,7 @@ from ncaas_dev.stack import PidFile, start_localstack
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
-from .jobs import ROOT, Lab, ncaas
+from .jobs import ROOT, Lab, copy_blueprint, ncaas
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -94,12 +93,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
 
 
 def blueprint_copy(source: Path, folder: Path, **cloud: object) -> Path:
-    shutil.copytree(source, folder)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"ncaas-ec2-{secrets.token_hex(4)}"
-    doc.setdefault("cloud", {}).update(cloud)
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
-    return folder
+    return copy_blueprint(source, folder, "ncaas-ec2", cloud=cloud)
 
 
 def build(engine: Engine, folder: Path) -> str:

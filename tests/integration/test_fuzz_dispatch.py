@@ -16,13 +16,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +36,7 @@ from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 from ncaas_dev.submission import TIMESTAMP, InvalidSubmission, parse_submission
 
-from .jobs import Lab
+from .jobs import Lab, copy_blueprint
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +72,7 @@ def stage(
     dispatcher: int,
 ) -> Iterator[Stage]:
     """The probe analysis in a bucket of its own, with datasets under odd names."""
-    folder = tmp_path_factory.mktemp("fuzz-probe")
-    shutil.copytree(FIXTURES / "probe", folder, dirs_exist_ok=True)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"ncaas-fuzz-{secrets.token_hex(4)}"
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    folder = copy_blueprint(FIXTURES / "probe", tmp_path_factory.mktemp("fuzz-probe"), "ncaas-fuzz")
     loaded = load_blueprint(folder)
     provision(
         storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, engine.build(loaded))

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import sqs_client
@@ -32,7 +30,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab
+from .jobs import Lab, copy_blueprint
 
 pytestmark = pytest.mark.integration
 
@@ -47,11 +45,7 @@ def sandbox(
     tmp_path_factory: pytest.TempPathFactory, engine: Engine, storage: Storage, settings: Settings
 ) -> Iterator[tuple[LoadedBlueprint, AnalysisRecord]]:
     """The hostile analysis, built and provisioned under a bucket of its own."""
-    folder = tmp_path_factory.mktemp("sandbox")
-    shutil.copytree(FIXTURE, folder, dirs_exist_ok=True)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"ncaas-sandbox-{secrets.token_hex(4)}"
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    folder = copy_blueprint(FIXTURE, tmp_path_factory.mktemp("sandbox"), "ncaas-sandbox")
     loaded = load_blueprint(folder)
     record = AnalysisRecord.of(loaded, engine.build(loaded))
     provision(storage, sqs_client(settings), settings, record)
