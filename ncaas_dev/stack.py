@@ -139,6 +139,11 @@ def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
     """Start LocalStack's runtime unless the endpoint answers; wait for its health check."""
     assert settings.endpoint_url is not None
     pidfile = PidFile(settings.state_dir, "localstack")
+    ours = pidfile.read()
+    if ours.running:
+        # Started already (perhaps still starting, or too busy to answer at once): a second
+        # runtime would fail to bind and take over the pid file, leaving the first one orphaned.
+        return _await_health(settings, pidfile, ours, wait)
     if endpoint_answers(settings.endpoint_url):
         return pidfile.read()
     python = localstack_python()
@@ -154,11 +159,19 @@ def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
         settings.state_dir / "localstack.log",
     )
     pidfile.write(process.pid, endpoint=settings.endpoint_url)
+    return _await_health(settings, pidfile, pidfile.read(), wait)
+
+
+def _await_health(
+    settings: Settings, pidfile: PidFile, started: ProcessInfo, wait: float
+) -> ProcessInfo:
+    """``started``'s health check passes within ``wait`` seconds, or it is stopped and we say so."""
+    assert settings.endpoint_url is not None
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if health_ok(settings.endpoint_url):
             return pidfile.read()
-        if process.poll() is not None:
+        if started.pid is None or not alive(started.pid):
             break
         time.sleep(0.2)
     tail = _tail(settings.state_dir / "localstack.log")

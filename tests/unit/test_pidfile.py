@@ -7,6 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from ncaas_dev.processes import alive
 from ncaas_dev.stack import PidFile
 
@@ -71,3 +73,29 @@ def test_a_process_whose_main_thread_exited_is_still_alive_and_is_stopped(tmp_pa
     assert pidfile.stop(timeout=0.5) is True
     daemon.wait(timeout=5)
     assert not _group_alive(daemon.pid)
+
+
+def test_a_runtime_already_starting_is_awaited_not_started_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second runtime would fail to bind and take over the pid file, orphaning the first."""
+    from ncaas_dev.errors import ServiceUnavailable
+    from ncaas_dev.settings import Settings
+    from ncaas_dev.stack import start_localstack
+
+    # Spawning would fail loudly ("not installed"); waiting on the running one must not spawn.
+    monkeypatch.setenv("NCAAS_LOCALSTACK_PYTHON", str(tmp_path / "no-python"))
+    starting = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    PidFile(tmp_path, "localstack").write(starting.pid)
+    settings = Settings(endpoint_url=f"http://127.0.0.1:{_closed_port()}", state_dir=tmp_path)
+    with pytest.raises(ServiceUnavailable, match="did not start"):
+        start_localstack(settings, wait=0.5)
+    starting.wait(timeout=5)  # the one that never became healthy was stopped, not left behind
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
