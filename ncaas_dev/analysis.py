@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from . import __version__
 from .blueprint import Blueprint, LoadedBlueprint
 from .layout import BLUEPRINT_RECORD
-from .storage import NotFound, Storage
+from .storage import NotFound, Storage, translated
 
 
 class AnalysisRecord(BaseModel):
@@ -41,3 +41,10 @@ def load_record(storage: Storage, bucket: str) -> AnalysisRecord | None:
     except NotFound:
         return None
     return AnalysisRecord.model_validate(doc)
+
+
+def provisioned_analyses(storage: Storage) -> list[str]:
+    """Buckets on the stack that hold an analysis record."""
+    with translated("list buckets", storage.endpoint):
+        buckets = [b["Name"] for b in storage.s3.list_buckets().get("Buckets", [])]
+    return [b for b in buckets if load_record(storage, b) is not None]

@@ -9,9 +9,12 @@ accounting holds wherever the writer runs (dispatcher, local runner, runner on a
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from .budget import Budget, cost_finished
@@ -25,6 +28,39 @@ MAX_ATTEMPTS = 50
 log = logging.getLogger(__name__)
 
 
+class _LastSeen:
+    """The version of each job's status this process last wrote or read (a bounded LRU).
+
+    An update first writes against it and reads only on a conflict: a writer that is alone on
+    the job (a runner, mostly) saves a round-trip per change. The conditional write keeps it
+    safe: a stale entry only costs the 412 and the read the update would have made anyway.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, bucket: str, key: str) -> tuple[dict[str, object], str] | None:
+        with self._lock:
+            entry = self._entries.get((bucket, key))
+        return (json.loads(entry[0]), entry[1]) if entry else None
+
+    def put(self, bucket: str, key: str, doc: dict[str, object], etag: str) -> None:
+        with self._lock:
+            self._entries[(bucket, key)] = (json.dumps(doc), etag)
+            self._entries.move_to_end((bucket, key))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def forget(self, bucket: str, key: str) -> None:
+        with self._lock:
+            self._entries.pop((bucket, key), None)
+
+
+_last_seen = _LastSeen()
+
+
 class JobStore:
     def __init__(self, storage: Storage, bucket: str) -> None:
         self.storage = storage
@@ -33,24 +69,25 @@ class JobStore:
     def create(self, status: JobStatus) -> bool:
         """Claim the job folder by creating its status.json; False if the folder is taken."""
         paths = JobPaths(status.group, status.job)
+        doc = status.model_dump(mode="json")
         try:
-            self.storage.put_json(
-                self.bucket, paths.status, status.model_dump(mode="json"), if_none_match=True
-            )
+            etag = self.storage.put_json(self.bucket, paths.status, doc, if_none_match=True)
         except PreconditionFailed:
             return False
+        _last_seen.put(self.bucket, paths.status, doc, etag)
         self._publish(status, paths)
         return True
 
     def exists(self, group: str, job: str) -> bool:
-        paths = JobPaths(group, job)
-        return self.storage.head(self.bucket, paths.status) is not None or bool(
-            self.storage.list_objects(self.bucket, paths.root)
-        )
+        """Whether anything (status.json or any other file) is in the job's folder."""
+        return self.storage.any_under(self.bucket, JobPaths(group, job).root)
 
     def read(self, group: str, job: str) -> JobStatus:
-        doc, _ = self.storage.get_json(self.bucket, JobPaths(group, job).status)
-        return JobStatus.model_validate(doc)
+        key = JobPaths(group, job).status
+        doc, etag = self.storage.get_json(self.bucket, key)
+        status = JobStatus.model_validate(doc)
+        _last_seen.put(self.bucket, key, doc, etag)
+        return status
 
     def update(self, group: str, job: str, mutate: Mutation) -> JobStatus:
         """Apply ``mutate`` to the current status and write it back if nobody wrote meanwhile.
@@ -60,7 +97,8 @@ class JobStore:
         """
         paths = JobPaths(group, job)
         for attempt in range(MAX_ATTEMPTS):
-            doc, etag = self.storage.get_json(self.bucket, paths.status)
+            seen = _last_seen.get(self.bucket, paths.status) if attempt == 0 else None
+            doc, etag = seen or self.storage.get_json(self.bucket, paths.status)
             status = JobStatus.model_validate(doc)
             was_done = status.state.terminal
             was_terminal = {name: ds.state.terminal for name, ds in status.datasets.items()}
@@ -68,13 +106,15 @@ class JobStore:
             costs = cost_finished(status, was_terminal)
             settle(status)
             status.updated = utcnow()
+            new_doc = status.model_dump(mode="json")
             try:
-                self.storage.put_json(
-                    self.bucket, paths.status, status.model_dump(mode="json"), if_match=etag
-                )
+                new_etag = self.storage.put_json(self.bucket, paths.status, new_doc, if_match=etag)
             except PreconditionFailed:
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                _last_seen.forget(self.bucket, paths.status)
+                if seen is None:  # a real conflict, not just an old copy: back off
+                    time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
+            _last_seen.put(self.bucket, paths.status, new_doc, new_etag)
             self._publish(status, paths)
             if costs:
                 self._charge(status, costs)

@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
-from .analysis import AnalysisRecord, save_record
+from .analysis import AnalysisRecord, provisioned_analyses, save_record
 from .layout import GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
-from .queue import ensure_queue
 from .settings import Settings
 from .storage import Storage, translated
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+__all__ = ["QUEUE_NAME", "ensure_queue", "provision", "provisioned_analyses", "queue_policy"]
+QUEUE_NAME = "ncaas-submissions"  # one queue per stack: every analysis's submission events
+
+
+def ensure_queue(sqs: SQSClient, endpoint: str | None) -> tuple[str, str]:
+    """The queue's URL and ARN (created if missing)."""
+    with translated(f"create queue {QUEUE_NAME}", endpoint):
+        url = sqs.create_queue(
+            QueueName=QUEUE_NAME,
+            Attributes={"VisibilityTimeout": "120", "ReceiveMessageWaitTimeSeconds": "1"},
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": queue_policy(arn)})
+    return url, arn
+
+
+def queue_policy(queue_arn: str) -> str:
+    """Let S3 send notifications to the queue (AWS needs it; LocalStack accepts it)."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "s3.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                }
+            ],
+        }
+    )
 
 
 def provision(storage: Storage, sqs: SQSClient, settings: Settings, record: AnalysisRecord) -> None:
@@ -47,12 +81,3 @@ def provision(storage: Storage, sqs: SQSClient, settings: Settings, record: Anal
             },
         )
     save_record(storage, record)
-
-
-def provisioned_analyses(storage: Storage) -> list[str]:
-    """Buckets on the stack that hold an analysis record."""
-    from .analysis import load_record
-
-    with translated("list buckets", storage.endpoint):
-        buckets = [b["Name"] for b in storage.s3.list_buckets().get("Buckets", [])]
-    return [b for b in buckets if load_record(storage, b) is not None]

@@ -2,51 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
 from .dispatcher import Dispatcher, Outcome
 from .events import records_from_sqs_body
+from .provision import QUEUE_NAME, ensure_queue, queue_policy
 from .storage import translated
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-QUEUE_NAME = "ncaas-submissions"
+__all__ = ["QUEUE_NAME", "QueueLoop", "ensure_queue", "queue_policy"]
+
 log = logging.getLogger(__name__)
-
-
-def ensure_queue(sqs: SQSClient, endpoint: str | None) -> tuple[str, str]:
-    """The queue's URL and ARN (created if missing)."""
-    with translated(f"create queue {QUEUE_NAME}", endpoint):
-        url = sqs.create_queue(
-            QueueName=QUEUE_NAME,
-            Attributes={"VisibilityTimeout": "120", "ReceiveMessageWaitTimeSeconds": "1"},
-        )["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": queue_policy(arn)})
-    return url, arn
-
-
-def queue_policy(queue_arn: str) -> str:
-    """Let S3 send notifications to the queue (AWS needs it; LocalStack accepts it)."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "s3.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                }
-            ],
-        }
-    )
 
 
 class QueueLoop:
@@ -57,28 +27,27 @@ class QueueLoop:
         self.stopping = threading.Event()
 
     def poll_once(self, wait_seconds: int = 1) -> list[Outcome]:
-        """Receive one batch, hand each record to the dispatcher, delete what was handled."""
-        outcomes: list[Outcome] = []
+        """Receive one batch, admit its records together, delete what was handled."""
         with translated("receive from the submissions queue", self.dispatcher.endpoint_url):
             reply: Any = self.sqs.receive_message(
                 QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait_seconds
             )
-        for message in reply.get("Messages", []):
-            for record in records_from_sqs_body(message.get("Body", "")):
-                outcome = self.dispatcher.handle(record)
-                log.info(
-                    "%s: %s %s %s",
-                    record.key,
-                    outcome.action,
-                    outcome.job or "",
-                    outcome.reason or "",
+        messages = reply.get("Messages", [])
+        records = [r for m in messages for r in records_from_sqs_body(m.get("Body", ""))]
+        outcomes = self.dispatcher.handle_many(records)
+        for record, outcome in zip(records, outcomes, strict=True):
+            log.info(
+                "%s: %s %s %s", record.key, outcome.action, outcome.job or "", outcome.reason or ""
+            )
+        if messages:  # handled, rejected or found a duplicate: none of them is to come back
+            with translated("delete handled messages", self.dispatcher.endpoint_url):
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(messages)
+                    ],
                 )
-                outcomes.append(outcome)
-            with translated("delete a handled message", self.dispatcher.endpoint_url):
-                self.sqs.delete_message(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
-        self.dispatcher.pump()
         return outcomes
 
     def run_forever(self) -> None:

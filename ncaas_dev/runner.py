@@ -13,6 +13,7 @@ import shutil
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,7 @@ class Runner:
         def started(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
             ds.state, ds.started, ds.runner, ds.reason = State.RUNNING, utcnow(), runner_id, None
-            status.log(f"{task.dataset}: fetching inputs")
+            status.log(f"{task.dataset}: started on {runner_id}; fetching inputs")
 
         store.update(task.group, task.job, started)
         shipper = LogShipper(
@@ -252,32 +253,49 @@ def _await_task() -> Path:
     return task_file
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m ncaas_dev.runner TASK.json`` (or ``-``: read the task's path from stdin)."""
-    args = sys.argv[1:] if argv is None else argv
-    task_file = _await_task() if args[0] == "-" else Path(args[0])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
-    task = DatasetTask.model_validate_json(task_file.read_text())
-    settings = Settings.from_env(endpoint_url=task.endpoint_url, cloud=task.endpoint_url is None)
+@dataclass
+class _Clients:
+    storage: Storage
+    engine: Engine | None
+    endpoint_url: str | None
+
+
+def _make_clients(endpoint_url: str | None) -> _Clients:
     from .aws import s3_client
 
+    settings = Settings.from_env(endpoint_url=endpoint_url, cloud=endpoint_url is None)
     storage = Storage(s3_client(settings), settings.endpoint_url)
-    runner_id = args[1] if len(args) > 1 else f"docker:pid{os.getpid()}"
-    started = time.monotonic()
     try:
-        engine = Engine(connect())
-    except NcaasError as e:
-        Runner._finish(
-            JobStore(storage, task.bucket),
-            task,
-            State.FAILED,
-            f"infrastructure error: {e}",
-            None,
-            0,
-            {},
-        )
-        return 1
-    state = Runner(storage, engine, settings).run(task, runner_id)
+        engine: Engine | None = Engine(connect())
+    except NcaasError:
+        engine = None  # reported against the task once there is one
+    return _Clients(storage, engine, settings.endpoint_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ncaas_dev.runner TASK.json [RUNNER_ID]``, or as a warm spare
+    ``python -m ncaas_dev.runner - [ENDPOINT]``: make the clients, then read the task's path
+    from stdin."""
+    args = sys.argv[1:] if argv is None else argv
+    spare = args[0] == "-"
+    ready = _make_clients(args[1]) if spare and len(args) > 1 else None
+    task_file = _await_task() if spare else Path(args[0])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
+    task = DatasetTask.model_validate_json(task_file.read_text())
+    clients = ready if ready and ready.endpoint_url == task.endpoint_url else None
+    clients = clients or _make_clients(task.endpoint_url)
+    settings = Settings.from_env(endpoint_url=task.endpoint_url, cloud=task.endpoint_url is None)
+    runner_id = args[1] if len(args) > 1 and not spare else f"docker:pid{os.getpid()}"
+    started = time.monotonic()
+    engine = clients.engine
+    if engine is None:
+        try:
+            engine = Engine(connect())
+        except NcaasError as e:
+            store = JobStore(clients.storage, task.bucket)
+            Runner._finish(store, task, State.FAILED, f"infrastructure error: {e}", None, 0, {})
+            return 1
+    state = Runner(clients.storage, engine, settings).run(task, runner_id)
     log.info("%s: %s in %.1f s", task.label, state.value, time.monotonic() - started)
     return 0
 

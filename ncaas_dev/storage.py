@@ -204,6 +204,12 @@ class Storage:
                 ]
         return found
 
+    def any_under(self, bucket: str, prefix: str) -> bool:
+        """Whether any object's key starts with ``prefix`` (one request, however many)."""
+        with self._t(f"list s3://{bucket}/{prefix}"):
+            reply = self.s3.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
+        return bool(reply.get("KeyCount", len(reply.get("Contents", []))))
+
     def list_folders(self, bucket: str, prefix: str) -> list[str]:
         names: list[str] = []
         with self._t(f"list s3://{bucket}/{prefix}"):

@@ -105,6 +105,7 @@ def build(
 
 def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bool) -> None:
     from ..analysis import AnalysisRecord, load_record
+    from ..buildcache import cached_build
     from ..containers import Engine, connect
     from ..provision import provision
     from ..stack import PidFile, start_dispatcher, start_localstack, start_standin
@@ -115,10 +116,10 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
         start_localstack(ctx.settings)
     for item in loaded:
         assert engine is not None
-        # Always build: Docker's layer cache makes an unchanged image cost ~50 ms, and a
-        # changed analysis must never run as its stale image.
+        # A changed analysis must never run as its stale image: build unless the context
+        # is provably unchanged since the last build of this tag.
         with err.status(f"building {item.blueprint.image_tag}") if not quiet else nullcontext():
-            image_id = engine.build(item)
+            image_id = cached_build(item, ctx.settings.state_dir, engine.build, engine.image_id)
         # Provisioning again is skipped when the stack already holds this exact record.
         record = AnalysisRecord.of(item, image_id)
         if load_record(ctx.storage, record.blueprint.analysis) != record:
@@ -250,7 +251,7 @@ def dispatch(
     if launcher == "ec2":
         launcher_ = Ec2Launcher(ctx.settings, ctx.storage)
     else:
-        docker_launcher = DockerLauncher(ctx.settings.state_dir)
+        docker_launcher = DockerLauncher(ctx.settings.state_dir, ctx.settings.endpoint_url)
         docker_launcher.warm()
         launcher_ = docker_launcher
     dispatcher = Dispatcher(
@@ -372,7 +373,7 @@ def _wait_for_job(client: Any, submitted: Any, ctx: Context, timeout: float = 60
         job = client.job_of(submitted)
         if job:
             return str(job)
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise NcaasError(
         f"no dispatcher picked up {submitted.key} within {timeout:.0f} s",
         hint=f"is it running? `ncaas-dev status`; its log: {ctx.settings.state_dir}/dispatcher.log",

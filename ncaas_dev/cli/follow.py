@@ -17,7 +17,7 @@ def follow_job(
     job: str,
     say: Printer,
     show_logs: bool = True,
-    interval: float = 0.1,
+    interval: float = 0.05,
     dataset: str | None = None,
 ) -> JobStatus:
     """Print what changes until end.txt exists; return the final status."""

@@ -40,6 +40,9 @@ class Finished:
 
 class Launcher(Protocol):
     name: str
+    # True when the runner records its own id the moment it starts (the dispatcher then need
+    # not write it); False when starting takes long enough that the dispatcher must (EC2).
+    runner_announces_itself: bool
 
     def launch(self, task: DatasetTask) -> str:
         """Start a runner for ``task``; return its id (e.g. ``docker:pid``). Raises on failure."""

@@ -67,19 +67,23 @@ class _Live:
 @dataclass
 class DockerLauncher:
     state_dir: Path
+    endpoint_url: str | None = None  # the spare runner makes its S3 client for it in advance
     _live: list[_Live] = field(default_factory=list)
     _spare: subprocess.Popen[bytes] | None = None
     _adopted: bool = False
     _found_dead: list[Finished] = field(default_factory=list)
     name: str = "docker"
+    runner_announces_itself: bool = True
 
     @property
     def runners_dir(self) -> Path:
         return self.state_dir / "runners"
 
-    def _spawn(self, argument: str, log_file: IO[bytes] | int) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argument: str, log_file: IO[bytes] | int, *extra: str | None
+    ) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "ncaas_dev.runner", argument],
+            [sys.executable, "-m", "ncaas_dev.runner", argument, *filter(None, extra)],
             stdin=subprocess.PIPE if argument == "-" else subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -104,7 +108,7 @@ class DockerLauncher:
 
     def _refill_spare(self) -> None:
         try:
-            self._spare = self._spawn("-", subprocess.DEVNULL)
+            self._spare = self._spawn("-", subprocess.DEVNULL, self.endpoint_url)
         except OSError:
             self._spare = None  # launching cold still works
 

@@ -74,6 +74,7 @@ def _tag_specifications(task: DatasetTask) -> list[Any]:
 
 class Ec2Launcher:
     name = "ec2"
+    runner_announces_itself = False
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ncaas_dev.dispatcher import (
+from ncaas_dev.dispatch.claims import (
     DEAD_OWNER_GRACE_SECONDS,
     STALE_CLAIM_SECONDS,
     claim_is_stale,

@@ -1,0 +1,311 @@
+"""Admission: one submission event in, one job folder out (accepted, or rejected with a reason).
+
+Admission validates the submission, checks its inputs and the group's budget, and creates the
+job folder; it never launches anything. What it accepted is handed to the scheduler as an
+:class:`Admitted` with the job's status. It never raises for a user's bad input: the answer
+goes into the job folder as ``rejected``.
+
+Admissions of different submissions may run in parallel threads. The group's ledger is the one
+record they all write, so reservations of one group are taken one at a time in this process
+(other dispatchers are kept honest by the ledger's conditional writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .. import __version__
+from ..analysis import AnalysisRecord, load_record
+from ..budget import Budget, Projection, ReservationClash
+from ..errors import NcaasError
+from ..events import ObjectCreated
+from ..jobstore import JobStore
+from ..layout import claim_key, is_submission_key
+from ..pricing import UnknownInstanceType, hourly_price
+from ..status import DatasetStatus, JobStatus, reject
+from ..storage import NotFound, PreconditionFailed, Storage
+from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
+from .claims import claim_doc, claim_is_stale
+
+log = logging.getLogger(__name__)
+WAITING = "waiting for a free slot"
+
+
+@dataclass
+class Outcome:
+    """What the dispatcher did with one event (for logs, tests and the CLI)."""
+
+    key: str
+    action: str  # ignored | duplicate | rejected | started | error
+    job: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Admitted:
+    """An admission's outcome and, when datasets wait to launch, the job they belong to."""
+
+    outcome: Outcome
+    bucket: str = ""
+    record: AnalysisRecord | None = None
+    status: JobStatus | None = None
+
+
+@dataclass
+class Admission:
+    storage: Storage
+    launcher_name: str
+    owner: str
+    _ledger_locks: defaultdict[tuple[str, str], threading.Lock] = field(
+        default_factory=lambda: defaultdict(threading.Lock)
+    )
+    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, event: ObjectCreated) -> Admitted:
+        """Admit one event; a failure here is logged and answered, never raised."""
+        try:
+            return self._admit(event)
+        except NcaasError as e:
+            log.error("event %s/%s: %s", event.bucket, event.key, e)
+            return Admitted(Outcome(event.key, "error", reason=str(e)))
+        except Exception as e:  # one event's bug must not stop the events behind it
+            log.exception("event %s/%s: unexpected failure", event.bucket, event.key)
+            return Admitted(Outcome(event.key, "error", reason=f"{type(e).__name__}: {e}"))
+
+    # -- the submission's claim --------------------------------------------------------------
+    def _take_claim(self, bucket: str, key: str, etag: str) -> str | None:
+        """Claim the submission: first writer wins ("new"); a dead writer's open claim is
+        retaken ("retaken"); None if someone else holds it."""
+        claim = claim_key(key, etag)
+        try:
+            self.storage.put_json(
+                bucket, claim, claim_doc(key, etag, None, self.owner), if_none_match=True
+            )
+            return "new"
+        except PreconditionFailed:
+            pass
+        try:
+            doc, claim_etag = self.storage.get_json(bucket, claim)
+        except NotFound:
+            return None
+        if doc.get("job") or not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
+            return None
+        try:
+            self.storage.put_json(
+                bucket, claim, claim_doc(key, etag, None, self.owner), if_match=claim_etag
+            )
+        except PreconditionFailed:
+            return None  # another dispatcher retook it first
+        log.info("retook the abandoned claim of %s (was %s)", key, doc.get("owner"))
+        return "retaken"
+
+    def _publish_claim(self, bucket: str, key: str, etag: str, job: str) -> None:
+        # Only once status.json exists: whoever reads the job's name can then read it.
+        self.storage.put_json(bucket, claim_key(key, etag), claim_doc(key, etag, job, self.owner))
+
+    # -- the event ---------------------------------------------------------------------------
+    def _admit(self, event: ObjectCreated) -> Admitted:
+        if not is_submission_key(event.key):
+            return Admitted(Outcome(event.key, "ignored", reason="not a submission key"))
+        record = load_record(self.storage, event.bucket)
+        if record is None:
+            reason = f"bucket {event.bucket} not provisioned"
+            return Admitted(Outcome(event.key, "ignored", reason=reason))
+        # One read gives the body and the version it belongs to (no separate HEAD).
+        try:
+            raw, etag = self.storage.get_bytes(
+                event.bucket, event.key, max_bytes=MAX_SUBMISSION_BYTES
+            )
+        except NotFound:
+            reason = "submission no longer exists"
+            return Admitted(Outcome(event.key, "ignored", reason=reason))
+        group = event.key.split("/", 1)[0]
+        taken = self._take_claim(event.bucket, event.key, etag)
+        if taken is None:
+            reason = "this submission was already handled"
+            return Admitted(Outcome(event.key, "duplicate", reason=reason))
+        store = JobStore(self.storage, event.bucket)
+        if taken == "retaken":
+            existing = self._job_of_abandoned_claim(store, group, event.key, etag)
+            if existing is not None:
+                # The dead claimer had created the job folder but not yet published it.
+                self._publish_claim(event.bucket, event.key, etag, existing.job)
+                outcome = Outcome(event.key, "started", job=existing.job, reason="recovered")
+                return Admitted(outcome, event.bucket, record, existing)
+        submission: Submission | None = None
+        problem: str | None = None
+        try:
+            submission = parse_submission(raw, group)
+        except InvalidSubmission as e:
+            problem = str(e)
+        status = self._open_job(store, group, event.key, record, submission)
+        status.provenance["submission_etag"] = etag
+        if problem is None and record.blueprint.group(group) is None:
+            problem = (
+                f"group '{group}' is not a user of analysis '{record.blueprint.analysis}'; "
+                "ask its developer to add your group to the blueprint"
+            )
+        if problem is None and submission is not None:
+            problem = self._check_inputs(event.bucket, submission, status)
+        if problem is None and submission is not None:
+            problem = self._reserve_budget(event.bucket, record, status, submission)
+        if problem is not None:
+            reject(status, problem)
+            self._create(store, status)
+            store.write_end(status)
+            self._publish_claim(event.bucket, event.key, etag, status.job)
+            log.info("%s: rejected %s: %s", status.job, event.key, problem)
+            return Admitted(Outcome(event.key, "rejected", job=status.job, reason=problem))
+        assert submission is not None
+        cap = record.blueprint.limits.max_concurrent_jobs
+        for name in submission.datasets:
+            status.datasets[name].reason = f"{WAITING} (limits.max_concurrent_jobs is {cap})"
+        status.log(f"accepted {len(submission.datasets)} dataset(s); queued for launch")
+        self._create(store, status, budget_keys=list(submission.datasets))
+        self._publish_claim(event.bucket, event.key, etag, status.job)
+        return Admitted(Outcome(event.key, "started", job=status.job), event.bucket, record, status)
+
+    # -- the job folder ----------------------------------------------------------------------
+    def _create(
+        self, store: JobStore, status: JobStatus, budget_keys: list[str] | None = None
+    ) -> None:
+        """Create the job folder; if another dispatcher took the name meanwhile, use a new one."""
+        while not store.create(status):
+            taken = self._rename(store, status)
+            if budget_keys:  # move the reservation to the new name
+                budget = Budget(self.storage, store.bucket)
+                with self._ledger_lock(store.bucket, status.group):
+                    budget.move(status.group, taken, status.job, budget_keys)
+
+    @staticmethod
+    def _rename(store: JobStore, status: JobStatus) -> str:
+        """Give the job a fresh folder name: another submission took this one just now."""
+        taken = status.job
+        base = "_".join(taken.split("_", 2)[:2])
+        status.job = f"{base}_{secrets.token_hex(3)}"
+        while store.exists(status.group, status.job):
+            status.job = f"{base}_{secrets.token_hex(3)}"
+        status.log(f"{taken} was just taken by another submission; this job uses {status.job}")
+        return taken
+
+    def _job_of_abandoned_claim(
+        self, store: JobStore, group: str, key: str, etag: str
+    ) -> JobStatus | None:
+        """A job folder already made for this submission (only after retaking a claim)."""
+        for job in self.storage.list_folders(store.bucket, f"{group}/results/"):
+            try:
+                status = store.read(group, job)
+            except (NcaasError, ValueError):
+                continue
+            if status.submission == key and status.provenance.get("submission_etag") == etag:
+                return status
+        return None
+
+    def _open_job(
+        self,
+        store: JobStore,
+        group: str,
+        key: str,
+        record: AnalysisRecord,
+        submission: Submission | None,
+    ) -> JobStatus:
+        """A status for a fresh job folder; a folder that exists is never reused."""
+        stamp = submission.timestamp if submission and submission.timestamp else None
+        base = f"job_{stamp or datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        job = base
+        notes: list[str] = []
+        while store.exists(group, job):
+            taken = job
+            job = f"{base}_{secrets.token_hex(3)}"
+            notes.append(f"{taken} already exists; this job uses {job}")
+        instance_type = record.blueprint.cloud.instance_type
+        status = JobStatus(
+            configname=submission.configname if submission else None,
+            job=job,
+            analysis=record.blueprint.analysis,
+            group=group,
+            submission=key,
+            provenance={
+                "image": record.image,
+                "image_id": record.image_id,
+                "blueprint_hash": record.content_hash,
+                "ncaas_version": __version__,
+                "launcher": self.launcher_name,
+                "instance_type": instance_type,
+            },
+        )
+        with contextlib.suppress(UnknownInstanceType):  # refused by the budget check
+            status.provenance["price_usd_per_hour"] = hourly_price(instance_type)
+        status.log(f"received submission {key}")
+        for note in notes:
+            status.log(note)
+        if submission is not None:
+            for name, data_key in submission.datasets.items():
+                status.datasets[name] = DatasetStatus(key=data_key)
+        return status
+
+    # -- checks ------------------------------------------------------------------------------
+    def _check_inputs(self, bucket: str, submission: Submission, status: JobStatus) -> str | None:
+        missing: list[str] = []
+        inputs: dict[str, str] = {}
+        for key in (*submission.datanames, *filter(None, [submission.configname])):
+            info = self.storage.head(bucket, key)
+            if info is None:
+                missing.append(key)
+            else:
+                inputs[key] = info.etag
+        if missing:
+            shown = ", ".join(missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            )
+            return f"input not found: {shown}; upload it to s3://{bucket}/ first, then submit again"
+        status.provenance["inputs"] = inputs
+        return None
+
+    def _ledger_lock(self, bucket: str, group: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._ledger_locks[(bucket, group)]
+
+    def _reserve_budget(
+        self, bucket: str, record: AnalysisRecord, status: JobStatus, submission: Submission
+    ) -> str | None:
+        """Reserve the submission's worst-case cost in the group's ledger, or say why not."""
+        blueprint = record.blueprint
+        instance_type = blueprint.cloud.instance_type
+        try:
+            price = hourly_price(instance_type)
+        except UnknownInstanceType as e:
+            return (
+                f"cannot check the budget: {e.message}; ask the analysis's developer to use "
+                "a listed cloud.instance_type or add its price to the table"
+            )
+        projection = Projection(
+            datasets=len(submission.datasets),
+            instance_type=instance_type,
+            price_per_hour=price,
+            timeout_seconds=blueprint.run.timeout,
+        )
+        store = JobStore(self.storage, bucket)
+        with self._ledger_lock(bucket, status.group):
+            while True:
+                try:
+                    problem = Budget(self.storage, bucket).reserve(
+                        status.group,
+                        status.job,
+                        list(submission.datasets),
+                        projection,
+                        blueprint.limits.max_cost_usd,
+                        submission=status.submission,
+                    )
+                    break
+                except ReservationClash:
+                    self._rename(store, status)
+        if problem is None:
+            status.log(f"budget: reserved up to ${projection.usd:.4f} ({projection.describe()})")
+        return problem

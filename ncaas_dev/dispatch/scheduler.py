@@ -1,0 +1,184 @@
+"""Scheduling: queued datasets wait for a slot under the analysis's cap, then launch.
+
+The scheduler owns the in-memory queue of datasets to launch. Each launch is claimed in the
+job's status.json first (a conditional write), so of several dispatchers only one launches a
+dataset. Runners that end without recording a result leave their dataset ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..analysis import AnalysisRecord
+from ..errors import NcaasError
+from ..jobstore import JobStore
+from ..launchers.base import DatasetTask, Finished, Launcher
+from ..status import DatasetStatus, JobStatus, State, utcnow
+from ..storage import Storage
+from .claims import claim_is_stale
+
+log = logging.getLogger(__name__)
+TaskKey = tuple[str, str, str, str]
+
+
+def _task_key(task: DatasetTask) -> TaskKey:
+    return (task.bucket, task.group, task.job, task.dataset)
+
+
+@dataclass
+class Scheduler:
+    storage: Storage
+    launcher: Launcher
+    endpoint_url: str | None
+    region: str
+    owner: str
+    pending: deque[DatasetTask] = field(default_factory=deque)
+    _queued: set[TaskKey] = field(default_factory=set)
+
+    def queue_waiting(self, bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
+        """Queue the job's datasets nobody launched (or whose launcher died while claiming)."""
+        store = JobStore(self.storage, bucket)
+        found = 0
+        for name, ds in status.datasets.items():
+            if ds.state != State.QUEUED:
+                continue
+            if ds.runner is not None:
+                if not claim_is_stale(ds.claimed_by, ds.claimed_at):
+                    continue
+                if not self._release_launch_claim(store, status, name, ds):
+                    continue
+            task = DatasetTask(
+                bucket=bucket,
+                group=status.group,
+                job=status.job,
+                dataset=name,
+                data_key=ds.key,
+                config_key=status.configname,
+                record=record,
+                endpoint_url=self.endpoint_url,
+                region=self.region,
+            )
+            found += self._queue(task)
+        return found
+
+    def _queue(self, task: DatasetTask) -> bool:
+        key = _task_key(task)
+        if key in self._queued:
+            return False
+        self._queued.add(key)
+        self.pending.append(task)
+        return True
+
+    def _release_launch_claim(
+        self, store: JobStore, status: JobStatus, name: str, seen: DatasetStatus
+    ) -> bool:
+        """Undo a launch claim whose dispatcher died before launching (only if unchanged)."""
+        released = False
+
+        def release(current: JobStatus) -> None:
+            nonlocal released
+            ds = current.datasets[name]
+            if (ds.state, ds.runner, ds.claimed_by, ds.claimed_at) != (
+                State.QUEUED,
+                seen.runner,
+                seen.claimed_by,
+                seen.claimed_at,
+            ):
+                return
+            ds.runner = ds.claimed_by = ds.claimed_at = None
+            current.log(f"{name}: launch claim of {seen.claimed_by} abandoned; queued again")
+            released = True
+
+        store.update(status.group, status.job, release)
+        return released
+
+    def reap(self) -> None:
+        """Record the end of runners that ended without recording a result."""
+        for finished in self.launcher.reap():
+            self.settle_runner(finished)
+
+    def launch_ready(self) -> None:
+        """Launch queued datasets while their analysis has a free slot."""
+        waiting: deque[DatasetTask] = deque()
+        room: dict[str, int] = {}  # asked once per analysis per pass: a cloud launcher's
+        while self.pending:  # count is an API call
+            task = self.pending.popleft()
+            if task.bucket not in room:
+                cap = task.record.blueprint.limits.max_concurrent_jobs
+                room[task.bucket] = cap - self.launcher.active(task.bucket)
+            if room[task.bucket] <= 0:
+                waiting.append(task)
+                continue
+            room[task.bucket] -= 1
+            self._queued.discard(_task_key(task))
+            try:
+                self._launch(task)
+            except NcaasError as e:  # its status stays queued: a later sweep finds it again
+                log.error("%s: launch failed: %s", task.label, e)
+        self.pending = waiting
+
+    def _launch(self, task: DatasetTask) -> None:
+        """Claim the dataset in status.json, then start its runner: only one launch can win."""
+        store = JobStore(self.storage, task.bucket)
+        claimed = False
+        starting = f"{self.launcher.name}:starting"
+
+        def claim(status: JobStatus) -> None:
+            nonlocal claimed
+            ds = status.datasets[task.dataset]
+            claimed = ds.state == State.QUEUED and ds.runner is None
+            if claimed:
+                ds.runner, ds.reason = starting, None
+                ds.claimed_by, ds.claimed_at = self.owner, utcnow()
+
+        store.update(task.group, task.job, claim)
+        if not claimed:
+            return
+        try:
+            runner = self.launcher.launch(task)
+        except NcaasError as e:
+            reason = f"infrastructure error: could not start a runner: {e}"
+
+            def failed(status: JobStatus) -> None:
+                ds = status.datasets[task.dataset]
+                ds.state, ds.reason, ds.finished = State.FAILED, reason, utcnow()
+                status.log(f"{task.dataset}: {reason}")
+
+            store.update(task.group, task.job, failed)
+            return
+        if self.launcher.runner_announces_itself:
+            return  # its first write names it, milliseconds from now: no second write here
+
+        def launched(status: JobStatus) -> None:
+            ds = status.datasets[task.dataset]
+            if ds.runner == starting:
+                ds.runner = runner
+            status.log(f"{task.dataset}: launched on {runner}")
+
+        store.update(task.group, task.job, launched)
+
+    def settle_runner(self, finished: Finished) -> None:
+        """A runner that died without reporting leaves its dataset failed, never running."""
+        task = finished.task
+        store = JobStore(self.storage, task.bucket)
+
+        def lost(status: JobStatus) -> None:
+            ds = status.datasets[task.dataset]
+            if ds.state.terminal:
+                return
+            ds.state, ds.finished = State.FAILED, utcnow()
+            ds.reason = (
+                f"runner lost: {finished.detail} before recording a result "
+                "(infrastructure error; submit the dataset again)"
+            )
+            status.log(f"{task.dataset}: runner {finished.runner} ended without a result")
+
+        try:
+            if not store.read(task.group, task.job).datasets[task.dataset].state.terminal:
+                store.update(task.group, task.job, lost)
+        except NcaasError as e:
+            log.error(
+                "%s: could not record the end of runner %s: %s", task.label, finished.runner, e
+            )

@@ -1,0 +1,105 @@
+"""The sweep: find the work no live dispatcher owns, on every analysis provisioned on the stack.
+
+It catches submissions whose event was lost or whose claimer died before finishing, queued
+datasets nobody launched, launch claims left by a dead dispatcher, and ledger reservations of
+datasets that ended without being charged. Safe to run by several dispatchers at once: every
+step goes through the same conditional claims as the event path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..analysis import AnalysisRecord, load_record, provisioned_analyses
+from ..budget import Budget
+from ..errors import NcaasError
+from ..events import ObjectCreated
+from ..jobstore import JobStore
+from ..layout import INTERNAL_PREFIX, claim_key, is_submission_key, submissions_prefix
+from ..status import JobStatus
+from ..storage import NotFound, Storage
+from .admission import Outcome
+from .claims import claim_is_stale
+
+log = logging.getLogger(__name__)
+Handle = Callable[[ObjectCreated], Outcome]
+QueueWaiting = Callable[[str, AnalysisRecord, JobStatus], int]
+
+
+@dataclass
+class Sweeper:
+    storage: Storage
+    handle: Handle  # the event path, for submissions whose event was lost
+    queue_waiting: QueueWaiting  # the scheduler's, for jobs with datasets nobody launched
+    # What a sweep never needs to read again.
+    _ended_jobs: set[tuple[str, str, str]] = field(default_factory=set)
+    _known_claims: set[tuple[str, str]] = field(default_factory=set)
+
+    def sweep(self) -> int:
+        """One pass over every provisioned analysis; returns how many datasets it queued."""
+        queued = 0
+        for bucket in provisioned_analyses(self.storage):
+            record = load_record(self.storage, bucket)
+            if record is None:
+                continue
+            self._sweep_submissions(bucket, record)
+            queued += self._sweep_jobs(bucket, record)
+        return queued
+
+    def _sweep_submissions(self, bucket: str, record: AnalysisRecord) -> None:
+        """Handle submissions whose event was lost, or whose claimer died before finishing."""
+        claims = {o.key for o in self.storage.list_objects(bucket, f"{INTERNAL_PREFIX}/claims/")}
+        for group in record.blueprint.groups:
+            for obj in self.storage.list_objects(bucket, submissions_prefix(group.name)):
+                if not is_submission_key(obj.key) or (obj.key, obj.etag) in self._known_claims:
+                    continue
+                claim = claim_key(obj.key, obj.etag)
+                if claim in claims:
+                    try:
+                        doc, _ = self.storage.get_json(bucket, claim)
+                    except NotFound:
+                        continue
+                    if doc.get("job"):
+                        self._known_claims.add((obj.key, obj.etag))
+                        continue
+                    if not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
+                        continue
+                outcome = self.handle(ObjectCreated(bucket, obj.key, obj.etag, obj.size))
+                log.info("sweep: %s: %s %s", obj.key, outcome.action, outcome.job or "")
+
+    def _sweep_jobs(self, bucket: str, record: AnalysisRecord) -> int:
+        store = JobStore(self.storage, bucket)
+        budget = Budget(self.storage, bucket)
+        queued = 0
+        for group in record.blueprint.groups:
+            statuses: dict[str, JobStatus] = {}
+            for job in self.storage.list_folders(bucket, f"{group.name}/results/"):
+                if (bucket, group.name, job) in self._ended_jobs:
+                    continue
+                try:
+                    status = store.read(group.name, job)
+                except (NcaasError, ValueError):
+                    continue
+                statuses[job] = status
+                if status.state.terminal:
+                    self._ended_jobs.add((bucket, group.name, job))
+                    continue
+                queued += self.queue_waiting(bucket, record, status)
+            budget.reconcile(group.name, _status_lookup(store, group.name, statuses))
+        return queued
+
+
+def _status_lookup(
+    store: JobStore, group: str, known: dict[str, JobStatus]
+) -> Callable[[str], JobStatus | None]:
+    def status_of(job: str) -> JobStatus | None:
+        if job in known:
+            return known[job]
+        try:
+            return store.read(group, job)
+        except NotFound:
+            return None
+
+    return status_of
