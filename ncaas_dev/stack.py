@@ -206,6 +206,22 @@ def start_dispatcher(settings: Settings, launcher: str) -> ProcessInfo:
     return pidfile.read()
 
 
+def start_command_server(settings: Settings) -> ProcessInfo:
+    """The warm command server (``cmdserver``) the ``ncaas-dev`` front end hands commands to."""
+    pidfile = PidFile(settings.state_dir, "cmdserver")
+    info = pidfile.read()
+    if info.running:
+        return info
+    command = [sys.executable, "-m", "ncaas_dev.cmdserver", str(settings.state_dir)]
+    process = _spawn(
+        [*command, *filter(None, [settings.endpoint_url])],
+        dict(os.environ),
+        settings.state_dir / "cmdserver.log",
+    )
+    pidfile.write(process.pid)
+    return pidfile.read()
+
+
 def start_standin(settings: Settings) -> ProcessInfo:
     """The EC2 stand-in: executes the user-data of instances launched on LocalStack."""
     pidfile = PidFile(settings.state_dir, "ec2-standin")

@@ -108,7 +108,13 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
     from ..buildcache import cached_build
     from ..containers import Engine, connect
     from ..provision import provision
-    from ..stack import PidFile, start_dispatcher, start_localstack, start_standin
+    from ..stack import (
+        PidFile,
+        start_command_server,
+        start_dispatcher,
+        start_localstack,
+        start_standin,
+    )
 
     loaded = [load_blueprint(d) for d in blueprint_dirs]
     engine = Engine(connect()) if loaded else None
@@ -126,6 +132,7 @@ def _bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bo
             provision(ctx.storage, ctx.sqs, ctx.settings, record)
     if launcher == "ec2" and ctx.settings.local:
         start_standin(ctx.settings)
+    start_command_server(ctx.settings)
     info = start_dispatcher(ctx.settings, launcher)
     if info.detail.get("launcher", launcher) != launcher:
         # Runners run in sessions of their own and finish whatever the dispatcher does.
@@ -172,11 +179,12 @@ def up(
 
 @app.command()
 def down(endpoint_url: EndpointOpt = None) -> None:
-    """Stop what `up` started (the dispatcher, the EC2 stand-in, then LocalStack)."""
+    """Stop what `up` started (the command server, the dispatcher, the EC2 stand-in, then
+    LocalStack)."""
     from ..stack import PidFile
 
     ctx = Context.create(endpoint_url)
-    for name in ("dispatcher", "ec2-standin", "localstack"):
+    for name in ("cmdserver", "dispatcher", "ec2-standin", "localstack"):
         stopped = PidFile(ctx.settings.state_dir, name).stop()
         console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
 

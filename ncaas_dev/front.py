@@ -1,0 +1,107 @@
+"""The ``ncaas-dev`` command's entry point: a warm command server runs it when one serves this
+state folder, else this process does.
+
+Starting Python and importing boto3, Docker's SDK, pydantic and Typer takes most of a second
+on a small machine, which is more than the analysis of a quick ``ncaas-dev run`` takes. The
+stack's command server (``ncaas_dev.cmdserver``, started by ``up``) has done all of that once;
+this front end imports only the standard library, hands the server its arguments, working
+folder, environment and its standard input, output and error (the file descriptors
+themselves), and waits for the exit code. Anything amiss (no server, another user's, another
+checkout's, code changed since it started) and the command simply runs here.
+``NCAAS_NO_COMMAND_SERVER=1`` always runs it here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+SOCKET_NAME = "command.sock"
+
+
+def socket_path(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
+    state = environ.get("NCAAS_STATE_DIR") or os.path.join("~", ".ncaas-dev")
+    return os.path.join(os.path.expanduser(state), SOCKET_NAME)
+
+
+def _open_fds() -> list[int]:
+    """Which of standard input, output and error this process has (CI may give no stdin)."""
+    found = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            found.append(fd)
+        except OSError:
+            continue
+    return found
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return line
+
+
+def request_bytes(argv: list[str], fds: list[int]) -> bytes:
+    doc = {
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "package": PACKAGE_DIR,
+        "python": sys.prefix,
+        "fds": fds,
+    }
+    body = json.dumps(doc).encode()
+    return struct.pack("!I", len(body)) + body
+
+
+def via_server(argv: list[str]) -> int | None:
+    """The command's exit code as the server ran it; None if no server would run it."""
+    if os.environ.get("NCAAS_NO_COMMAND_SERVER") or (argv and argv[0] == "dispatch"):
+        return None
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(socket_path())
+    except OSError:
+        return None
+    with sock:
+        fds = _open_fds()
+        try:
+            socket.send_fds(sock, [request_bytes(argv, fds)], fds)
+            answer = _read_line(sock)
+        except OSError:
+            return None
+        if not answer.startswith(b"pid "):
+            return None  # refused (stale code, another checkout): run it here
+        pid = int(answer[4:])
+
+        def forward(signum: int, _frame: object) -> None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, forward)
+        ended = _read_line(sock)
+    if ended.startswith(b"exit "):
+        return int(ended[5:])
+    sys.stderr.write("error: the command ended without an exit status (see the server's log)\n")
+    return 1
+
+
+def main() -> None:
+    code = via_server(sys.argv[1:])
+    if code is not None:
+        sys.exit(code)
+    from .cli.app import main as run_here
+
+    run_here()
