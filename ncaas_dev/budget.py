@@ -96,6 +96,34 @@ def refusal(spent: float, reserved: float, projection: Projection, limit: float)
     )
 
 
+@dataclass(frozen=True)
+class ReservationRequest:
+    job: str
+    datasets: list[str]
+    projection: Projection
+    limit: float
+    submission: str | None = None
+
+
+def _reserve_in(ledger: Ledger, request: ReservationRequest) -> str | None:
+    """Reserve in ``ledger`` (in memory), or return why not; raises on a job-name clash."""
+    keys = [f"{request.job}/{name}" for name in request.datasets]
+    for key in keys:
+        held = ledger.reserved.get(key)
+        if held is not None and held.submission != request.submission:
+            raise ReservationClash(key)
+    # Setting, not adding: a dispatcher taking over a half-done submission reserves the same
+    # keys again without counting them twice.
+    others = sum(r.usd for k, r in ledger.reserved.items() if k not in keys)
+    problem = refusal(ledger.spent_usd, others, request.projection, request.limit)
+    if problem is None:
+        for key in keys:
+            ledger.reserved[key] = Reservation(
+                usd=request.projection.per_dataset, submission=request.submission
+            )
+    return problem
+
+
 class Budget:
     def __init__(self, storage: Storage, bucket: str) -> None:
         self.storage = storage
@@ -147,29 +175,33 @@ class Budget:
         Raises ``ReservationClash`` if another submission holds a reservation under this job
         name (two dispatchers picked the same name in the same second).
         """
-        problem: str | None = None
-        keys = [f"{job}/{name}" for name in datasets]
+        (answer,) = self.reserve_many(
+            group, [ReservationRequest(job, datasets, projection, limit, submission)]
+        )
+        if isinstance(answer, ReservationClash):
+            raise answer
+        return answer
+
+    def reserve_many(
+        self, group: str, requests: list[ReservationRequest]
+    ) -> list[str | ReservationClash | None]:
+        """Several reservations in one conditional write, each judged after the ones before it.
+
+        Each answer is None (reserved), the refusal, or the ``ReservationClash`` to raise.
+        """
+        answers: list[str | ReservationClash | None] = []
 
         def change(ledger: Ledger) -> bool:
-            nonlocal problem
-            for key in keys:
-                held = ledger.reserved.get(key)
-                if held is not None and held.submission != submission:
-                    raise ReservationClash(key)
-            # Setting, not adding: a dispatcher taking over a half-done submission reserves
-            # the same keys again without counting them twice.
-            others = sum(r.usd for k, r in ledger.reserved.items() if k not in keys)
-            problem = refusal(ledger.spent_usd, others, projection, limit)
-            if problem is not None:
-                return False
-            for key in keys:
-                ledger.reserved[key] = Reservation(
-                    usd=projection.per_dataset, submission=submission
-                )
-            return True
+            answers.clear()  # a retry after a conflict judges every request again
+            for request in requests:
+                try:
+                    answers.append(_reserve_in(ledger, request))
+                except ReservationClash as clash:
+                    answers.append(clash)
+            return any(answer is None for answer in answers)
 
         self._update(group, change)
-        return problem
+        return answers
 
     def charge(self, group: str, job: str, costs: dict[str, float]) -> None:
         """Record what finished datasets cost and release their reservations (idempotent)."""

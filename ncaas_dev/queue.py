@@ -54,10 +54,10 @@ class QueueLoop:
         while not self.stopping.is_set():
             try:
                 # Datasets waiting for a slot: look for a freed one every 0.2 s instead of
-                # sitting in a 1 s long-poll.
+                # sitting in a 1 s long-poll; while events keep coming, take them at once.
                 waiting = bool(self.dispatcher.pending)
-                self.poll_once(wait_seconds=0 if waiting else 1)
-                if waiting:
+                outcomes = self.poll_once(wait_seconds=0 if waiting else 1)
+                if waiting and not outcomes:
                     self.stopping.wait(0.2)
             except Exception:  # the loop outlives any one bad moment; the next poll retries
                 log.exception("dispatcher poll failed; retrying")

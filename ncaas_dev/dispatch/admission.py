@@ -6,8 +6,7 @@ job folder; it never launches anything. What it accepted is handed to the schedu
 goes into the job folder as ``rejected``.
 
 Admissions of different submissions may run in parallel threads. The group's ledger is the one
-record they all write, so reservations of one group are taken one at a time in this process
-(other dispatchers are kept honest by the ledger's conditional writes).
+record they all write, so their reservations are written together (``ledger.py``).
 """
 
 from __future__ import annotations
@@ -15,14 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import threading
-from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import __version__
 from ..analysis import AnalysisRecord, load_record
-from ..budget import Budget, Projection, ReservationClash
+from ..budget import Budget, Projection, ReservationClash, ReservationRequest
 from ..errors import NcaasError
 from ..events import ObjectCreated
 from ..jobstore import JobStore
@@ -32,6 +29,7 @@ from ..status import DatasetStatus, JobStatus, reject
 from ..storage import NotFound, PreconditionFailed, Storage
 from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
 from .claims import claim_doc, claim_is_stale
+from .ledger import ReservationBatcher
 
 log = logging.getLogger(__name__)
 WAITING = "waiting for a free slot"
@@ -62,10 +60,9 @@ class Admission:
     storage: Storage
     launcher_name: str
     owner: str
-    _ledger_locks: defaultdict[tuple[str, str], threading.Lock] = field(
-        default_factory=lambda: defaultdict(threading.Lock)
-    )
-    _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._reservations = ReservationBatcher(self.storage)
 
     def admit(self, event: ObjectCreated) -> Admitted:
         """Admit one event; a failure here is logged and answered, never raised."""
@@ -180,8 +177,7 @@ class Admission:
             taken = self._rename(store, status)
             if budget_keys:  # move the reservation to the new name
                 budget = Budget(self.storage, store.bucket)
-                with self._ledger_lock(store.bucket, status.group):
-                    budget.move(status.group, taken, status.job, budget_keys)
+                budget.move(status.group, taken, status.job, budget_keys)
 
     @staticmethod
     def _rename(store: JobStore, status: JobStatus) -> str:
@@ -268,10 +264,6 @@ class Admission:
         status.provenance["inputs"] = inputs
         return None
 
-    def _ledger_lock(self, bucket: str, group: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._ledger_locks[(bucket, group)]
-
     def _reserve_budget(
         self, bucket: str, record: AnalysisRecord, status: JobStatus, submission: Submission
     ) -> str | None:
@@ -292,20 +284,19 @@ class Admission:
             timeout_seconds=blueprint.run.timeout,
         )
         store = JobStore(self.storage, bucket)
-        with self._ledger_lock(bucket, status.group):
-            while True:
-                try:
-                    problem = Budget(self.storage, bucket).reserve(
-                        status.group,
-                        status.job,
-                        list(submission.datasets),
-                        projection,
-                        blueprint.limits.max_cost_usd,
-                        submission=status.submission,
-                    )
-                    break
-                except ReservationClash:
-                    self._rename(store, status)
+        while True:
+            request = ReservationRequest(
+                status.job,
+                list(submission.datasets),
+                projection,
+                blueprint.limits.max_cost_usd,
+                submission=status.submission,
+            )
+            try:
+                problem = self._reservations.reserve(bucket, status.group, request)
+                break
+            except ReservationClash:
+                self._rename(store, status)
         if problem is None:
             status.log(f"budget: reserved up to ${projection.usd:.4f} ({projection.describe()})")
         return problem
