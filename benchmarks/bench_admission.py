@@ -199,9 +199,20 @@ def main() -> int:
             import subprocess
 
             subprocess.Popen(
-                ["py-spy", "record", "-p", str(pid), "-d", "25", "-f", "raw", "-o",
-                 os.environ["NCAAS_BENCH_PROFILE"]],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    "py-spy",
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-d",
+                    "25",
+                    "-f",
+                    "raw",
+                    "-o",
+                    os.environ["NCAAS_BENCH_PROFILE"],
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         time.sleep(2)  # its start-up sweep
         client = AnalysisClient(storage, bucket)
