@@ -34,8 +34,8 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.blueprint import Blueprint, parse_blueprint
-from ncaas_dev.cloud import lambda_handler
-from ncaas_dev.cloud import template as t
+from ncaas_dev.cloud.deploy import lambda_handler
+from ncaas_dev.cloud.deploy import template as t
 from ncaas_dev.layout import BLUEPRINT_RECORD
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ import yaml
 from ncaas_dev.analysis import AnalysisRecord, load_record
 from ncaas_dev.aws import iam_client, s3_client, sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
-from ncaas_dev.cloud import template as t
-from ncaas_dev.cloud.deploy import deploy
+from ncaas_dev.cloud.deploy import template as t
+from ncaas_dev.cloud.deploy.deploy import deploy
 from ncaas_dev.cloud.layout import load_stack_record
 from ncaas_dev.layout import GROUP_FOLDERS, group_prefix
 from ncaas_dev.provision import provision

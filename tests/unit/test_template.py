@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ncaas_dev.blueprint import Blueprint, parse_blueprint
-from ncaas_dev.cloud import template as t
+from ncaas_dev.cloud.deploy import template as t
 
 CODE = t.CodeLocation("spike-detect", ".ncaas/artifacts/dispatcher-abc.zip")
 
@@ -103,7 +103,7 @@ def test_each_group_notifies_the_lambda_for_its_own_submissions() -> None:
     assert bucket["DependsOn"] == [t.S3_INVOKE_PERMISSION]
     function = doc["Resources"][t.DISPATCHER_FUNCTION]["Properties"]
     assert function["Runtime"] == "python3.12"
-    assert function["Handler"] == "ncaas_dev.cloud.lambda_handler.handler"
+    assert function["Handler"] == "ncaas_dev.cloud.deploy.lambda_handler.handler"
     assert function["Code"] == {"S3Bucket": CODE.bucket, "S3Key": CODE.key}
     rule = doc["Resources"][t.SWEEP_RULE]["Properties"]
     assert rule["ScheduleExpression"] == "rate(1 minute)"

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from ..analysis import AnalysisRecord, load_record, save_record
-from ..aws import client, iam_client, s3_client, sqs_client
-from ..blueprint import LoadedBlueprint
-from ..errors import NcaasError, ServiceUnavailable
-from ..layout import GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
-from ..settings import Settings
-from ..storage import Storage
+from ...analysis import AnalysisRecord, load_record, save_record
+from ...aws import client, iam_client, s3_client, sqs_client
+from ...blueprint import LoadedBlueprint
+from ...errors import NcaasError, ServiceUnavailable
+from ...layout import GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
+from ...settings import Settings
+from ...storage import Storage
+from ..layout import StackRecord, save_stack_record
 from . import template as t
-from .layout import StackRecord, save_stack_record
 from .package import build_package
 
 if TYPE_CHECKING:
@@ -272,7 +272,7 @@ def _outputs(stack: dict[str, Any]) -> dict[str, str]:
 
 def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
     """What the template sets on a bucket it owns, for a bucket it found already there."""
-    from ..storage import translated
+    from ...storage import translated
 
     with translated(f"secure bucket {bucket}", endpoint):
         storage.s3.put_public_access_block(
@@ -307,7 +307,7 @@ def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
 
 def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) -> None:
     """Submission notifications to the Lambda, for a bucket the stack does not own."""
-    from ..storage import translated
+    from ...storage import translated
 
     rules = [
         {
@@ -387,7 +387,7 @@ def deploy(
         secure_bucket(storage, bucket, settings.endpoint_url)
     record = _record_for(storage, loaded)
     if settings.local:
-        from ..provision import provision
+        from ...provision import provision
 
         provision(storage, sqs_client(settings), settings, record)  # folders, queue, record
     else:

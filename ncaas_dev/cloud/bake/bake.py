@@ -32,14 +32,14 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from .. import __version__
-from ..aws import client as aws_client
-from ..blueprint import BLUEPRINT_FILE, LoadedBlueprint, load_blueprint, parse_blueprint
-from ..containers import Engine
-from ..errors import BlueprintError, NcaasError, UsageError
-from ..settings import Settings
+from ... import __version__
+from ...aws import client as aws_client
+from ...blueprint import BLUEPRINT_FILE, LoadedBlueprint, load_blueprint, parse_blueprint
+from ...containers import Engine
+from ...errors import BlueprintError, NcaasError, UsageError
+from ...settings import Settings
+from ..layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from . import packer
-from .layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from .payload import Reporter, build_wheelhouse, save_image, stage_payload, wheel_cache
 
 _NOT_FOUND = {"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"}

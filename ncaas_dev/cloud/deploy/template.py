@@ -18,13 +18,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..blueprint import Blueprint
-from ..layout import INTERNAL_PREFIX, SUBMISSION_SUFFIX, group_prefix
+from ...blueprint import Blueprint
+from ...layout import INTERNAL_PREFIX, SUBMISSION_SUFFIX, group_prefix
 
 Doc = dict[str, Any]
 
 LAMBDA_RUNTIME = "python3.12"
-LAMBDA_HANDLER = "ncaas_dev.cloud.lambda_handler.handler"
+LAMBDA_HANDLER = "ncaas_dev.cloud.deploy.lambda_handler.handler"
 LAMBDA_TIMEOUT_S = 300  # a sweep of a busy analysis reads every open job's status
 SWEEP_SCHEDULE = "rate(1 minute)"
 SWEEP_EVENT = {"ncaas": "sweep"}  # the sweep rule's input, recognised by the handler

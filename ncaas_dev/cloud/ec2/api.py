@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import NcaasError, ServiceUnavailable
-from ..settings import Settings
+from ...errors import NcaasError, ServiceUnavailable
+from ...settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -42,14 +42,14 @@ class Ec2Regions:
     """One EC2 client per region: each analysis runs in its blueprint's ``cloud.region``."""
 
     def __init__(self, settings: Settings, ec2: EC2Client | None = None) -> None:
-        from ..aws import ec2_client
+        from ...aws import ec2_client
 
         self.settings = settings
         self._clients: dict[str, EC2Client] = {settings.region: ec2 or ec2_client(settings)}
 
     def client(self, region: str) -> EC2Client:
         if region not in self._clients:
-            from ..aws import ec2_client
+            from ...aws import ec2_client
 
             self._clients[region] = ec2_client(replace(self.settings, region=region))
         return self._clients[region]
