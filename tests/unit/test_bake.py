@@ -15,15 +15,10 @@ import yaml
 from ncaas_dev import __version__
 from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.cloud.bake import packer
-from ncaas_dev.cloud.bake.bake import (
-    ami_name,
-    bake_key,
-    baked_manifest,
-    check_report,
-    with_ami,
-    write_ami,
-)
+from ncaas_dev.cloud.bake.key import ami_name, bake_key, baked_manifest
 from ncaas_dev.cloud.bake.payload import _publish
+from ncaas_dev.cloud.bake.proof import check_report
+from ncaas_dev.cloud.bake.record import with_ami, write_ami
 from ncaas_dev.cloud.layout import (
     BAKE_MANIFEST,
     RUNNER_PYTHON,
