@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..analysis import load_record
-from ..cloud.deploy.template import trust_policy
+from ..cloud.deploy.policies import trust_policy
 from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
 from ..cloud.ec2.userdata import render_user_data
 from ..cloud.layout import (
