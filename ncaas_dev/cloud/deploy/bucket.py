@@ -5,8 +5,8 @@ rule, and the submission notifications to the Lambda."""
 from __future__ import annotations
 
 from ...blueprint import LoadedBlueprint
-from ...layout import SUBMISSION_SUFFIX, group_prefix
 from ...storage import Storage, translated
+from .template import ABORT_INCOMPLETE_UPLOADS, PUBLIC_ACCESS_BLOCK, submission_filter
 
 
 def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
@@ -14,12 +14,7 @@ def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
     with translated(f"secure bucket {bucket}", endpoint):
         storage.s3.put_public_access_block(
             Bucket=bucket,
-            PublicAccessBlockConfiguration={
-                "BlockPublicAcls": True,
-                "IgnorePublicAcls": True,
-                "BlockPublicPolicy": True,
-                "RestrictPublicBuckets": True,
-            },
+            PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]
         )
         storage.s3.put_bucket_encryption(
             Bucket=bucket,
@@ -31,11 +26,13 @@ def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
             Bucket=bucket,
             LifecycleConfiguration={
                 "Rules": [
-                    {
-                        "ID": "abort-incomplete-uploads",
-                        "Status": "Enabled",
+                    {  # the template's rule, in S3's spelling ("ID", and a filter)
+                        "ID": ABORT_INCOMPLETE_UPLOADS["Id"],
+                        "Status": ABORT_INCOMPLETE_UPLOADS["Status"],
                         "Filter": {"Prefix": ""},
-                        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                        "AbortIncompleteMultipartUpload": ABORT_INCOMPLETE_UPLOADS[
+                            "AbortIncompleteMultipartUpload"
+                        ],
                     }
                 ]
             },
@@ -49,14 +46,7 @@ def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) 
             "Id": f"ncaas-{g.name}",
             "LambdaFunctionArn": function_arn,
             "Events": ["s3:ObjectCreated:*"],
-            "Filter": {
-                "Key": {
-                    "FilterRules": [
-                        {"Name": "prefix", "Value": group_prefix(g.name, "submissions")},
-                        {"Name": "suffix", "Value": SUBMISSION_SUFFIX},
-                    ]
-                }
-            },
+            "Filter": {"Key": {"FilterRules": submission_filter(g.name)}},
         }
         for g in loaded.blueprint.groups
     ]

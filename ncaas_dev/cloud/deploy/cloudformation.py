@@ -13,12 +13,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ...aws import client, iam_client, s3_client
-from ...errors import NcaasError, ServiceUnavailable
+from ...errors import NcaasError
 from ...settings import Settings
 from ...storage import Storage
+from ..aws_errors import aws_error
 from .names import BUCKET
 
 if TYPE_CHECKING:
@@ -31,24 +32,13 @@ STACK_TIMEOUT_S = 1800
 NEVER_CREATED = ("ROLLBACK_COMPLETE", "CREATE_FAILED")
 FAILED_STATES = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED", "IMPORT_FAILED")
 OnEvent = Callable[[dict[str, Any]], None]
+NO_CREDENTIALS_HINT = "set AWS_PROFILE or run `aws configure` (or drop --cloud for LocalStack)"
 
 
-def aws_error(what: str, e: Exception, settings: Settings) -> NcaasError:
-    """A failed AWS call as one line: AWS's error code, missing credentials, or LocalStack down."""
-    if isinstance(e, ClientError):
-        error = e.response.get("Error", {})
-        return NcaasError(f"{what} failed: {error.get('Code', 'error')}: {error.get('Message')}")
-    if isinstance(e, NoCredentialsError):
-        return NcaasError(
-            f"{what} failed: no AWS credentials",
-            hint="set AWS_PROFILE or run `aws configure` (or drop --cloud for LocalStack)",
-        )
-    if settings.endpoint_url and "Could not connect" in str(e):
-        return ServiceUnavailable(
-            f"LocalStack does not answer at {settings.endpoint_url}",
-            hint="start it with `ncaas-dev up`",
-        )
-    return NcaasError(f"{what} failed: {e}")
+def deploy_error(what: str, e: Exception, settings: Settings) -> NcaasError:
+    """A failed AWS call of the deploy as one line (``aws_errors``), with deploy's hint for
+    missing credentials."""
+    return aws_error(what, e, settings.endpoint_url, NO_CREDENTIALS_HINT)
 
 
 class StackDeployer:
@@ -66,9 +56,9 @@ class StackDeployer:
         except ClientError as e:
             if "does not exist" in str(e):
                 return None
-            raise aws_error(f"DescribeStacks {name}", e, self.settings) from e
+            raise deploy_error(f"DescribeStacks {name}", e, self.settings) from e
         except BotoCoreError as e:
-            raise aws_error(f"DescribeStacks {name}", e, self.settings) from e
+            raise deploy_error(f"DescribeStacks {name}", e, self.settings) from e
         if not stacks or stacks[0]["StackStatus"] == "DELETE_COMPLETE":
             return None  # LocalStack still describes deleted stacks
         return dict(stacks[0])
@@ -109,9 +99,9 @@ class StackDeployer:
             except ClientError as e:
                 if "No updates are to be performed" in str(e):
                     return "unchanged"
-                raise aws_error(f"UpdateStack {name}", e, self.settings) from e
+                raise deploy_error(f"UpdateStack {name}", e, self.settings) from e
             except BotoCoreError as e:
-                raise aws_error(f"UpdateStack {name}", e, self.settings) from e
+                raise deploy_error(f"UpdateStack {name}", e, self.settings) from e
             action = "updated"
         status = self._wait(name, since)
         # LocalStack can report a stack COMPLETE after one of its resources failed: the
@@ -127,7 +117,7 @@ class StackDeployer:
         try:
             return call()
         except (ClientError, BotoCoreError) as e:
-            raise aws_error(what, e, self.settings) from e
+            raise deploy_error(what, e, self.settings) from e
 
     def _events(self, name: str, since: datetime) -> list[dict[str, Any]]:
         try:

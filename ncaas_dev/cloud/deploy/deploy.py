@@ -28,7 +28,7 @@ from ...storage import Storage
 from ..layout import StackRecord, save_stack_record
 from . import template as t
 from .bucket import notify_lambda, secure_bucket
-from .cloudformation import OnEvent, StackDeployer, aws_error
+from .cloudformation import OnEvent, StackDeployer, deploy_error
 from .names import instance_profile_name, stack_name
 from .package import build_package
 from .verify import Check, verify
@@ -177,4 +177,4 @@ def _function_arn(settings: Settings, function: str) -> str:
     try:
         return str(lam.get_function(FunctionName=function)["Configuration"]["FunctionArn"])
     except (ClientError, BotoCoreError) as e:
-        raise aws_error(f"GetFunction {function}", e, settings) from e
+        raise deploy_error(f"GetFunction {function}", e, settings) from e

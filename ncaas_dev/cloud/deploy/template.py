@@ -62,6 +62,13 @@ class TemplateOptions:
     dispatcher: CodeLocation | None = None  # the Lambda dispatcher, or none (local SQS loop)
 
 
+# Spelled the same in a template and in S3's own API (bucket.py sets them on a bucket outside it).
+PUBLIC_ACCESS_BLOCK: Doc = {
+    "BlockPublicAcls": True,
+    "BlockPublicPolicy": True,
+    "IgnorePublicAcls": True,
+    "RestrictPublicBuckets": True,
+}
 ABORT_INCOMPLETE_UPLOADS: Doc = {
     "Id": "abort-incomplete-uploads",
     "Status": "Enabled",
@@ -69,15 +76,19 @@ ABORT_INCOMPLETE_UPLOADS: Doc = {
 }
 
 
+def submission_filter(group: str) -> list[Doc]:
+    """The key filter of a group's submissions, for one S3 notification rule per group (S3
+    refuses overlapping rules, and the groups' prefixes are apart)."""
+    return [
+        {"Name": "prefix", "Value": group_prefix(group, "submissions")},
+        {"Name": "suffix", "Value": SUBMISSION_SUFFIX},
+    ]
+
+
 def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
     properties: Doc = {
         "BucketName": blueprint.analysis,
-        "PublicAccessBlockConfiguration": {
-            "BlockPublicAcls": True,
-            "BlockPublicPolicy": True,
-            "IgnorePublicAcls": True,
-            "RestrictPublicBuckets": True,
-        },
+        "PublicAccessBlockConfiguration": PUBLIC_ACCESS_BLOCK,
         "BucketEncryption": {
             "ServerSideEncryptionConfiguration": [
                 {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
@@ -96,20 +107,12 @@ def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
         "Properties": properties,
     }
     if options.dispatcher is not None:
-        # One rule per group: S3 refuses overlapping rules, and the groups' prefixes are apart.
         properties["NotificationConfiguration"] = {
             "LambdaConfigurations": [
                 {
                     "Event": "s3:ObjectCreated:*",
                     "Function": {"Fn::GetAtt": [DISPATCHER_FUNCTION, "Arn"]},
-                    "Filter": {
-                        "S3Key": {
-                            "Rules": [
-                                {"Name": "prefix", "Value": group_prefix(g.name, "submissions")},
-                                {"Name": "suffix", "Value": SUBMISSION_SUFFIX},
-                            ]
-                        }
-                    },
+                    "Filter": {"S3Key": {"Rules": submission_filter(g.name)}},
                 }
                 for g in blueprint.groups
             ]

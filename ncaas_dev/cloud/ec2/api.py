@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ...errors import NcaasError, ServiceUnavailable
 from ...settings import Settings
+from ..aws_errors import aws_error
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -26,16 +26,8 @@ def ec2_errors(what: str, endpoint: str | None) -> Iterator[None]:
     """EC2/IAM errors as one line with AWS's error code, which users can look up."""
     try:
         yield
-    except ClientError as e:
-        error = e.response.get("Error", {})
-        code, message = error.get("Code", "error"), error.get("Message", str(e))
-        raise NcaasError(f"{what} failed: {code}: {message}") from e
-    except BotoCoreError as e:
-        if endpoint is not None and "Could not connect" in str(e):
-            raise ServiceUnavailable(
-                f"LocalStack does not answer at {endpoint}", hint="start it with `ncaas-dev up`"
-            ) from e
-        raise NcaasError(f"{what} failed: {e}") from e
+    except (ClientError, BotoCoreError) as e:
+        raise aws_error(what, e, endpoint) from e
 
 
 class Ec2Regions:
