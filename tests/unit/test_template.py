@@ -67,7 +67,7 @@ def test_full_stack_holds_every_resource() -> None:
 
 def test_bucket_blocks_public_access_encrypts_and_outlives_the_stack() -> None:
     bucket = t.render_template(blueprint())["Resources"][n.BUCKET]
-    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     props = bucket["Properties"]
     assert props["BucketName"] == "spike-detect"
     assert all(props["PublicAccessBlockConfiguration"].values())

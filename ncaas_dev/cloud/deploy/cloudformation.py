@@ -63,7 +63,21 @@ class StackDeployer:
             return None  # LocalStack still describes deleted stacks
         return dict(stacks[0])
 
-    def owns_bucket(self, name: str) -> bool:
+    def created(self, name: str) -> dict[str, Any] | None:
+        """The stack if it was ever created; one whose create failed is deleted first, with
+        whatever its rollback left (LocalStack may not roll back at all)."""
+        stack = self.describe(name)
+        if stack is not None and stack["StackStatus"] in NEVER_CREATED:
+            self._delete(name)
+            return None
+        return stack
+
+    def owns_bucket(self, name: str, stack: dict[str, Any] | None) -> bool:
+        """Whether the stack ``stack`` (as described) holds the bucket. A stack that was never
+        created owns nothing: its rollback left the bucket behind, and the next create must not
+        take the bucket as the stack's (it would try to create it again, and fail, forever)."""
+        if stack is None or stack["StackStatus"] in NEVER_CREATED:
+            return False
         try:
             resources = self.cf.describe_stack_resources(StackName=name)["StackResources"]
         except ClientError:

@@ -94,8 +94,8 @@ def deploy(
     name = stack_name(bucket)
     deployer = StackDeployer(settings, on_event)
     storage = deployer.storage
-    existing = deployer.describe(name)
-    stack_has_bucket = existing is not None and deployer.owns_bucket(name)
+    existing = deployer.created(name)
+    stack_has_bucket = deployer.owns_bucket(name, existing)
     # A bucket made outside the stack (by `run`/`up`, or by hand) stays outside it: AWS
     # refuses to create a bucket that exists, so the stack references it by name instead.
     in_stack = stack_has_bucket or not storage.bucket_exists(bucket)

@@ -101,8 +101,9 @@ def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
     }
     resource: Doc = {
         "Type": "AWS::S3::Bucket",
-        # Users' data outlives the stack: deleting the stack leaves the bucket.
-        "DeletionPolicy": "Retain",
+        # Users' data outlives the stack: deleting the stack leaves the bucket. A create that
+        # rolls back holds no data yet and removes it, so the next deploy can create it again.
+        "DeletionPolicy": "RetainExceptOnCreate",
         "UpdateReplacePolicy": "Retain",
         "Properties": properties,
     }
