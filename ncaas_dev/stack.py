@@ -231,7 +231,7 @@ def start_standin(settings: Settings) -> ProcessInfo:
     assert settings.endpoint_url is not None
     log_path = settings.state_dir / "ec2-standin.log"
     process = _spawn(
-        [sys.executable, "-m", "ncaas_dev.cloud.standin", settings.endpoint_url],
+        [sys.executable, "-m", "ncaas_dev.cloud.ec2.standin", settings.endpoint_url],
         {**os.environ, "NCAAS_STATE_DIR": str(settings.state_dir)},
         log_path,
     )

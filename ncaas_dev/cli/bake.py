@@ -76,8 +76,8 @@ def register(app: typer.Typer) -> None:
         """Bake the analysis into an AMI (LocalStack's EC2 unless --cloud); record it in the
         blueprint as cloud.ami."""
         from ..blueprint import load_blueprint
-        from ..cloud.bake import bake
-        from ..cloud.packer import packer_binary
+        from ..cloud.bake.bake import bake
+        from ..cloud.bake.packer import packer_binary
         from ..containers import Engine, connect
 
         loaded = load_blueprint(blueprint_dir)

@@ -12,7 +12,7 @@ from rich.table import Table
 from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, target_settings
 
 if TYPE_CHECKING:
-    from ..cloud.deploy import DeployResult
+    from ..cloud.deploy.deploy import DeployResult
 
 _STYLE = {"COMPLETE": "green", "FAILED": "red", "PROGRESS": "yellow"}
 
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         """Create or update the analysis's stack (bucket, group access, dispatcher, instance
         role) with CloudFormation: LocalStack unless --cloud."""
         from ..blueprint import load_blueprint
-        from ..cloud.deploy import deploy as run_deploy
+        from ..cloud.deploy.deploy import deploy as run_deploy
 
         loaded = load_blueprint(blueprint_dir)
         settings = target_settings(loaded, endpoint_url, cloud, quiet=as_json)

@@ -1,1 +1,2 @@
-"""The cloud path: baking AMIs, the EC2 launcher's instances, the deployed stack."""
+"""The cloud path: baking AMIs (``bake``), the deployed stack (``deploy``), the EC2 launcher's
+instances (``ec2``), and what all three agree on (``layout``)."""

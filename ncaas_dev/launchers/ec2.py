@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from ..analysis import load_record
-from ..cloud.ec2api import LIVE_STATES, Ec2Regions, ec2_errors
+from ..cloud.deploy.policies import trust_policy
+from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
+from ..cloud.ec2.userdata import render_user_data
 from ..cloud.layout import (
     TAG_ANALYSIS,
     TAG_DATASET,
@@ -28,8 +30,6 @@ from ..cloud.layout import (
     local_instance_profile,
     tags_of,
 )
-from ..cloud.template import trust_policy
-from ..cloud.userdata import render_user_data
 from ..errors import NcaasError
 from ..settings import Settings
 from ..storage import Storage

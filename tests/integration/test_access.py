@@ -34,8 +34,9 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.blueprint import Blueprint, parse_blueprint
-from ncaas_dev.cloud import lambda_handler
-from ncaas_dev.cloud import template as t
+from ncaas_dev.cloud.deploy import lambda_handler
+from ncaas_dev.cloud.deploy import names as n
+from ncaas_dev.cloud.deploy import template as t
 from ncaas_dev.layout import BLUEPRINT_RECORD
 
 pytestmark = pytest.mark.integration
@@ -211,7 +212,7 @@ def world(moto_server: Moto) -> World:
 
     refs: dict[str, str] = {}
     arns: dict[str, str] = {}
-    for logical in (t.INSTANCE_ROLE, t.DISPATCHER_ROLE):
+    for logical in (n.INSTANCE_ROLE, n.DISPATCHER_ROLE):
         props = resources[logical]["Properties"]
         role = iam.create_role(
             RoleName=props["RoleName"],
@@ -219,7 +220,7 @@ def world(moto_server: Moto) -> World:
         )["Role"]
         refs[logical], arns[logical] = props["RoleName"], role["Arn"]
     policies: dict[str, dict[str, Any]] = {}
-    for logical in (t.INSTANCE_ROLE, t.DISPATCHER_ROLE):
+    for logical in (n.INSTANCE_ROLE, n.DISPATCHER_ROLE):
         props = resources[logical]["Properties"]
         (policy,) = props["Policies"]
         document = resolve(policy["PolicyDocument"], refs, arns)
@@ -252,7 +253,7 @@ def world(moto_server: Moto) -> World:
             key = iam.create_access_key(UserName=props["UserName"])["AccessKey"]
             keys[props["UserName"]] = (key["AccessKeyId"], key["SecretAccessKey"])
     sessions: dict[str, dict[str, str]] = {}
-    for logical in (t.INSTANCE_ROLE, t.DISPATCHER_ROLE):
+    for logical in (n.INSTANCE_ROLE, n.DISPATCHER_ROLE):
         sessions[logical] = sts.assume_role(RoleArn=arns[logical], RoleSessionName="proof")[
             "Credentials"
         ]
@@ -353,7 +354,7 @@ def test_group_listing_condition_keeps_users_in_their_prefix(world: World, group
 
 
 def test_instance_role_reads_inputs_and_writes_results_only(world: World) -> None:
-    runner = world.roles[t.INSTANCE_ROLE]
+    runner = world.roles[n.INSTANCE_ROLE]
     for group in ("labA", "labB"):
         assert get(runner, f"{group}/inputs/rec.bin")
         assert put(runner, f"{group}/results/job_9/process_results/out.txt")
@@ -370,7 +371,7 @@ def test_instance_role_reads_inputs_and_writes_results_only(world: World) -> Non
 
 
 def test_dispatcher_role_reads_submissions_writes_job_folders(world: World) -> None:
-    dispatcher = world.roles[t.DISPATCHER_ROLE]
+    dispatcher = world.roles[n.DISPATCHER_ROLE]
     assert get(dispatcher, "labB/submissions/y_submit.json")
     assert get(dispatcher, "labA/inputs/rec.bin")  # heads the inputs a submission names
     assert get(dispatcher, ".ncaas/blueprint.json")
@@ -388,13 +389,13 @@ def test_dispatcher_role_reads_submissions_writes_job_folders(world: World) -> N
 
 def test_dispatcher_passes_only_the_instance_role_to_ec2(world: World) -> None:
     """PassRole is not checked by moto's RunInstances: evaluated offline on the same document."""
-    policy = IAMPolicy(json.dumps(world.policies[t.DISPATCHER_ROLE]))
-    runner_arn = world.role_arns[t.INSTANCE_ROLE]
+    policy = IAMPolicy(json.dumps(world.policies[n.DISPATCHER_ROLE]))
+    runner_arn = world.role_arns[n.INSTANCE_ROLE]
     to_ec2 = {"iam:PassedToService": "ec2.amazonaws.com"}
     assert policy.is_action_permitted("iam:PassRole", runner_arn, None, to_ec2) == (
         PermissionResult.PERMITTED
     )
-    for arn in (world.role_arns[t.DISPATCHER_ROLE], f"arn:aws:iam::{ACCOUNT}:role/admin"):
+    for arn in (world.role_arns[n.DISPATCHER_ROLE], f"arn:aws:iam::{ACCOUNT}:role/admin"):
         assert policy.is_action_permitted("iam:PassRole", arn, None, to_ec2) != (
             PermissionResult.PERMITTED
         )
@@ -407,7 +408,7 @@ def test_dispatcher_passes_only_the_instance_role_to_ec2(world: World) -> None:
     for action in ("ec2:TerminateInstances", "iam:CreateUser", "s3:DeleteObject", "s3:*"):
         assert policy.is_action_permitted(action, "*") != PermissionResult.PERMITTED
     logs = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/"
-    function = t.dispatcher_function_name(BUCKET)
+    function = n.dispatcher_function_name(BUCKET)
     assert policy.is_action_permitted("logs:PutLogEvents", f"{logs}{function}:log-stream:x") == (
         PermissionResult.PERMITTED
     )
@@ -435,7 +436,7 @@ def test_lambda_handler_works_with_the_dispatcher_role_alone(
     """The handler as the Lambda runs it (no endpoint override, credentials from the
     environment), with the dispatcher role's credentials: its policy is enough for the event
     path and the sweep, and the sweep stays in its own bucket."""
-    creds = world.credentials[t.DISPATCHER_ROLE]
+    creds = world.credentials[n.DISPATCHER_ROLE]
     for name in ("NCAAS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)  # boto3 reads it itself

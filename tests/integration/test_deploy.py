@@ -14,8 +14,8 @@ import yaml
 from ncaas_dev.analysis import AnalysisRecord, load_record
 from ncaas_dev.aws import iam_client, s3_client, sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
-from ncaas_dev.cloud import template as t
-from ncaas_dev.cloud.deploy import deploy
+from ncaas_dev.cloud.deploy import names as n
+from ncaas_dev.cloud.deploy.deploy import deploy
 from ncaas_dev.cloud.layout import load_stack_record
 from ncaas_dev.layout import GROUP_FOLDERS, group_prefix
 from ncaas_dev.provision import provision
@@ -68,10 +68,10 @@ def assert_stack_is_really_there(
     (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=analysis)["Rules"]
     assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
     iam = iam_client(settings)
-    members = iam.get_group(GroupName=t.group_name(analysis, "labA"))["Users"]
-    assert [u["UserName"] for u in members] == [t.user_name(analysis, "labA", "alice")]
+    members = iam.get_group(GroupName=n.group_name(analysis, "labA"))["Users"]
+    assert [u["UserName"] for u in members] == [n.user_name(analysis, "labA", "alice")]
     policy = iam.get_group_policy(
-        GroupName=t.group_name(analysis, "labB"), PolicyName="ncaas-group-access"
+        GroupName=n.group_name(analysis, "labB"), PolicyName="ncaas-group-access"
     )["PolicyDocument"]
     policy = json.loads(policy) if isinstance(policy, str) else policy
     (listing,) = [s for s in policy["Statement"] if s["Sid"] == "ListOwnPrefixOnly"]
@@ -79,12 +79,12 @@ def assert_stack_is_really_there(
     # The stack record the EC2 launcher reads: the instance profile by name, and it exists.
     record = load_stack_record(storage, analysis)
     assert record is not None
-    assert record.stack_name == t.stack_name(analysis)
-    assert record.instance_profile == t.instance_profile_name(analysis)
+    assert record.stack_name == n.stack_name(analysis)
+    assert record.instance_profile == n.instance_profile_name(analysis)
     assert record.instance_profile == doc["outputs"]["InstanceProfileName"]
     profile = iam.get_instance_profile(InstanceProfileName=record.instance_profile)
     assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [
-        t.instance_role_name(analysis)
+        n.instance_role_name(analysis)
     ]
     # Provisioned as the local stack expects: folders, notifications to the queue, record.
     for group in ("labA", "labB"):
@@ -159,12 +159,12 @@ def test_a_failing_resource_exits_1_with_its_reason_and_a_redeploy_recovers(
     folder = fresh_blueprint(tmp_path)
     analysis = load_blueprint(folder).blueprint.analysis
     iam = iam_client(settings)
-    taken = t.user_name(analysis, "labA", "alice")
+    taken = n.user_name(analysis, "labA", "alice")
     iam.create_user(UserName=taken)  # the stack's user name, already used
     done = ncaas(["deploy", str(folder)], cli_env)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "EntityAlreadyExists" in done.stderr
-    assert t.logical_id("User", "labA", "alice") in done.stderr
+    assert n.logical_id("User", "labA", "alice") in done.stderr
     iam.delete_user(UserName=taken)
     assert deploy_json(folder, cli_env)["action"] == "created"
 
@@ -189,18 +189,18 @@ def test_the_cloud_path_against_moto(
     result = deploy(loaded, cloud)
     assert result.action == "created"
     assert result.bucket_in_stack is True
-    assert result.dispatcher == f"lambda {t.dispatcher_function_name(analysis)}"
+    assert result.dispatcher == f"lambda {n.dispatcher_function_name(analysis)}"
     assert result.package is not None
     storage = Storage(s3_client(cloud), None)
     artifact = storage.head(analysis, result.package["key"])
     assert artifact is not None and artifact.size == result.package["bytes"]
     checks = {c.logical_id: c for c in result.checks}
-    assert checks[t.DISPATCHER_FUNCTION].present, checks[t.DISPATCHER_FUNCTION]
-    assert checks[t.INSTANCE_PROFILE].present
+    assert checks[n.DISPATCHER_FUNCTION].present, checks[n.DISPATCHER_FUNCTION]
+    assert checks[n.INSTANCE_PROFILE].present
     record = load_stack_record(storage, analysis)
     assert record is not None
-    assert record.dispatcher_function == t.dispatcher_function_name(analysis)
-    assert record.instance_profile == t.instance_profile_name(analysis)
+    assert record.dispatcher_function == n.dispatcher_function_name(analysis)
+    assert record.instance_profile == n.instance_profile_name(analysis)
     assert load_record(storage, analysis) is not None
     assert storage.head(analysis, "labB/submissions/") is not None
     print(f"cloud path on moto: {result.seconds:.1f} s, package {result.package}")

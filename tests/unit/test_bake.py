@@ -14,15 +14,11 @@ import yaml
 
 from ncaas_dev import __version__
 from ncaas_dev.blueprint import load_blueprint
-from ncaas_dev.cloud import packer
-from ncaas_dev.cloud.bake import (
-    ami_name,
-    bake_key,
-    baked_manifest,
-    check_report,
-    with_ami,
-    write_ami,
-)
+from ncaas_dev.cloud.bake import packer
+from ncaas_dev.cloud.bake.key import ami_name, bake_key, baked_manifest
+from ncaas_dev.cloud.bake.payload import _publish
+from ncaas_dev.cloud.bake.proof import check_report
+from ncaas_dev.cloud.bake.record import with_ami, write_ami
 from ncaas_dev.cloud.layout import (
     BAKE_MANIFEST,
     RUNNER_PYTHON,
@@ -31,7 +27,6 @@ from ncaas_dev.cloud.layout import (
     TAG_IMAGE_ID,
     TAG_VERSION,
 )
-from ncaas_dev.cloud.payload import _publish
 from ncaas_dev.errors import UsageError
 from ncaas_dev.settings import check_cloud_environment
 

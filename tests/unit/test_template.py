@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from ncaas_dev.blueprint import Blueprint, parse_blueprint
-from ncaas_dev.cloud import template as t
+from ncaas_dev.cloud.deploy import names as n
+from ncaas_dev.cloud.deploy import template as t
 
 CODE = t.CodeLocation("spike-detect", ".ncaas/artifacts/dispatcher-abc.zip")
 
@@ -61,12 +62,12 @@ def test_full_stack_holds_every_resource() -> None:
     assert kinds.count("AWS::Lambda::Function") == 1
     assert kinds.count("AWS::Lambda::Permission") == 2
     assert kinds.count("AWS::Events::Rule") == 1
-    assert doc["Outputs"]["InstanceProfileName"]["Value"] == {"Ref": t.INSTANCE_PROFILE}
+    assert doc["Outputs"]["InstanceProfileName"]["Value"] == {"Ref": n.INSTANCE_PROFILE}
 
 
 def test_bucket_blocks_public_access_encrypts_and_outlives_the_stack() -> None:
-    bucket = t.render_template(blueprint())["Resources"][t.BUCKET]
-    assert bucket["DeletionPolicy"] == "Retain"
+    bucket = t.render_template(blueprint())["Resources"][n.BUCKET]
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
     props = bucket["Properties"]
     assert props["BucketName"] == "spike-detect"
     assert all(props["PublicAccessBlockConfiguration"].values())
@@ -81,7 +82,7 @@ def test_local_stack_leaves_the_lambda_and_its_notification_out() -> None:
     doc = t.render_template(blueprint(), t.TemplateOptions())
     assert not of_type(doc, "AWS::Lambda::Function")
     assert not of_type(doc, "AWS::Events::Rule")
-    assert "NotificationConfiguration" not in doc["Resources"][t.BUCKET]["Properties"]
+    assert "NotificationConfiguration" not in doc["Resources"][n.BUCKET]["Properties"]
     assert "DispatcherFunctionName" not in doc["Outputs"]
 
 
@@ -93,19 +94,19 @@ def test_a_bucket_made_outside_the_stack_is_not_in_it() -> None:
 
 def test_each_group_notifies_the_lambda_for_its_own_submissions() -> None:
     doc = t.render_template(blueprint(), t.TemplateOptions(dispatcher=CODE))
-    bucket = doc["Resources"][t.BUCKET]
+    bucket = doc["Resources"][n.BUCKET]
     configs = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
     rules = [{r["Name"]: r["Value"] for r in c["Filter"]["S3Key"]["Rules"]} for c in configs]
     assert rules == [
         {"prefix": f"{g}/submissions/", "suffix": "submit.json"}
         for g in ("labA", "lab_B-2", "empty")
     ]
-    assert bucket["DependsOn"] == [t.S3_INVOKE_PERMISSION]
-    function = doc["Resources"][t.DISPATCHER_FUNCTION]["Properties"]
+    assert bucket["DependsOn"] == [n.S3_INVOKE_PERMISSION]
+    function = doc["Resources"][n.DISPATCHER_FUNCTION]["Properties"]
     assert function["Runtime"] == "python3.12"
-    assert function["Handler"] == "ncaas_dev.cloud.lambda_handler.handler"
+    assert function["Handler"] == "ncaas_dev.cloud.deploy.lambda_handler.handler"
     assert function["Code"] == {"S3Bucket": CODE.bucket, "S3Key": CODE.key}
-    rule = doc["Resources"][t.SWEEP_RULE]["Properties"]
+    rule = doc["Resources"][n.SWEEP_RULE]["Properties"]
     assert rule["ScheduleExpression"] == "rate(1 minute)"
     assert json.loads(rule["Targets"][0]["Input"]) == t.SWEEP_EVENT
 
@@ -158,7 +159,7 @@ def test_group_policy_is_scoped_to_its_own_prefix(group: str) -> None:
 
 def test_instance_role_reads_inputs_writes_results_in_this_bucket_only() -> None:
     doc = t.render_template(blueprint())
-    role = doc["Resources"][t.INSTANCE_ROLE]["Properties"]
+    role = doc["Resources"][n.INSTANCE_ROLE]["Properties"]
     principal = role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
     assert principal == {"Service": "ec2.amazonaws.com"}
     policy = role["Policies"][0]["PolicyDocument"]
@@ -176,13 +177,13 @@ def test_instance_role_reads_inputs_writes_results_in_this_bucket_only() -> None
 
 def test_dispatcher_role_passes_only_the_instance_role() -> None:
     doc = t.render_template(blueprint(), t.TemplateOptions(dispatcher=CODE))
-    role = doc["Resources"][t.DISPATCHER_ROLE]["Properties"]
+    role = doc["Resources"][n.DISPATCHER_ROLE]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
         "Service": "lambda.amazonaws.com"
     }
     policy = role["Policies"][0]["PolicyDocument"]
     passing = statement(policy, "PassTheInstanceRoleOnly")
-    assert passing["Resource"] == {"Fn::GetAtt": [t.INSTANCE_ROLE, "Arn"]}
+    assert passing["Resource"] == {"Fn::GetAtt": [n.INSTANCE_ROLE, "Arn"]}
     tagging = statement(policy, "TagInstancesAtLaunch")
     assert tagging["Condition"] == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
     writes = arns(statement(policy, "WriteJobFoldersAndRecords")["Resource"])
@@ -213,7 +214,7 @@ def test_long_names_stay_within_iam_limits_and_ids_are_alphanumeric() -> None:
 
 
 def test_logical_ids_of_similar_names_differ() -> None:
-    assert t.logical_id("Group", "lab-a") != t.logical_id("Group", "lab_a")
+    assert n.logical_id("Group", "lab-a") != n.logical_id("Group", "lab_a")
 
 
 @pytest.mark.parametrize("with_lambda", [True, False])

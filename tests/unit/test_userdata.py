@@ -11,7 +11,7 @@ import pytest
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.blueprint import parse_blueprint
-from ncaas_dev.cloud.userdata import (
+from ncaas_dev.cloud.ec2.userdata import (
     USER_DATA_LIMIT,
     WATCHDOG_MARGIN_S,
     render_user_data,

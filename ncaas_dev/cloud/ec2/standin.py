@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..processes import alive
-from ..settings import Settings
-from .ec2api import LIVE_STATES, Ec2Regions
-from .layout import TAG_DATASET, TAG_JOB, tags_of
+from ...processes import alive
+from ...settings import Settings
+from ..layout import TAG_DATASET, TAG_JOB, tags_of
+from .api import LIVE_STATES, Ec2Regions
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -64,10 +64,10 @@ class StandIn:
         is per region), looked up again every few seconds."""
         if time.monotonic() - self._regions_seen_at > REGIONS_REFRESH_S:
             self._regions_seen_at = time.monotonic()
-            from ..analysis import load_record
-            from ..aws import s3_client
-            from ..provision import provisioned_analyses
-            from ..storage import Storage
+            from ...analysis import load_record
+            from ...aws import s3_client
+            from ...provision import provisioned_analyses
+            from ...storage import Storage
 
             storage = Storage(s3_client(self.settings), self.settings.endpoint_url)
             for bucket in provisioned_analyses(storage):
@@ -164,7 +164,7 @@ class StandIn:
         job, dataset = tags.get(TAG_JOB), tags.get(TAG_DATASET)
         if not job or not dataset:
             return
-        from ..containers import connect
+        from ...containers import connect
 
         try:
             client = connect()
@@ -198,7 +198,7 @@ def _read_pid(path: Path) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ncaas_dev.cloud.standin ENDPOINT_URL``: serve until killed."""
+    """``python -m ncaas_dev.cloud.ec2.standin ENDPOINT_URL``: serve until killed."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s standin %(message)s")
     settings = Settings.from_env(endpoint_url=args[0] if args else None)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.awsrequest import AWSResponse
 
-from ..events import records_from_s3_event
+from ...events import records_from_s3_event
 from .template import SWEEP_EVENT
 
 if TYPE_CHECKING:
-    from ..dispatcher import Dispatcher
+    from ...dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 logging.getLogger().setLevel(logging.INFO)  # Lambda's root logger starts at WARNING
@@ -49,11 +49,11 @@ def _only_bucket(analysis: str) -> Any:
 
 def build_dispatcher(environ: dict[str, str] | None = None) -> Dispatcher:
     """The dispatcher of the function's analysis, with the EC2 launcher."""
-    from ..aws import s3_client
-    from ..dispatcher import Dispatcher
-    from ..launchers.ec2 import Ec2Launcher  # imported here: a module the Lambda runs only
-    from ..settings import Settings
-    from ..storage import Storage
+    from ...aws import s3_client
+    from ...dispatcher import Dispatcher
+    from ...launchers.ec2 import Ec2Launcher  # imported here: a module the Lambda runs only
+    from ...settings import Settings
+    from ...storage import Storage
 
     env = dict(os.environ if environ is None else environ)
     analysis = env["NCAAS_ANALYSIS"]
@@ -74,7 +74,7 @@ _dispatcher: Dispatcher | None = None  # reused while the execution environment 
 
 
 def handler(event: Any, context: Any = None) -> dict[str, Any]:
-    """Entry point (``ncaas_dev.cloud.lambda_handler.handler``)."""
+    """Entry point (``ncaas_dev.cloud.deploy.lambda_handler.handler``)."""
     global _dispatcher
     if _dispatcher is None:
         _dispatcher = build_dispatcher()

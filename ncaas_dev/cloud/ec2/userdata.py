@@ -8,9 +8,9 @@ machine instead.
 
 from __future__ import annotations
 
-from .. import __version__
-from ..launchers.base import DatasetTask
-from .layout import NCAAS_HOME, RUNNER_PYTHON
+from ... import __version__
+from ...launchers.base import DatasetTask
+from ..layout import NCAAS_HOME, RUNNER_PYTHON
 
 # Past run.timeout the runner kills the container itself; the watchdog is the layer below it,
 # for a runner that hangs in fetching, uploading or starting Docker. Boot, fetch and upload of

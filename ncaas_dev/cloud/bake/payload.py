@@ -23,10 +23,10 @@ from typing import Any, Protocol
 import docker.errors
 import requests
 
-from .. import __version__
-from ..containers import Engine
-from ..errors import NcaasError
-from ..settings import PROJECT_ROOT
+from ... import __version__
+from ...containers import Engine
+from ...errors import NcaasError
+from ...settings import PROJECT_ROOT
 
 # Pythons the wheelhouse serves: the stand-in (Debian bookworm) and Ubuntu 24.04 / the GPU base.
 WHEELHOUSE_PYTHONS = ("3.11", "3.12")

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import NcaasError, ServiceUnavailable
-from ..settings import Settings
+from ...settings import Settings
+from ..aws_errors import aws_error
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -26,30 +26,22 @@ def ec2_errors(what: str, endpoint: str | None) -> Iterator[None]:
     """EC2/IAM errors as one line with AWS's error code, which users can look up."""
     try:
         yield
-    except ClientError as e:
-        error = e.response.get("Error", {})
-        code, message = error.get("Code", "error"), error.get("Message", str(e))
-        raise NcaasError(f"{what} failed: {code}: {message}") from e
-    except BotoCoreError as e:
-        if endpoint is not None and "Could not connect" in str(e):
-            raise ServiceUnavailable(
-                f"LocalStack does not answer at {endpoint}", hint="start it with `ncaas-dev up`"
-            ) from e
-        raise NcaasError(f"{what} failed: {e}") from e
+    except (ClientError, BotoCoreError) as e:
+        raise aws_error(what, e, endpoint) from e
 
 
 class Ec2Regions:
     """One EC2 client per region: each analysis runs in its blueprint's ``cloud.region``."""
 
     def __init__(self, settings: Settings, ec2: EC2Client | None = None) -> None:
-        from ..aws import ec2_client
+        from ...aws import ec2_client
 
         self.settings = settings
         self._clients: dict[str, EC2Client] = {settings.region: ec2 or ec2_client(settings)}
 
     def client(self, region: str) -> EC2Client:
         if region not in self._clients:
-            from ..aws import ec2_client
+            from ...aws import ec2_client
 
             self._clients[region] = ec2_client(replace(self.settings, region=region))
         return self._clients[region]

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import NcaasError
-from ..settings import PROJECT_ROOT
-from .layout import (
+from ...errors import NcaasError
+from ...settings import PROJECT_ROOT
+from ..layout import (
     BAKE_MANIFEST,
     NCAAS_HOME,
     RUNNER_PYTHON,

@@ -19,10 +19,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import NcaasError
+import ncaas_dev
+
+from ...errors import NcaasError
 from .template import LAMBDA_RUNTIME
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # ncaas_dev/
+# The whole package goes into the zip, found from the package itself, not from where this
+# module happens to lie in it.
+PACKAGE_ROOT = Path(ncaas_dev.__file__).resolve().parent
 # What the dispatcher imports besides boto3 (which the runtime has): pinned to this machine's
 # versions, so the Lambda runs what the tests ran.
 LAMBDA_REQUIREMENTS = ("pydantic", "PyYAML")

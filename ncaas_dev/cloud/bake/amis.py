@@ -1,0 +1,78 @@
+"""The bake's view of EC2 (LocalStack's or AWS's): an AMI looked up by id, the AMI a local
+build starts from, and EC2's errors said in one line with what to check."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import botocore.exceptions
+
+from ...aws import client as aws_client
+from ...errors import NcaasError
+from ...settings import Settings
+from . import packer
+
+_NOT_FOUND = {"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"}
+
+
+def ec2_client(settings: Settings, region: str) -> Any:
+    """EC2 in ``region``: the blueprint's, where the AMI is registered."""
+    return aws_client(replace(settings, region=region), "ec2")
+
+
+def _aws_error(e: Exception, settings: Settings) -> NcaasError:
+    where = settings.endpoint_url or "AWS"
+    if isinstance(e, botocore.exceptions.NoCredentialsError):
+        return NcaasError(
+            "no AWS credentials found", hint="set AWS_PROFILE or run `aws configure` for --cloud"
+        )
+    if settings.local:
+        return NcaasError(f"EC2 at {where} failed: {e}", hint="is it up? `ncaas-dev status`")
+    return NcaasError(
+        f"EC2 in AWS failed: {e}",
+        hint="check the credentials and region (`aws sts get-caller-identity`)",
+    )
+
+
+def describe_ami(ec2: Any, ami: str, settings: Settings) -> dict[str, Any] | None:
+    """The AMI, or None when this EC2 does not know it."""
+    try:
+        images = ec2.describe_images(ImageIds=[ami])["Images"]
+    except botocore.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") in _NOT_FOUND:
+            return None
+        raise _aws_error(e, settings) from e
+    except botocore.exceptions.BotoCoreError as e:
+        raise _aws_error(e, settings) from e
+    return dict(images[0]) if images else None
+
+
+def local_source_ami(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> str:
+    """An AMI id LocalStack knows: the wanted one if it is there, else one of its pre-registered
+    EBS images (Canonical's Ubuntu first). Nothing boots from it locally, so any id works."""
+    ebs = {"root-device-type": "ebs"}
+    searches: list[tuple[list[str], dict[str, str]]] = [
+        ([packer.CANONICAL], {"name": "ubuntu/images/*", **ebs}),
+        ([], ebs),
+    ]
+    if wanted.filters:
+        searches.insert(0, (list(wanted.owners), wanted.filters))
+    try:
+        if wanted.image_id and describe_ami(ec2, wanted.image_id, settings):
+            return wanted.image_id
+        for owners, filters in searches:
+            kwargs: dict[str, Any] = {
+                "Filters": [{"Name": k, "Values": [v]} for k, v in filters.items()]
+            }
+            if owners:
+                kwargs["Owners"] = owners
+            images = ec2.describe_images(**kwargs)["Images"]
+            if images:  # Ubuntu's names end in their date: the greatest is the newest
+                return str(max(images, key=lambda i: str(i.get("Name", "")))["ImageId"])
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise _aws_error(e, settings) from e
+    raise NcaasError(
+        f"LocalStack's EC2 at {settings.endpoint_url} knows no EBS-backed AMI to start from",
+        hint="set cloud.source_ami to an AMI id registered there",
+    )

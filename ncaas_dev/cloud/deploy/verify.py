@@ -1,0 +1,124 @@
+"""What really exists after the stack settled: every resource looked up in its own service.
+
+LocalStack's CloudFormation reports resources it does not implement as created, so the
+stack's word is not taken: the bucket's settings, its notifications, the IAM roles, profile,
+groups and users, and the Lambda are each asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from ...aws import client
+from ...blueprint import LoadedBlueprint
+from ...settings import Settings
+from ...storage import Storage
+
+if TYPE_CHECKING:
+    from mypy_boto3_iam import IAMClient
+
+
+@dataclass
+class Check:
+    """One resource looked up in its own service after the stack settled."""
+
+    logical_id: str
+    kind: str
+    name: str
+    present: bool
+    detail: str = ""
+
+
+def _check_bucket(storage: Storage, bucket: str) -> tuple[bool, str]:
+    s3 = storage.s3
+    if not storage.bucket_exists(bucket):
+        return False, "no bucket"
+    problems = []
+    try:
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        if not all(block.values()):
+            problems.append("public access not fully blocked")
+    except ClientError:
+        problems.append("no public access block")
+    try:
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
+        if not rules.get("Rules"):
+            problems.append("no default encryption")
+    except ClientError:
+        problems.append("no default encryption")
+    return not problems, "; ".join(problems) or "public access blocked, SSE-S3"
+
+
+def _check_notifications(settings: Settings, storage: Storage, loaded: LoadedBlueprint) -> Check:
+    """Submissions reach a dispatcher: the local queue on LocalStack, else the Lambda."""
+    bucket = loaded.blueprint.analysis
+    try:
+        config = storage.s3.get_bucket_notification_configuration(Bucket=bucket)
+    except ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code"))
+        return Check("(notifications)", "S3 notification", bucket, False, code)
+    if settings.local:
+        queues = [q["QueueArn"].rsplit(":", 1)[-1] for q in config.get("QueueConfigurations", [])]
+        return Check(
+            "(notifications)", "S3 notification", bucket, bool(queues),
+            f"submissions -> SQS {', '.join(queues) or 'nothing'} (local dispatcher loop)",
+        )  # fmt: skip
+    rules = config.get("LambdaFunctionConfigurations", [])
+    groups = len(loaded.blueprint.groups)
+    return Check(
+        "(notifications)", "S3 notification", bucket, len(rules) == groups,
+        f"{len(rules)} of {groups} group submission rules -> Lambda",
+    )  # fmt: skip
+
+
+def _look_up(iam: IAMClient, kind: str, name: str) -> tuple[bool, str]:
+    """Whether an IAM resource exists as the stack says, with what it holds."""
+    if kind == "AWS::IAM::Role":
+        iam.get_role(RoleName=name)
+        policies = iam.list_role_policies(RoleName=name)["PolicyNames"]
+        return bool(policies), f"inline policies: {', '.join(policies) or 'none'}"
+    if kind == "AWS::IAM::InstanceProfile":
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        roles = [x["RoleName"] for x in profile["Roles"]]
+        return bool(roles), f"roles: {', '.join(roles) or 'none'}"
+    if kind == "AWS::IAM::Group":
+        users = [u["UserName"] for u in iam.get_group(GroupName=name)["Users"]]
+        policies = iam.list_group_policies(GroupName=name)["PolicyNames"]
+        detail = f"users: {', '.join(users) or 'none'}; policies: {', '.join(policies) or 'none'}"
+        return bool(policies), detail
+    if kind == "AWS::IAM::User":
+        groups = [g["GroupName"] for g in iam.list_groups_for_user(UserName=name)["Groups"]]
+        return bool(groups), f"in group {', '.join(groups) or 'none'}"
+    return True, "not checked"
+
+
+def verify(
+    settings: Settings,
+    loaded: LoadedBlueprint,
+    resources: list[dict[str, str]],
+    iam: IAMClient,
+    storage: Storage,
+) -> list[Check]:
+    """Look every stack resource up in its own service (LocalStack may have faked it)."""
+    bucket = loaded.blueprint.analysis
+    checks = [Check("(bucket)", "AWS::S3::Bucket", bucket, *_check_bucket(storage, bucket))]
+    checks.append(_check_notifications(settings, storage, loaded))
+    for r in resources:
+        kind, physical, logical = r["type"], r["physical_id"], r["logical_id"]
+        if kind == "AWS::S3::Bucket":
+            continue  # checked above, in or out of the stack
+        try:
+            if kind == "AWS::Lambda::Function":
+                lam = client(settings, "lambda")
+                config = lam.get_function(FunctionName=physical)["Configuration"]
+                present = config.get("State") == "Active"
+                detail = f"state {config.get('State')} {config.get('StateReason', '')}".strip()
+            else:
+                present, detail = _look_up(iam, kind, physical)
+        except ClientError as e:
+            present, detail = False, str(e.response.get("Error", {}).get("Code", "error"))
+        checks.append(Check(logical, kind, physical, present, detail))
+    return checks
