@@ -14,15 +14,50 @@ Typer's Rich help alone costs more than the whole `--help` may.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from ..errors import NcaasError
 from . import bake, deploy, doctor, jobs, project, stack
 from .common import console, err, escape
 
+
+def _pass_through(params: Any) -> None:
+    """Typer (0.2x) coerces parameters through pydantic TypeAdapters, built when a command runs
+    even for a value left unset (its own --help, say); importing pydantic for that costs about
+    0.1 s, a third of `status`'s budget. Click already hands ``str`` and ``bool`` parameters
+    over as ``str``/``bool`` (or None), so those pass through, as Typer does for types it cannot
+    adapt. Should Typer's internals change, nothing is replaced and Typer coerces as usual."""
+    try:
+        from typer._coercion import PassThroughRuntimeParam
+
+        for param in params:
+            described = param.type_descriptor
+            kind = described.annotation
+            if kind in (str, bool) and described.parameter_info.parser is None:
+                param._runtime_param = PassThroughRuntimeParam(
+                    parameter_info=described.parameter_info, annotation=kind
+                )
+    except (ImportError, AttributeError, TypeError):
+        pass
+
+
+class _Group(TyperGroup):
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        _pass_through(self.get_params(ctx))
+        return super().parse_args(ctx, args)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _pass_through(command.get_params(ctx))
+        return command
+
+
 app = typer.Typer(
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
