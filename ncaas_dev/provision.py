@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from .analysis import AnalysisRecord, provisioned_analyses, save_record
+from .analysis import AnalysisRecord, save_record
 from .layout import GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
 from .settings import Settings
 from .storage import Storage, translated
@@ -13,7 +13,6 @@ from .storage import Storage, translated
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
-__all__ = ["QUEUE_NAME", "ensure_queue", "provision", "provisioned_analyses", "queue_policy"]
 QUEUE_NAME = "ncaas-submissions"  # one queue per stack: every analysis's submission events
 
 

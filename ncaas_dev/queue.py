@@ -8,13 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from .dispatcher import Dispatcher, Outcome
 from .events import records_from_sqs_body
-from .provision import QUEUE_NAME, ensure_queue, queue_policy
 from .storage import translated
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
-
-__all__ = ["QUEUE_NAME", "QueueLoop", "ensure_queue", "queue_policy"]
 
 log = logging.getLogger(__name__)
 

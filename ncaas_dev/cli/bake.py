@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, target_settings
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape, target_settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class RichReporter:
@@ -88,6 +82,8 @@ def register(app: typer.Typer) -> None:
             result = bake(loaded, settings, engine, cloud=cloud, force=force)
             emit_json(result.as_json())
             return
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
         progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),

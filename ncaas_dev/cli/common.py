@@ -1,4 +1,8 @@
-"""What every command shares: the consoles, the common options and JSON output."""
+"""What every command shares: the consoles, the common options and JSON output.
+
+Importing this module (and every command module) costs Typer only: Rich, pydantic, boto3 and
+docker are imported inside the commands that use them, so `--help` and `status` start fast.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,55 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+
+from ..errors import UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ..blueprint import LoadedBlueprint
     from ..settings import Settings
 
-console = Console()
-err = Console(stderr=True)
+
+class _LazyConsole:
+    """A Rich ``Console`` made on first use: importing Rich costs more than `--help` may."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _real(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real(), name)
+
+    # Rich's Live enters its console with `with console:`, which looks these up on the type.
+    def __enter__(self) -> Console:
+        return self._real().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._real().__exit__(*exc)
+
+
+if TYPE_CHECKING:
+    console: Console
+    err: Console
+else:
+    console = _LazyConsole(stderr=False)
+    err = _LazyConsole(stderr=True)
+
+
+def escape(text: str) -> str:
+    """Rich's markup escape, imported when first needed."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 EndpointOpt = Annotated[
     str | None,
@@ -32,6 +77,12 @@ GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Group (defa
 LauncherOpt = Annotated[
     str, typer.Option("--launcher", help="docker (local containers) or ec2 (the cloud path).")
 ]
+
+
+def check_launcher(launcher: str) -> str:
+    if launcher not in ("docker", "ec2"):
+        raise UsageError(f"unknown launcher {launcher!r}", hint="use --launcher docker or ec2")
+    return launcher
 
 
 def emit_json(doc: Any) -> None:

@@ -1,4 +1,7 @@
-"""Composition roots for the commands: settings -> clients -> services."""
+"""Composition roots for the commands: settings -> clients -> services.
+
+Clients are built when first used, and their modules (boto3, pydantic) imported then.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..analysis import load_record
-from ..aws import s3_client, sqs_client
-from ..blueprint import LoadedBlueprint, load_blueprint
-from ..client import AnalysisClient
 from ..errors import UsageError
 from ..settings import Settings
-from ..stack import require_localstack
-from ..storage import Storage
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+
+    from ..blueprint import LoadedBlueprint
+    from ..client import AnalysisClient
+    from ..storage import Storage
 
 
 @dataclass
@@ -30,13 +31,20 @@ class Context:
 
     @cached_property
     def storage(self) -> Storage:
+        from ..aws import s3_client
+        from ..storage import Storage
+
         return Storage(s3_client(self.settings), self.settings.endpoint_url)
 
     @cached_property
     def sqs(self) -> SQSClient:
+        from ..aws import sqs_client
+
         return sqs_client(self.settings)
 
     def require_stack(self) -> None:
+        from ..stack import require_localstack
+
         require_localstack(self.settings)
 
 
@@ -50,6 +58,9 @@ class Target:
 
 
 def resolve_target(ctx: Context, target: str) -> Target:
+    from ..analysis import load_record
+    from ..blueprint import load_blueprint
+
     path = Path(target)
     if path.is_dir() or path.name == "blueprint.yaml":
         loaded = load_blueprint(path)
@@ -65,6 +76,8 @@ def resolve_target(ctx: Context, target: str) -> Target:
 
 
 def analysis_client(ctx: Context, target: Target) -> AnalysisClient:
+    from ..client import AnalysisClient
+
     ctx.require_stack()
     client = AnalysisClient(ctx.storage, target.analysis)
     client.require_bucket()

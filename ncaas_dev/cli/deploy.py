@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, target_settings
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape, target_settings
 
 if TYPE_CHECKING:
     from ..cloud.deploy.deploy import DeployResult
@@ -29,6 +27,8 @@ def _event_line(event: dict[str, Any]) -> str:
 
 
 def _summary(result: DeployResult, where: str, dispatcher_running: bool) -> None:
+    from rich.table import Table
+
     style = "green" if not result.missing else "yellow"
     console.print(
         f"[{style}]{result.action}[/{style}] stack {result.stack_name} in {where}: "

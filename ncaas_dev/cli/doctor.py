@@ -6,15 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from ..blueprint import load_blueprint
-from ..doctor import Level, diagnose
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, escape
 from .context import Context
-
-_STYLE = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
 
 
 def doctor(
@@ -26,6 +20,12 @@ def doctor(
     as_json: JsonOpt = False,
 ) -> None:
     """Check what ncaas-dev needs and say how to fix what is missing (exit 1 on a failure)."""
+    from rich.table import Table
+
+    from ..blueprint import load_blueprint
+    from ..doctor import Level, diagnose
+
+    styles = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
     loaded = load_blueprint(blueprint_dir) if blueprint_dir else None
     ctx = Context.create(endpoint_url, cloud=cloud)
     checks = diagnose(ctx.settings, loaded)
@@ -37,7 +37,7 @@ def doctor(
         for column in ("check", "", "detail", "fix"):
             table.add_column(column)
         for c in checks:
-            style = _STYLE[c.level]
+            style = styles[c.level]
             table.add_row(
                 c.name, f"[{style}]{c.level.value}[/{style}]", escape(c.detail), escape(c.fix or "")
             )

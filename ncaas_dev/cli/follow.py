@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ..client import AnalysisClient
-from ..status import JobStatus
+if TYPE_CHECKING:
+    from ..client import AnalysisClient
+    from ..status import JobStatus
 
 Printer = Callable[[str], None]
 

@@ -10,7 +10,7 @@ import pytest
 
 from ncaas_dev.blueprint import load_blueprint
 
-NCAAS_DEV = "/work/main/.venv/bin/ncaas-dev"
+NCAAS_DEV = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "ncaas-dev")
 
 
 def ncaas_dev(*args: str, cwd: Path, state: Path, columns: int | None = 200):

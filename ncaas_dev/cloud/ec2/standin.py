@@ -64,9 +64,8 @@ class StandIn:
         is per region), looked up again every few seconds."""
         if time.monotonic() - self._regions_seen_at > REGIONS_REFRESH_S:
             self._regions_seen_at = time.monotonic()
-            from ...analysis import load_record
+            from ...analysis import load_record, provisioned_analyses
             from ...aws import s3_client
-            from ...provision import provisioned_analyses
             from ...storage import Storage
 
             storage = Storage(s3_client(self.settings), self.settings.endpoint_url)

@@ -1,0 +1,148 @@
+"""The local stack's commands: `up`, `down`, `status` and `dispatch`."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import EndpointOpt, JsonOpt, LauncherOpt, check_launcher, console, emit_json, err
+from .context import Context
+
+
+def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bool) -> None:
+    from ..analysis import AnalysisRecord, load_record
+    from ..blueprint import load_blueprint
+    from ..buildcache import cached_build
+    from ..containers import Engine, connect
+    from ..provision import provision
+    from ..stack import (
+        PidFile,
+        start_command_server,
+        start_dispatcher,
+        start_localstack,
+        start_standin,
+    )
+
+    loaded = [load_blueprint(d) for d in blueprint_dirs]
+    engine = Engine(connect()) if loaded else None
+    with err.status("starting LocalStack") if not quiet else nullcontext():
+        start_localstack(ctx.settings)
+    for item in loaded:
+        assert engine is not None
+        # A changed analysis must never run as its stale image: build unless the context
+        # is provably unchanged since the last build of this tag.
+        with err.status(f"building {item.blueprint.image_tag}") if not quiet else nullcontext():
+            image_id = cached_build(item, ctx.settings.state_dir, engine.build, engine.image_id)
+        # Provisioning again is skipped when the stack already holds this exact record.
+        record = AnalysisRecord.of(item, image_id)
+        if load_record(ctx.storage, record.blueprint.analysis) != record:
+            provision(ctx.storage, ctx.sqs, ctx.settings, record)
+    if launcher == "ec2" and ctx.settings.local:
+        start_standin(ctx.settings)
+    start_command_server(ctx.settings)
+    info = start_dispatcher(ctx.settings, launcher)
+    if info.detail.get("launcher", launcher) != launcher:
+        # Runners run in sessions of their own and finish whatever the dispatcher does.
+        if not quiet:
+            err.print(f"switching the dispatcher from {info.detail['launcher']} to {launcher}")
+        PidFile(ctx.settings.state_dir, "dispatcher").stop()
+        start_dispatcher(ctx.settings, launcher)
+
+
+def up(
+    blueprint_dirs: Annotated[
+        list[Path] | None, typer.Argument(help="Blueprints to provision (default: ./blueprints/*).")
+    ] = None,
+    launcher: LauncherOpt = "docker",
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start the local stack (LocalStack + dispatcher) and provision blueprints on it."""
+    ctx = Context.create(endpoint_url)
+    dirs = blueprint_dirs
+    if dirs is None:
+        dirs = sorted(p.parent for p in Path("blueprints").glob("*/blueprint.yaml"))
+    bring_up(ctx, check_launcher(launcher), dirs, quiet=as_json)
+    print_status(ctx, as_json)
+
+
+def down(endpoint_url: EndpointOpt = None) -> None:
+    """Stop what `up` started (the command server, the dispatcher, the EC2 stand-in, then
+    LocalStack)."""
+    from ..stack import PidFile
+
+    ctx = Context.create(endpoint_url)
+    for name in ("cmdserver", "dispatcher", "ec2-standin", "localstack"):
+        stopped = PidFile(ctx.settings.state_dir, name).stop()
+        console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
+
+
+def print_status(ctx: Context, as_json: bool) -> None:
+    from ..stack_status import stack_status
+
+    doc = stack_status(ctx.settings)
+    if as_json:
+        emit_json(doc)
+        return
+    ls, dp = doc["localstack"], doc["dispatcher"]
+    console.print(
+        f"LocalStack  {'[green]running[/green]' if ls['running'] else '[red]stopped[/red]'}"
+        f"  {doc['endpoint']}" + (f" (pid {ls['pid']})" if ls["pid"] else "")
+    )
+    console.print(
+        f"dispatcher  {'[green]running[/green]' if dp['running'] else '[red]stopped[/red]'}"
+        + (f"  launcher {dp['launcher']} (pid {dp['pid']})" if dp["running"] else "")
+    )
+    if doc["ec2_standin"]["running"]:
+        console.print(f"EC2 stand-in [green]running[/green] (pid {doc['ec2_standin']['pid']})")
+    console.print(f"analyses    {', '.join(doc['analyses']) or '(none)'}")
+
+
+def status(endpoint_url: EndpointOpt = None, as_json: JsonOpt = False) -> None:
+    """Say what runs: LocalStack, the dispatcher, the analyses provisioned."""
+    print_status(Context.create(endpoint_url), as_json)
+
+
+def dispatch(
+    launcher: LauncherOpt = "docker",
+    endpoint_url: EndpointOpt = None,
+) -> None:
+    """Run the dispatcher loop in the foreground (`up` starts it in the background)."""
+    import logging
+
+    from ..dispatcher import Dispatcher
+    from ..launchers.base import Launcher
+    from ..launchers.docker import DockerLauncher
+    from ..launchers.ec2 import Ec2Launcher
+    from ..provision import ensure_queue
+    from ..queue import QueueLoop
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(message)s")
+    check_launcher(launcher)
+    ctx = Context.create(endpoint_url)
+    ctx.require_stack()
+    queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
+    launcher_: Launcher
+    if launcher == "ec2":
+        launcher_ = Ec2Launcher(ctx.settings, ctx.storage)
+    else:
+        docker_launcher = DockerLauncher(ctx.settings.state_dir, ctx.settings.endpoint_url)
+        docker_launcher.warm()
+        launcher_ = docker_launcher
+    dispatcher = Dispatcher(
+        ctx.storage,
+        launcher_,
+        ctx.settings.endpoint_url,
+        ctx.settings.region,
+    )
+    recovered = dispatcher.recover()
+    logging.getLogger(__name__).info(
+        "serving %s with the %s launcher; %d queued dataset(s) recovered",
+        queue_url,
+        launcher,
+        recovered,
+    )
+    QueueLoop(ctx.sqs, queue_url, dispatcher).run_forever()
