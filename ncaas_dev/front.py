@@ -23,6 +23,15 @@ import sys
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 SOCKET_NAME = "command.sock"
+# Commands whose own start-up is already a small fraction of a second (they import no boto3
+# or Docker SDK: see tests/unit/test_cli_startup.py) gain nothing from a fork of the server;
+# `dispatch` is the long-running loop itself.
+RUN_HERE = {"status", "down", "init", "dispatch", "--version", "--help", "-h"}
+
+
+def _served(argv: list[str]) -> bool:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return not (set(argv) & {"--help", "-h"} or (command or "--help") in RUN_HERE)
 
 
 def socket_path(environ: dict[str, str] | os._Environ[str] = os.environ) -> str:
@@ -67,7 +76,7 @@ def request_bytes(argv: list[str], fds: list[int]) -> bytes:
 
 def via_server(argv: list[str]) -> int | None:
     """The command's exit code as the server ran it; None if no server would run it."""
-    if os.environ.get("NCAAS_NO_COMMAND_SERVER") or (argv and argv[0] == "dispatch"):
+    if os.environ.get("NCAAS_NO_COMMAND_SERVER") or not _served(argv):
         return None
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

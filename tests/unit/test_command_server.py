@@ -59,18 +59,23 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     log.close()
 
 
-def test_a_served_command_works_in_the_callers_folder_with_its_environment(
+def test_a_served_command_works_in_the_callers_folder(
     server: dict[str, str], tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
-    work.mkdir()
+    (work / "bp").mkdir(parents=True)
+    (work / "bp" / "blueprint.yaml").write_text("analysis: Not_A_Bucket\n")
     result = subprocess.run(
-        [*FRONT, "init", "my-analysis"], cwd=work, env=server, capture_output=True, text=True
+        [*FRONT, "run", "bp", "--data", "rec.bin"],
+        cwd=work,
+        env=server,
+        capture_output=True,
+        text=True,
     )
-    assert result.returncode == 0, result.stderr
-    assert (work / "my-analysis" / "blueprint.yaml").is_file()
-    assert "my-analysis" in result.stdout + result.stderr
-    assert served(server) == ["init my-analysis"]
+    # The relative folder was found from the caller's folder: the error is about its content.
+    assert result.returncode == 2, result.stderr
+    assert "analysis" in result.stderr and "blueprint.yaml" in result.stderr, result.stderr
+    assert served(server) == ["run bp --data rec.bin"]
 
 
 def test_bad_usage_keeps_its_exit_code_and_message(server: dict[str, str], tmp_path: Path) -> None:
@@ -86,28 +91,36 @@ def test_bad_usage_keeps_its_exit_code_and_message(server: dict[str, str], tmp_p
 
 
 def test_a_caller_without_standard_input_is_served(server: dict[str, str]) -> None:
+    args = ["jobs", "/nowhere/bp"]
     result = subprocess.run(
-        [*FRONT, "--version"], env=server, stdin=subprocess.DEVNULL, capture_output=True
+        [*FRONT, *args], env=server, stdin=subprocess.DEVNULL, capture_output=True
     )
     closed = subprocess.run(
         [
             sys.executable,
             "-c",
             "import os; os.close(0); from ncaas_dev.front import main; main()",
-            "--version",
+            *args,
         ],
         env=server,
         capture_output=True,
     )
-    assert result.returncode == closed.returncode == 0
-    assert result.stdout.strip() and result.stdout == closed.stdout
-    assert served(server) == ["--version", "--version"]
+    assert result.returncode == closed.returncode != 0
+    assert result.stderr.strip() and result.stderr == closed.stderr
+    assert served(server) == ["jobs /nowhere/bp", "jobs /nowhere/bp"]
+
+
+def test_light_commands_run_in_the_caller(server: dict[str, str]) -> None:
+    for args in (["--version"], ["--help"], ["run", "--help"], ["status", "--json"]):
+        result = subprocess.run([*FRONT, *args], env=server, capture_output=True, text=True)
+        assert result.returncode in (0, 1), result.stderr  # status: 1 when no stack answers
+    assert served(server) == []
 
 
 def test_another_checkout_is_refused_so_the_caller_runs_the_command_itself(
     server: dict[str, str],
 ) -> None:
-    request = json.loads(request_bytes(["--version"], [])[4:])
+    request = json.loads(request_bytes(["jobs", "x"], [])[4:])
     request["package"] = "/somewhere/else/ncaas_dev"
     body = json.dumps(request).encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
