@@ -104,7 +104,9 @@ def bench_overhead(repeat: int, work: Path) -> list[str]:
         docker_s.append(timed(docker)[0])
     started = time.time()
     out = subprocess.run([*run, "--json"], capture_output=True, check=True, text=True).stdout
-    steps = breakdown(json.loads(out), started, time.time())
+    ended = time.time()
+    status = Path(json.loads(out)["results_dir"]) / "logs" / "status.json"
+    steps = breakdown(json.loads(status.read_text()), started, ended)
     extra = statistics.median(run_s) - statistics.median(docker_s)
     return [
         f"| `ncaas-dev run`, analysis that does nothing (median of {repeat}) "
