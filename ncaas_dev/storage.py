@@ -32,6 +32,11 @@ Progress = Callable[[int], None]
 # Below this, one plain request moves a file: the transfer manager's extra HEAD and threads
 # cost more than they save (most configs, small datasets, every status and log file).
 SMALL_FILE = 8 * 1024**2
+# The process's umask, read once (reading it means setting it: not safe once threads run).
+# A downloaded file gets the mode a plain `open` would give it, not mkstemp's 0600: the
+# analysis reads its inputs as another user.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class PreconditionFailed(StorageError):
@@ -274,6 +279,7 @@ class Storage:
                 if reply["ContentLength"] <= SMALL_FILE:
                     body = reply["Body"].read()
                     Path(tmp).write_bytes(body)
+                    os.chmod(tmp, 0o666 & ~_UMASK)
                     if progress:
                         progress(len(body))
                 else:
