@@ -43,8 +43,10 @@ lint: venv
 test: setup lint  ## lint, types, unit and integration tests against real Docker + LocalStack
 	$(BIN)/pytest
 
-bench: setup  ## the benchmark table in docs/benchmarks.md
+bench: setup  ## the benchmark tables in docs/benchmarks.md
 	$(BIN)/python benchmarks/bench_run.py
+	$(BIN)/python benchmarks/bench_startup.py
+	$(BIN)/python benchmarks/bench_admission.py
 
 clean:
 	-$(BIN)/ncaas-dev down
