@@ -6,6 +6,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +85,15 @@ class Lab:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+# The command installed with the Python running the tests (whatever venv that is).
+NCAAS_DEV = Path(sys.executable).parent / "ncaas-dev"
 
 
 def ncaas(
     args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "ncaas-dev"), *args],
+        [str(NCAAS_DEV), *args],
         env=env,
         cwd=cwd,
         capture_output=True,

@@ -41,7 +41,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import copy_blueprint
+from .jobs import NCAAS_DEV, copy_blueprint
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "sandbox"
@@ -208,7 +208,7 @@ def test_dataset_round_trip_is_streamed_and_intact(bench: Bench, settings: Setti
 
     # 3. Download of the job folder, as `ncaas-dev results` does.
     out = bench.work / "results"
-    cli = ROOT / ".venv" / "bin" / "ncaas-dev"
+    cli = NCAAS_DEV
     down = measured(
         [str(cli), "results", str(bench.folder), job, "--group", "labA", "--out", str(out)],
         bench.env,

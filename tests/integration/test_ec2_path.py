@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -112,7 +113,7 @@ def test_ec2_launcher_gives_the_same_results_as_docker(
     analysis = yaml.safe_load(text)["analysis"]
     data = tmp_path / "rec.bin"
     subprocess.run(
-        [str(ROOT / ".venv/bin/python"), str(folder / "generate_data.py"), "--out", str(data)],
+        [sys.executable, str(folder / "generate_data.py"), "--out", str(data)],
         check=True,
         capture_output=True,
     )

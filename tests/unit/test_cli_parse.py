@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from ncaas_dev.blueprint import load_blueprint
 
-NCAAS_DEV = "/work/main/.venv/bin/ncaas-dev"
+# The command installed with the Python running the tests, not some other checkout's.
+NCAAS_DEV = str(Path(sys.executable).parent / "ncaas-dev")
 
 
 def ncaas_dev(*args: str, cwd: Path, state: Path, columns: int | None = 200):
