@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
+import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
-from integration.jobs import copy_blueprint  # tests/ is on sys.path: pytest's rootdir conftest
+from integration.jobs import copy_blueprint
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -28,6 +29,15 @@ from ncaas_dev.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before anything is imported or started: the session's own environment (isolation.py)."""
+    isolation.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    isolation.stop()
 
 
 def _free_port() -> int:
