@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from ncaas_dev.aws import s3_client  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import PidFile, health_ok, localstack_env, localstack_python  # noqa: E402
+from ncaas_dev.stack import PidFile, health_ok, localstack_command, localstack_env  # noqa: E402
 
 SERVERS = ("hypercorn", "twisted")
 
@@ -64,7 +64,7 @@ def measure(server: str, count: int) -> dict[str, Any]:
     env = {**localstack_env(settings), "GATEWAY_SERVER": server}
     log = (state / "localstack.log").open("wb")
     process = subprocess.Popen(
-        [str(localstack_python()), "-m", "localstack.runtime.main"],
+        localstack_command(settings),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -110,6 +110,24 @@ def localstack_python() -> Path:
     return Path(explicit) if explicit else PROJECT_ROOT / "localstack" / ".venv" / "bin" / "python"
 
 
+# LocalStack's S3 spools object bodies under a fixed /tmp/localstack-s3-storage/{bucket} that
+# every LocalStack on the machine shares: one stack deleting or cleaning up a bucket removed
+# another's files, and the folder, made by whoever ran first, refused every other user. Each
+# stack gets its own under its state folder (the path is a module constant, not a setting).
+_BOOT = (
+    "import runpy, sys\n"
+    "import localstack.services.s3.provider as s3\n"
+    "s3.DEFAULT_S3_TMP_DIR = sys.argv.pop(1)\n"
+    "runpy.run_module('localstack.runtime.main', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def localstack_command(settings: Settings) -> list[str]:
+    """LocalStack's runtime, its S3 storage in ``settings``' state folder."""
+    storage = settings.state_dir / "localstack" / "s3-storage"
+    return [str(localstack_python()), "-c", _BOOT, str(storage)]
+
+
 def _loopback(host: str | None) -> str:
     """The endpoint's host if it is a loopback address, else 127.0.0.1 (never a wildcard)."""
     try:
@@ -169,7 +187,7 @@ def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
         )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     process = _spawn(
-        [str(python), "-m", "localstack.runtime.main"],
+        localstack_command(settings),
         localstack_env(settings),
         settings.state_dir / "localstack.log",
     )

@@ -128,3 +128,14 @@ def test_the_stack_listens_on_loopback_only(
     assert ("127.0.0.1", port) in bound, f"LocalStack's gateway not found among {bound}"
     wide = {a: pids for a, pids in bound.items() if not ipaddress.ip_address(a[0]).is_loopback}
     assert not wide, f"listening beyond loopback (address, port -> pids): {wide}"
+
+
+def test_the_stack_keeps_its_s3_data_in_its_own_state_folder(
+    settings: Settings, storage: Storage, probe: LoadedBlueprint
+) -> None:
+    """Not in LocalStack's fixed /tmp/localstack-s3-storage, which every LocalStack on the
+    machine shared (one stack's cleanup removed another's files; root's folder refused others).
+    """
+    bucket = probe.blueprint.analysis
+    storage.put_bytes(bucket, "labA/inputs/spooled.bin", os.urandom(2 * 1024**2))
+    assert (settings.state_dir / "localstack" / "s3-storage" / bucket).is_dir()
