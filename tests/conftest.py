@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
-from integration.jobs import copy_blueprint
+from integration.jobs import SESSION_ANALYSES, copy_blueprint
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -86,7 +86,8 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_images_left(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Analysis images the session built (tests, the CLI, bake) are removed when it ends."""
+    """Analysis images the session built (tests, the CLI, bake) are removed when it ends: only
+    images of analyses it named itself, never another session's on the same engine."""
     if not any(item.get_closest_marker("integration") for item in request.session.items):
         yield  # a unit-only run needs no engine
         return
@@ -94,6 +95,8 @@ def _no_images_left(request: pytest.FixtureRequest) -> Iterator[None]:
     before = {tag for image in engine.client.images.list() for tag in image.tags}
     yield
     for image in engine.client.images.list(filters={"label": "ncaas=image"}):
+        if image.labels.get("ncaas.analysis") not in SESSION_ANALYSES:
+            continue
         for tag in set(image.tags) - before:
             with contextlib.suppress(docker.errors.APIError):  # still used: left alone
                 engine.client.images.remove(tag)

@@ -103,12 +103,24 @@ def ncaas(
     )
 
 
+# Analyses this test session named: their images are the only ones it removes at the end (other
+# sessions on the same engine build images of their own meanwhile; those are not ours).
+SESSION_ANALYSES: set[str] = set()
+
+
+def new_analysis(prefix: str) -> str:
+    """A fresh analysis name (``{prefix}-{random}``), recorded as this session's."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    SESSION_ANALYSES.add(name)
+    return name
+
+
 def copy_blueprint(source: Path, folder: Path, prefix: str, **sections: dict[str, object]) -> Path:
     """``source`` copied to ``folder`` as an analysis of its own (``{prefix}-{random}``), its
     blueprint's ``sections`` updated; the copy's folder."""
     shutil.copytree(source, folder, dirs_exist_ok=True)
     doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"{prefix}-{secrets.token_hex(4)}"
+    doc["analysis"] = new_analysis(prefix)
     for section, values in sections.items():
         doc.setdefault(section, {}).update(values)
     (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))

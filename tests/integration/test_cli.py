@@ -11,7 +11,7 @@ from isolation import closed_endpoint
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, ncaas
+from .jobs import Lab, ncaas, new_analysis
 
 pytestmark = pytest.mark.integration
 
@@ -119,9 +119,8 @@ def test_docker_down_is_one_line_and_exit_1(
 
 
 def test_init_scaffold_runs_as_it_is(cli_env: dict[str, str], tmp_path: Path) -> None:
-    import secrets
 
-    name = f"scaffold-{secrets.token_hex(3)}"
+    name = new_analysis("scaffold")
     assert ncaas(["init", name], cli_env, cwd=tmp_path).returncode == 0
     sample = tmp_path / "sample.txt"
     sample.write_text("hello\n")
