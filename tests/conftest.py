@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
-from integration.jobs import SESSION_ANALYSES, copy_blueprint
+from integration.jobs import SESSION_ANALYSES, copy_blueprint, remove_image
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -116,7 +116,7 @@ def probe(
         all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
     ):
         container.remove(force=True)
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
@@ -11,9 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import yaml
 
 from ncaas_dev.client import AnalysisClient, Submitted
+from ncaas_dev.containers import Engine
 from ncaas_dev.layout import JobPaths
 from ncaas_dev.status import JobStatus
 from ncaas_dev.storage import Storage
@@ -113,6 +116,13 @@ def new_analysis(prefix: str) -> str:
     name = f"{prefix}-{secrets.token_hex(4)}"
     SESSION_ANALYSES.add(name)
     return name
+
+
+def remove_image(engine: Engine, tag: str) -> None:
+    """A fixture's image, removed at teardown; already gone (another session's clean-up with an
+    older rule, say) is as good."""
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        engine.client.images.remove(tag, noprune=False)
 
 
 def copy_blueprint(source: Path, folder: Path, prefix: str, **sections: dict[str, object]) -> Path:

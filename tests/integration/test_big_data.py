@@ -41,7 +41,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import NCAAS_DEV, copy_blueprint
+from .jobs import NCAAS_DEV, copy_blueprint, remove_image
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "sandbox"
@@ -145,7 +145,7 @@ def bench(
     }
     (work / "state").mkdir()
     yield Bench(loaded.blueprint.analysis, folder, work, env, storage, record)
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
     for obj in storage.list_objects(loaded.blueprint.analysis, ""):  # GiBs on LocalStack's disk
         storage.s3.delete_object(Bucket=loaded.blueprint.analysis, Key=obj.key)
     storage.s3.delete_bucket(Bucket=loaded.blueprint.analysis)

@@ -36,7 +36,7 @@ from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 from ncaas_dev.submission import TIMESTAMP, InvalidSubmission, parse_submission
 
-from .jobs import Lab, copy_blueprint
+from .jobs import Lab, copy_blueprint, remove_image
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def stage(
         storage.put_bytes(lab.bucket, key, secrets.token_bytes(100))
     storage.put_bytes(lab.bucket, CONFIG, json.dumps({"lines": 1}).encode())
     yield Stage(lab, frozenset([*keys, CONFIG]))
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
 
 
 # -- what gets submitted ----------------------------------------------------------------------

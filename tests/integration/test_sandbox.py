@@ -30,7 +30,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, copy_blueprint
+from .jobs import Lab, copy_blueprint, remove_image
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def sandbox(
         all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
     ):
         container.remove(force=True)
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
 
 
 LISTENER_PORT = 8000
