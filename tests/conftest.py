@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
-from integration.jobs import SESSION_ANALYSES, copy_blueprint, remove_image
+from integration.jobs import SESSION_ANALYSES, copy_blueprint, pin_image, remove_image
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -110,6 +110,7 @@ def probe(
     folder = copy_blueprint(FIXTURES / "probe", tmp_path_factory.mktemp("probe"), "ncaas-test")
     loaded = load_blueprint(folder)
     image_id = engine.build(loaded)
+    pin_image(engine, loaded.blueprint.image_tag)
     provision(storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, image_id))
     yield loaded
     for container in engine.client.containers.list(

@@ -118,9 +118,19 @@ def new_analysis(prefix: str) -> str:
     return name
 
 
+def pin_image(engine: Engine, tag: str) -> None:
+    """Keep a fixture's image while the session needs it: a created (never started) container
+    refers to it, so removing the tag without force fails. Other test sessions on the same
+    engine, older ones among them, clean up images they think are theirs that way."""
+    engine.client.containers.create(
+        tag, ["true"], network_mode="none", labels={"ncaas.test": "pin", "ncaas.pin": tag}
+    )
+
+
 def remove_image(engine: Engine, tag: str) -> None:
-    """A fixture's image, removed at teardown; already gone (another session's clean-up with an
-    older rule, say) is as good."""
+    """A fixture's image (and its pin), removed at teardown; already gone is as good."""
+    for pin in engine.client.containers.list(all=True, filters={"label": f"ncaas.pin={tag}"}):
+        pin.remove(force=True)
     with contextlib.suppress(docker.errors.ImageNotFound):
         engine.client.images.remove(tag, noprune=False)
 

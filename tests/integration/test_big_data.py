@@ -41,7 +41,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import NCAAS_DEV, copy_blueprint, remove_image
+from .jobs import NCAAS_DEV, copy_blueprint, pin_image, remove_image
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "sandbox"
@@ -136,6 +136,7 @@ def bench(
     folder = copy_blueprint(FIXTURE, work / "blueprint", "ncaas-big")
     loaded: LoadedBlueprint = load_blueprint(folder)
     record = AnalysisRecord.of(loaded, engine.build(loaded))
+    pin_image(engine, loaded.blueprint.image_tag)
     storage.ensure_bucket(loaded.blueprint.analysis, settings.region)
     assert settings.endpoint_url
     env = {

@@ -30,7 +30,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, copy_blueprint, remove_image
+from .jobs import Lab, copy_blueprint, pin_image, remove_image
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +48,7 @@ def sandbox(
     folder = copy_blueprint(FIXTURE, tmp_path_factory.mktemp("sandbox"), "ncaas-sandbox")
     loaded = load_blueprint(folder)
     record = AnalysisRecord.of(loaded, engine.build(loaded))
+    pin_image(engine, loaded.blueprint.image_tag)
     provision(storage, sqs_client(settings), settings, record)
     yield loaded, record
     for container in engine.client.containers.list(
