@@ -94,6 +94,9 @@ def _no_images_left(request: pytest.FixtureRequest) -> Iterator[None]:
     engine = request.getfixturevalue("engine")
     before = {tag for image in engine.client.images.list() for tag in image.tags}
     yield
+    for pin in engine.client.containers.list(all=True, filters={"label": "ncaas.test=pin"}):
+        if pin.labels.get("ncaas.pin.analysis") in SESSION_ANALYSES:
+            pin.remove(force=True)
     for image in engine.client.images.list(filters={"label": "ncaas=image"}):
         if image.labels.get("ncaas.analysis") not in SESSION_ANALYSES:
             continue

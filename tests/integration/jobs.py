@@ -122,9 +122,9 @@ def pin_image(engine: Engine, tag: str) -> None:
     """Keep a fixture's image while the session needs it: a created (never started) container
     refers to it, so removing the tag without force fails. Other test sessions on the same
     engine, older ones among them, clean up images they think are theirs that way."""
-    engine.client.containers.create(
-        tag, ["true"], network_mode="none", labels={"ncaas.test": "pin", "ncaas.pin": tag}
-    )
+    analysis = engine.client.images.get(tag).labels.get("ncaas.analysis", "")
+    labels = {"ncaas.test": "pin", "ncaas.pin": tag, "ncaas.pin.analysis": analysis}
+    engine.client.containers.create(tag, ["true"], network_mode="none", labels=labels)
 
 
 def remove_image(engine: Engine, tag: str) -> None:

@@ -30,7 +30,7 @@ from ncaas_dev.stack import PidFile, start_localstack
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
-from .jobs import ROOT, Lab, copy_blueprint, ncaas
+from .jobs import ROOT, Lab, copy_blueprint, ncaas, pin_image
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -100,7 +100,10 @@ def blueprint_copy(source: Path, folder: Path, **cloud: object) -> Path:
 def build(engine: Engine, folder: Path) -> str:
     from ncaas_dev.blueprint import load_blueprint
 
-    return engine.build(load_blueprint(folder))
+    loaded = load_blueprint(folder)
+    image_id = engine.build(loaded)
+    pin_image(engine, loaded.blueprint.image_tag)  # until the session's end removes both
+    return image_id
 
 
 def test_ec2_launcher_gives_the_same_results_as_docker(
