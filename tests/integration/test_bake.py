@@ -22,7 +22,7 @@ from ncaas_dev.containers import Engine
 from ncaas_dev.launchers.ec2 import check_ami
 from ncaas_dev.settings import Settings
 
-from .jobs import ncaas, new_analysis
+from .jobs import ncaas, new_analysis, pin_image
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +54,7 @@ def baked(
     )
     done = ncaas(["bake", str(folder), "--json"], cli_env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    pin_image(engine, f"ncaas/{analysis}:latest")  # the later tests check its id stays
     work = settings.state_dir / "bake" / analysis
     yield Baked(folder, analysis, json.loads(done.stdout), work)
     shutil.rmtree(work, ignore_errors=True)  # a 1 GB image archive
