@@ -52,9 +52,12 @@ def baked(
     (folder / "blueprint.yaml").write_text(
         text.replace("analysis: ncaas-probe", f"analysis: {analysis}")
     )
+    # Built and pinned first (bake's own build is then a cache hit on the same image): the later
+    # tests check the baked image's id stays, and other sessions' clean-up must not take it.
+    engine.build(load_blueprint(folder))
+    pin_image(engine, f"ncaas/{analysis}:latest")
     done = ncaas(["bake", str(folder), "--json"], cli_env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    pin_image(engine, f"ncaas/{analysis}:latest")  # the later tests check its id stays
     work = settings.state_dir / "bake" / analysis
     yield Baked(folder, analysis, json.loads(done.stdout), work)
     shutil.rmtree(work, ignore_errors=True)  # a 1 GB image archive
