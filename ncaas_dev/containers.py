@@ -55,6 +55,8 @@ class ContainerSpec:
     gpu: bool
     labels: dict[str, str]
     user: str
+    # With ``network``: the Docker network to join (None: the engine's default network).
+    network_name: str | None = None
 
 
 def pids_limit(cpus: float) -> int:
@@ -157,6 +159,8 @@ class Engine:
         }
         if not spec.network:
             kwargs["network_mode"] = "none"
+        elif spec.network_name:
+            kwargs["network"] = spec.network_name
         if spec.gpu:
             kwargs["device_requests"] = [
                 docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])

@@ -78,7 +78,7 @@ def classify(exit: ExitInfo | None, task: DatasetTask) -> tuple[State, str | Non
     )
 
 
-def container_spec(task: DatasetTask, work: Path) -> ContainerSpec:
+def container_spec(task: DatasetTask, work: Path, network_name: str | None = None) -> ContainerSpec:
     blueprint = task.record.blueprint
     config_name = dataset_name(task.config_key) if task.config_key else ""
     env = {
@@ -106,6 +106,7 @@ def container_spec(task: DatasetTask, work: Path) -> ContainerSpec:
         cpus=blueprint.resources.cpus,
         memory=blueprint.resources.memory,
         network=blueprint.run.network,
+        network_name=network_name,
         gpu=blueprint.resources.gpu,
         labels={
             "ncaas.analysis": blueprint.analysis,
@@ -157,7 +158,9 @@ class Runner:
                 )
             uid, gid = sandbox_ids()
             os.chown(work / "output", uid, gid)  # the sandbox user may write here, nowhere else
-            container = self.engine.start(container_spec(task, work))
+            container = self.engine.start(
+                container_spec(task, work, self.settings.analysis_network)
+            )
             extra["image_id"] = container.image.id
             store.update(
                 task.group,

@@ -18,6 +18,10 @@ def _state_dir() -> Path:
     return Path(os.environ.get("NCAAS_STATE_DIR", Path.home() / ".ncaas-dev")).expanduser()
 
 
+def _analysis_network() -> str | None:
+    return os.environ.get("NCAAS_ANALYSIS_NETWORK") or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """``endpoint_url`` is None for real AWS (``--cloud``), else LocalStack's address."""
@@ -25,6 +29,9 @@ class Settings:
     endpoint_url: str | None = DEFAULT_ENDPOINT
     region: str = DEFAULT_REGION
     state_dir: Path = field(default_factory=_state_dir)
+    # The Docker network an analysis with ``run.network: true`` joins (NCAAS_ANALYSIS_NETWORK);
+    # None: the engine's default network. Analyses without ``run.network`` get none either way.
+    analysis_network: str | None = field(default_factory=_analysis_network)
 
     @classmethod
     def from_env(cls, endpoint_url: str | None = None, cloud: bool = False) -> Settings:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -109,13 +110,45 @@ def localstack_python() -> Path:
     return Path(explicit) if explicit else PROJECT_ROOT / "localstack" / ".venv" / "bin" / "python"
 
 
+# LocalStack's S3 spools object bodies under a fixed /tmp/localstack-s3-storage/{bucket} that
+# every LocalStack on the machine shares: one stack deleting or cleaning up a bucket removed
+# another's files, and the folder, made by whoever ran first, refused every other user. Each
+# stack gets its own under its state folder (the path is a module constant, not a setting).
+_BOOT = (
+    "import runpy, sys\n"
+    "import localstack.services.s3.provider as s3\n"
+    "s3.DEFAULT_S3_TMP_DIR = sys.argv.pop(1)\n"
+    "runpy.run_module('localstack.runtime.main', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def localstack_command(settings: Settings) -> list[str]:
+    """LocalStack's runtime, its S3 storage in ``settings``' state folder."""
+    storage = settings.state_dir / "localstack" / "s3-storage"
+    return [str(localstack_python()), "-c", _BOOT, str(storage)]
+
+
+def _loopback(host: str | None) -> str:
+    """The endpoint's host if it is a loopback address, else 127.0.0.1 (never a wildcard)."""
+    try:
+        if host and ipaddress.ip_address(host).is_loopback:
+            return f"[{host}]" if ":" in host else host
+    except ValueError:
+        pass  # a name (localhost): LocalStack binds what it resolves to, so bind the address
+    return "127.0.0.1"
+
+
 def localstack_env(settings: Settings) -> dict[str, str]:
     assert settings.endpoint_url is not None
     url = urlparse(settings.endpoint_url)
     root = settings.state_dir / "localstack"
     return {
         **os.environ,
-        "GATEWAY_LISTEN": f"{url.hostname or '127.0.0.1'}:{url.port or 4566}",
+        # Loopback only: the stack holds a lab's data behind the well-known test/test keys.
+        # LocalStack's default gateway (twisted) binds every address whatever GATEWAY_LISTEN
+        # says; hypercorn binds the address given (docs/design.md, "The local stack").
+        "GATEWAY_SERVER": "hypercorn",
+        "GATEWAY_LISTEN": f"{_loopback(url.hostname)}:{url.port or 4566}",
         "SERVICES": SERVICES,
         # Our machines look like containers to LocalStack, which would then write under /etc
         # and /var/lib; keep everything in the state folder instead.
@@ -154,7 +187,7 @@ def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
         )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     process = _spawn(
-        [str(python), "-m", "localstack.runtime.main"],
+        localstack_command(settings),
         localstack_env(settings),
         settings.state_dir / "localstack.log",
     )

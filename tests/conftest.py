@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
+import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
-from integration.jobs import copy_blueprint  # tests/ is on sys.path: pytest's rootdir conftest
+from integration.jobs import SESSION_ANALYSES, copy_blueprint, pin_image, remove_image
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -28,6 +29,15 @@ from ncaas_dev.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before anything is imported or started: the session's own environment (isolation.py)."""
+    isolation.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    isolation.stop()
 
 
 def _free_port() -> int:
@@ -76,14 +86,20 @@ def engine() -> Engine:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_images_left(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Analysis images the session built (tests, the CLI, bake) are removed when it ends."""
+    """Analysis images the session built (tests, the CLI, bake) are removed when it ends: only
+    images of analyses it named itself, never another session's on the same engine."""
     if not any(item.get_closest_marker("integration") for item in request.session.items):
         yield  # a unit-only run needs no engine
         return
     engine = request.getfixturevalue("engine")
     before = {tag for image in engine.client.images.list() for tag in image.tags}
     yield
+    for pin in engine.client.containers.list(all=True, filters={"label": "ncaas.test=pin"}):
+        if pin.labels.get("ncaas.pin.analysis") in SESSION_ANALYSES:
+            pin.remove(force=True)
     for image in engine.client.images.list(filters={"label": "ncaas=image"}):
+        if image.labels.get("ncaas.analysis") not in SESSION_ANALYSES:
+            continue
         for tag in set(image.tags) - before:
             with contextlib.suppress(docker.errors.APIError):  # still used: left alone
                 engine.client.images.remove(tag)
@@ -97,13 +113,14 @@ def probe(
     folder = copy_blueprint(FIXTURES / "probe", tmp_path_factory.mktemp("probe"), "ncaas-test")
     loaded = load_blueprint(folder)
     image_id = engine.build(loaded)
+    pin_image(engine, loaded.blueprint.image_tag)
     provision(storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, image_id))
     yield loaded
     for container in engine.client.containers.list(
         all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
     ):
         container.remove(force=True)
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
 
 
 @pytest.fixture(scope="session")

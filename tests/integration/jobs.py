@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker.errors
 import yaml
 
 from ncaas_dev.client import AnalysisClient, Submitted
+from ncaas_dev.containers import Engine
 from ncaas_dev.layout import JobPaths
 from ncaas_dev.status import JobStatus
 from ncaas_dev.storage import Storage
@@ -84,13 +88,15 @@ class Lab:
 
 
 ROOT = Path(__file__).resolve().parents[2]
+# The command installed with the Python running the tests (whatever venv that is).
+NCAAS_DEV = Path(sys.executable).parent / "ncaas-dev"
 
 
 def ncaas(
     args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "ncaas-dev"), *args],
+        [str(NCAAS_DEV), *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -100,12 +106,41 @@ def ncaas(
     )
 
 
+# Analyses this test session named: their images are the only ones it removes at the end (other
+# sessions on the same engine build images of their own meanwhile; those are not ours).
+SESSION_ANALYSES: set[str] = set()
+
+
+def new_analysis(prefix: str) -> str:
+    """A fresh analysis name (``{prefix}-{random}``), recorded as this session's."""
+    name = f"{prefix}-{secrets.token_hex(4)}"
+    SESSION_ANALYSES.add(name)
+    return name
+
+
+def pin_image(engine: Engine, tag: str) -> None:
+    """Keep a fixture's image while the session needs it: a created (never started) container
+    refers to it, so removing the tag without force fails. Other test sessions on the same
+    engine, older ones among them, clean up images they think are theirs that way."""
+    analysis = engine.client.images.get(tag).labels.get("ncaas.analysis", "")
+    labels = {"ncaas.test": "pin", "ncaas.pin": tag, "ncaas.pin.analysis": analysis}
+    engine.client.containers.create(tag, ["true"], network_mode="none", labels=labels)
+
+
+def remove_image(engine: Engine, tag: str) -> None:
+    """A fixture's image (and its pin), removed at teardown; already gone is as good."""
+    for pin in engine.client.containers.list(all=True, filters={"label": f"ncaas.pin={tag}"}):
+        pin.remove(force=True)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        engine.client.images.remove(tag, noprune=False)
+
+
 def copy_blueprint(source: Path, folder: Path, prefix: str, **sections: dict[str, object]) -> Path:
     """``source`` copied to ``folder`` as an analysis of its own (``{prefix}-{random}``), its
     blueprint's ``sections`` updated; the copy's folder."""
     shutil.copytree(source, folder, dirs_exist_ok=True)
     doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = f"{prefix}-{secrets.token_hex(4)}"
+    doc["analysis"] = new_analysis(prefix)
     for section, values in sections.items():
         doc.setdefault(section, {}).update(values)
     (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))

@@ -4,7 +4,6 @@ proved in a stand-in container, the AMI recorded in a copy of the blueprint."""
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -23,7 +22,7 @@ from ncaas_dev.containers import Engine
 from ncaas_dev.launchers.ec2 import check_ami
 from ncaas_dev.settings import Settings
 
-from .jobs import ncaas
+from .jobs import ncaas, new_analysis, pin_image
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +47,15 @@ def baked(
     """The probe blueprint (a copy under a unique name) baked once, cold, by the CLI."""
     folder = tmp_path_factory.mktemp("bake") / "probe"
     shutil.copytree(FIXTURES / "probe", folder)
-    analysis = f"ncaas-bake-{secrets.token_hex(4)}"
+    analysis = new_analysis("ncaas-bake")
     text = (folder / "blueprint.yaml").read_text()
     (folder / "blueprint.yaml").write_text(
         text.replace("analysis: ncaas-probe", f"analysis: {analysis}")
     )
+    # Built and pinned first (bake's own build is then a cache hit on the same image): the later
+    # tests check the baked image's id stays, and other sessions' clean-up must not take it.
+    engine.build(load_blueprint(folder))
+    pin_image(engine, f"ncaas/{analysis}:latest")
     done = ncaas(["bake", str(folder), "--json"], cli_env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     work = settings.state_dir / "bake" / analysis

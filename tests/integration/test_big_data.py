@@ -41,7 +41,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import copy_blueprint
+from .jobs import NCAAS_DEV, copy_blueprint, pin_image, remove_image
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "sandbox"
@@ -136,6 +136,7 @@ def bench(
     folder = copy_blueprint(FIXTURE, work / "blueprint", "ncaas-big")
     loaded: LoadedBlueprint = load_blueprint(folder)
     record = AnalysisRecord.of(loaded, engine.build(loaded))
+    pin_image(engine, loaded.blueprint.image_tag)
     storage.ensure_bucket(loaded.blueprint.analysis, settings.region)
     assert settings.endpoint_url
     env = {
@@ -145,7 +146,7 @@ def bench(
     }
     (work / "state").mkdir()
     yield Bench(loaded.blueprint.analysis, folder, work, env, storage, record)
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
     for obj in storage.list_objects(loaded.blueprint.analysis, ""):  # GiBs on LocalStack's disk
         storage.s3.delete_object(Bucket=loaded.blueprint.analysis, Key=obj.key)
     storage.s3.delete_bucket(Bucket=loaded.blueprint.analysis)
@@ -208,7 +209,7 @@ def test_dataset_round_trip_is_streamed_and_intact(bench: Bench, settings: Setti
 
     # 3. Download of the job folder, as `ncaas-dev results` does.
     out = bench.work / "results"
-    cli = ROOT / ".venv" / "bin" / "ncaas-dev"
+    cli = NCAAS_DEV
     down = measured(
         [str(cli), "results", str(bench.folder), job, "--group", "labA", "--out", str(out)],
         bench.env,

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+from isolation import closed_endpoint
 
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, ncaas
+from .jobs import Lab, ncaas, new_analysis
 
 pytestmark = pytest.mark.integration
 
@@ -101,10 +102,10 @@ def test_status_jobs_logs_results(
 
 
 def test_localstack_down_is_one_line_and_exit_1(cli_env: dict[str, str]) -> None:
-    env = {**cli_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    env = {**cli_env, "AWS_ENDPOINT_URL": closed_endpoint()}
     result = ncaas(["jobs", "some-analysis"], env)
     assert result.returncode == 1
-    assert "LocalStack does not answer at http://127.0.0.1:9" in result.stderr
+    assert f"LocalStack does not answer at {closed_endpoint()}" in result.stderr
     assert "ncaas-dev up" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -118,9 +119,8 @@ def test_docker_down_is_one_line_and_exit_1(
 
 
 def test_init_scaffold_runs_as_it_is(cli_env: dict[str, str], tmp_path: Path) -> None:
-    import secrets
 
-    name = f"scaffold-{secrets.token_hex(3)}"
+    name = new_analysis("scaffold")
     assert ncaas(["init", name], cli_env, cwd=tmp_path).returncode == 0
     sample = tmp_path / "sample.txt"
     sample.write_text("hello\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def test_doctor_on_a_working_machine(
     checks = checks_of(done.stdout)
     for name in ("docker", "base image", "local stack", "dispatcher", "packer", "credentials"):
         assert checks[name]["level"] == "ok", checks[name]
-    assert "Packer v1.6.6" in checks["packer"]["detail"]
+    # Whichever Packer this machine has (Debian's is 1.6.6; a newer one is just as good).
+    assert re.search(r"Packer v\d+\.\d+", checks["packer"]["detail"]), checks["packer"]
     # The probe was never baked: a warning that says how to bake, not a failure.
     assert checks["ami"]["level"] == "warn"
     assert checks["ami"]["fix"] == f"ncaas-dev bake {probe.folder}"

@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from ncaas_dev.stack import PidFile, start_localstack
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
-from .jobs import ROOT, Lab, copy_blueprint, ncaas
+from .jobs import ROOT, Lab, copy_blueprint, ncaas, pin_image
 
 FIXTURES = ROOT / "tests" / "fixtures"
 
@@ -99,7 +100,10 @@ def blueprint_copy(source: Path, folder: Path, **cloud: object) -> Path:
 def build(engine: Engine, folder: Path) -> str:
     from ncaas_dev.blueprint import load_blueprint
 
-    return engine.build(load_blueprint(folder))
+    loaded = load_blueprint(folder)
+    image_id = engine.build(loaded)
+    pin_image(engine, loaded.blueprint.image_tag)  # until the session's end removes both
+    return image_id
 
 
 def test_ec2_launcher_gives_the_same_results_as_docker(
@@ -112,7 +116,7 @@ def test_ec2_launcher_gives_the_same_results_as_docker(
     analysis = yaml.safe_load(text)["analysis"]
     data = tmp_path / "rec.bin"
     subprocess.run(
-        [str(ROOT / ".venv/bin/python"), str(folder / "generate_data.py"), "--out", str(data)],
+        [sys.executable, str(folder / "generate_data.py"), "--out", str(data)],
         check=True,
         capture_output=True,
     )

@@ -36,7 +36,7 @@ from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 from ncaas_dev.submission import TIMESTAMP, InvalidSubmission, parse_submission
 
-from .jobs import Lab, copy_blueprint
+from .jobs import Lab, copy_blueprint, pin_image, remove_image
 
 pytestmark = pytest.mark.integration
 
@@ -74,16 +74,16 @@ def stage(
     """The probe analysis in a bucket of its own, with datasets under odd names."""
     folder = copy_blueprint(FIXTURES / "probe", tmp_path_factory.mktemp("fuzz-probe"), "ncaas-fuzz")
     loaded = load_blueprint(folder)
-    provision(
-        storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, engine.build(loaded))
-    )
+    record = AnalysisRecord.of(loaded, engine.build(loaded))
+    pin_image(engine, loaded.blueprint.image_tag)
+    provision(storage, sqs_client(settings), settings, record)
     lab = Lab(storage, loaded.blueprint.analysis)
     keys = [f"labA/inputs/{n}" for n in ODD_NAMES] + [DEEP, THEIRS]
     for key in keys:
         storage.put_bytes(lab.bucket, key, secrets.token_bytes(100))
     storage.put_bytes(lab.bucket, CONFIG, json.dumps({"lines": 1}).encode())
     yield Stage(lab, frozenset([*keys, CONFIG]))
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
 
 
 # -- what gets submitted ----------------------------------------------------------------------

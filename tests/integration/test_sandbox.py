@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, copy_blueprint
+from .jobs import Lab, copy_blueprint, pin_image, remove_image
 
 pytestmark = pytest.mark.integration
 
@@ -48,24 +48,70 @@ def sandbox(
     folder = copy_blueprint(FIXTURE, tmp_path_factory.mktemp("sandbox"), "ncaas-sandbox")
     loaded = load_blueprint(folder)
     record = AnalysisRecord.of(loaded, engine.build(loaded))
+    pin_image(engine, loaded.blueprint.image_tag)
     provision(storage, sqs_client(settings), settings, record)
     yield loaded, record
     for container in engine.client.containers.list(
         all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
     ):
         container.remove(force=True)
-    engine.client.images.remove(loaded.blueprint.image_tag, noprune=False)
+    remove_image(engine, loaded.blueprint.image_tag)
 
 
-def reachable_targets(engine: Engine, settings: Settings) -> list[tuple[str, int]]:
-    """Where LocalStack answers from a container that has a network: host and bridge gateway."""
+LISTENER_PORT = 8000
+LISTENER = f"""
+import socket
+server = socket.create_server(("0.0.0.0", {LISTENER_PORT}))
+print("listening", flush=True)
+while True:
+    conn, _ = server.accept()
+    conn.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def test_network(engine: Engine) -> Iterator[tuple[str, tuple[str, int]]]:
+    """A Docker network of this test's own, with a listener on it: (network name, address).
+
+    Internal (no route off the machine), made and removed here; the listener runs from the
+    local base image, and its address is read from its own inspect, not from the engine's
+    defaults (an engine may leave the bridge's gateway out of its IPAM config).
+    """
+    name = f"ncaas-test-net-{secrets.token_hex(4)}"
+    network = engine.client.networks.create(
+        name, driver="bridge", internal=True, labels={"ncaas.test": "sandbox"}
+    )
+    listener = None
+    try:
+        listener = engine.client.containers.run(
+            "ncaas/base:bookworm",
+            ["python3", "-c", LISTENER],
+            detach=True,
+            network=name,
+            user="65534:65534",
+            cap_drop=["ALL"],
+            labels={"ncaas.test": "sandbox"},
+        )
+        deadline = time.monotonic() + 60
+        while b"listening" not in listener.logs():
+            listener.reload()
+            assert listener.status in ("created", "running"), listener.logs().decode()
+            assert time.monotonic() < deadline, "the test's listener did not start"
+            time.sleep(0.1)
+        listener.reload()
+        ip = listener.attrs["NetworkSettings"]["Networks"][name]["IPAddress"]
+        assert ip, listener.attrs["NetworkSettings"]
+        yield name, (ip, LISTENER_PORT)
+    finally:
+        if listener is not None:
+            listener.remove(force=True)
+        network.remove()
+
+
+def localstack_address(settings: Settings) -> tuple[str, int]:
+    """The session's LocalStack, on the host's loopback."""
     assert settings.endpoint_url
-    port = int(settings.endpoint_url.rsplit(":", 1)[1])
-    gateway = engine.client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("10.255.255.255", 1))  # no packet is sent: it only picks the host's address
-        host_ip = s.getsockname()[0]
-    return [("127.0.0.1", port), (gateway, port), (host_ip, port), ("1.1.1.1", 443)]
+    return "127.0.0.1", int(settings.endpoint_url.rsplit(":", 1)[1])
 
 
 def claimed(data_key: str) -> DatasetStatus:
@@ -83,6 +129,7 @@ def run_directly(
     record: AnalysisRecord,
     state_dir: Path,
     cfg: dict[str, Any],
+    network: str | None = None,
 ) -> tuple[State, JobStatus, dict[str, Any]]:
     """One dataset through the real runner, in this process (whose environment the test sets)."""
     lab = Lab(storage, record.blueprint.analysis)
@@ -109,7 +156,9 @@ def run_directly(
         endpoint_url=settings.endpoint_url,
         region=settings.region,
     )
-    runner_settings = Settings(endpoint_url=settings.endpoint_url, state_dir=state_dir)
+    runner_settings = Settings(
+        endpoint_url=settings.endpoint_url, state_dir=state_dir, analysis_network=network
+    )
     state = Runner(storage, engine, runner_settings).run(task, "docker:sandbox-test")
     final = lab.client.status("labA", job)
     prefix = JobPaths("labA", job).outputs(name)
@@ -141,6 +190,7 @@ def test_hostile_analysis_reaches_nothing(
     tmp_path: Path,
     planted_credentials: list[str],
     monkeypatch: pytest.MonkeyPatch,
+    test_network: tuple[str, tuple[str, int]],
 ) -> None:
     _, record = sandbox
     owners: dict[str, int] = {}
@@ -151,9 +201,12 @@ def test_hostile_analysis_reaches_nothing(
         return upload_tree(folder, bucket, prefix)
 
     monkeypatch.setattr(storage, "upload_tree", spy)
-    targets = reachable_targets(engine, settings)
+    # Only loopback and the test's own listener: were the isolation broken, nothing would
+    # leave the machine. The network is offered to the analysis; run.network false refuses it.
+    network, listener = test_network
+    targets = [localstack_address(settings), listener]
     cfg = {"mode": "escape", "targets": targets, "canaries": planted_credentials}
-    state, status, seen = run_directly(storage, engine, settings, record, tmp_path, cfg)
+    state, status, seen = run_directly(storage, engine, settings, record, tmp_path, cfg, network)
     facts = seen["facts"]
     assert state == State.SUCCEEDED, status.reason
     assert facts, "the hostile analysis wrote no facts.json"
@@ -209,18 +262,19 @@ def test_the_probe_can_see_a_network_when_the_blueprint_grants_one(
     engine: Engine,
     settings: Settings,
     tmp_path: Path,
+    test_network: tuple[str, tuple[str, int]],
 ) -> None:
-    """Control: with run.network the same probe reaches LocalStack, so 'unreachable' is real."""
+    """Control: with run.network the same probe reaches the listener, so 'unreachable' is real."""
     _, record = sandbox
     run = record.blueprint.run.model_copy(update={"network": True})
     networked = record.model_copy(
         update={"blueprint": record.blueprint.model_copy(update={"run": run})}
     )
-    targets = reachable_targets(engine, settings)[1:3]  # via the bridge gateway, the host's IP
-    cfg = {"mode": "escape", "targets": targets}
-    state, status, seen = run_directly(storage, engine, settings, networked, tmp_path, cfg)
+    network, listener = test_network
+    cfg = {"mode": "escape", "targets": [listener]}
+    state, status, seen = run_directly(storage, engine, settings, networked, tmp_path, cfg, network)
     assert state == State.SUCCEEDED, status.reason
-    assert "ok" in seen["facts"]["network"].values(), seen["facts"]["network"]
+    assert seen["facts"]["network"] == {"{}:{}".format(*listener): "ok"}, seen["facts"]["network"]
     assert seen["facts"]["interfaces"] != ["lo"]
 
 

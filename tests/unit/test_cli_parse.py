@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from isolation import closed_endpoint
 
 from ncaas_dev.blueprint import load_blueprint
 
-NCAAS_DEV = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "ncaas-dev")
+# The command installed with the Python running the tests, not some other checkout's.
+NCAAS_DEV = str(Path(sys.executable).parent / "ncaas-dev")
 
 
 def ncaas_dev(*args: str, cwd: Path, state: Path, columns: int | None = 200):
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "AWS_ENDPOINT_URL")}
     env["NCAAS_STATE_DIR"] = str(state)
     # Nothing here may reach a service: point any stray call at a closed port.
-    env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
+    env["AWS_ENDPOINT_URL"] = closed_endpoint()
     if columns is not None:
         env["COLUMNS"] = str(columns)
     return subprocess.run(

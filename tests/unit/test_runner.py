@@ -9,6 +9,7 @@ import pytest
 
 from ncaas_dev.containers import ExitInfo, pids_limit
 from ncaas_dev.runner import classify, container_spec, give_back, sandbox_ids
+from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 
 
@@ -113,7 +114,21 @@ def test_network_and_command_come_from_the_blueprint(make_task, tmp_path: Path) 
         make_task(run={"network": True, "command": ["python3", "/app/main.py"]}), tmp_path
     )
     assert spec.network is True
+    assert spec.network_name is None  # the engine's default network
     assert spec.command == ["python3", "/app/main.py"]
+
+
+def test_a_networked_analysis_joins_the_configured_network(
+    make_task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NCAAS_ANALYSIS_NETWORK", "lab-net")
+    network = Settings().analysis_network
+    assert network == "lab-net"
+    assert container_spec(make_task(run={"network": True}), tmp_path, network).network_name == (
+        "lab-net"
+    )
+    monkeypatch.delenv("NCAAS_ANALYSIS_NETWORK")
+    assert Settings().analysis_network is None
 
 
 def test_container_labels_identify_the_dataset(make_task, tmp_path: Path) -> None:
