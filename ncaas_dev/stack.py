@@ -38,6 +38,8 @@ def _detach_daemons() -> None:
 
 
 SERVICES = "s3,sqs,sts,iam,ec2,cloudformation,lambda,logs"
+# What `up` may start, in the order `down` stops it: new commands first, LocalStack last.
+STACK_PROCESSES = ("cmdserver", "dispatcher", "ec2-standin", "localstack")
 LOCALSTACK_HINT = "start it with `ncaas-dev up` (after `make setup`)"
 
 

@@ -24,7 +24,7 @@ from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.containers import Engine, connect
 from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_dispatcher, start_localstack
+from ncaas_dev.stack import STACK_PROCESSES, PidFile, start_dispatcher, start_localstack
 from ncaas_dev.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +58,8 @@ def settings(state_dir: Path) -> Iterator[Settings]:
     settings = Settings(endpoint_url=f"http://127.0.0.1:{port}", state_dir=state_dir)
     start_localstack(settings)
     yield settings
-    PidFile(state_dir, "dispatcher").stop()
-    PidFile(state_dir, "localstack").stop()
+    for name in STACK_PROCESSES:  # whatever the session's `up`s and `run`s started
+        PidFile(state_dir, name).stop()
 
 
 @pytest.fixture(scope="session")

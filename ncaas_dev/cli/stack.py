@@ -72,10 +72,10 @@ def up(
 def down(endpoint_url: EndpointOpt = None) -> None:
     """Stop what `up` started (the command server, the dispatcher, the EC2 stand-in, then
     LocalStack)."""
-    from ..stack import PidFile
+    from ..stack import STACK_PROCESSES, PidFile
 
     ctx = Context.create(endpoint_url)
-    for name in ("cmdserver", "dispatcher", "ec2-standin", "localstack"):
+    for name in STACK_PROCESSES:
         stopped = PidFile(ctx.settings.state_dir, name).stop()
         console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
 

@@ -26,7 +26,7 @@ from ncaas_dev.cloud.layout import TAG_ANALYSIS, TAG_IMAGE_ID, TAG_JOB, StackRec
 from ncaas_dev.cloud.layout import save_stack_record as save_stack
 from ncaas_dev.containers import Engine
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_localstack
+from ncaas_dev.stack import STACK_PROCESSES, PidFile, start_localstack
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
@@ -89,7 +89,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     }
     yield Cloud(settings, env, Storage(s3_client(settings), settings.endpoint_url))
     ncaas(["down"], env)
-    for name in ("dispatcher", "ec2-standin", "localstack"):
+    for name in STACK_PROCESSES:
         PidFile(state, name).stop()
 
 
