@@ -91,10 +91,9 @@ def breakdown(doc: dict[str, Any], started: float, ended: float) -> list[str]:
     return [f"| {label} | {end - begin:.3f} |" for label, begin, end in marks]
 
 
-def bench_overhead(repeat: int, work: Path) -> list[str]:
+def bench_overhead(repeat: int, work: Path, ncaas: str) -> list[str]:
     data = work / "empty.bin"
     data.write_bytes(b"")
-    ncaas = str(BIN / "ncaas-dev")
     run = [ncaas, "run", str(NOOP), "--data", str(data), "--out", str(work / "r")]
     docker = ["docker", "run", "--rm", "--network", "none", "ncaas/ncaas-bench-noop:latest", "true"]
     timed(run)  # warm up: builds, provisions, starts the command server
@@ -216,15 +215,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--gib", type=float, default=1.0)
+    parser.add_argument(
+        "--ncaas", default=str(BIN / "ncaas-dev"), help="the ncaas-dev whose `run` is timed"
+    )
+    parser.add_argument("--overhead-only", action="store_true", help="only the run overhead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(
         dir=ROOT / "build" if (ROOT / "build").exists() else None
     ) as tmp:
         work = Path(tmp)
         rows = ["| measure | result | note |", "|---|---|---|"]
-        rows += bench_overhead(args.repeat, work)
-        rows += bench_first_line(args.repeat, work)
-        rows += bench_transfers(args.gib, work)
+        rows += bench_overhead(args.repeat, work, args.ncaas)
+        if not args.overhead_only:
+            rows += bench_first_line(args.repeat, work)
+            rows += bench_transfers(args.gib, work)
     print("\n".join(rows))
     print(json.dumps({"cpus": os.cpu_count(), "python": sys.version.split()[0]}))
 

@@ -39,7 +39,7 @@ from ncaas_dev.launchers.base import DatasetTask
 from ncaas_dev.layout import JobPaths
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
-from ncaas_dev.storage import Storage
+from ncaas_dev.storage import SMALL_FILE, Storage
 
 from .jobs import NCAAS_DEV, copy_blueprint, pin_image, remove_image
 
@@ -328,8 +328,23 @@ def test_killed_upload_never_publishes_a_partial_object(bench: Bench) -> None:
 
 
 # -- faults injected under the adapter: a connection dropped halfway -------------------------
+class _DroppedBody:
+    """A response body that loses its connection halfway."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def read(self, *_: Any) -> bytes:
+        self.real.read(500)
+        raise ReadTimeoutError(endpoint_url="http://s3")
+
+    def close(self) -> None:
+        self.real.close()
+
+
 class DroppingS3:
-    """An S3 client whose transfers write half the data, then lose the connection."""
+    """An S3 client whose transfers write half the data, then lose the connection: both the
+    one-request path of small files and the multipart path of large ones."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
@@ -339,25 +354,39 @@ class DroppingS3:
             f.write(b"\0" * 1000)
         raise ReadTimeoutError(endpoint_url="http://s3")
 
+    def get_object(self, **kwargs: Any) -> Any:
+        reply = self.real.get_object(**kwargs)
+        return {**reply, "Body": _DroppedBody(reply["Body"])}
+
     def upload_file(self, *_: Any, **__: Any) -> None:
         raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "dropped"}}, "Upload")
+
+    def put_object(self, **_: Any) -> None:
+        raise ClientError({"Error": {"Code": "RequestTimeout", "Message": "dropped"}}, "PutObject")
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
 
-def test_download_dropped_halfway_fails_cleanly(bench: Bench, tmp_path: Path) -> None:
+SIZES = [1000, SMALL_FILE + 1]  # one request, and parts
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_download_dropped_halfway_fails_cleanly(bench: Bench, tmp_path: Path, size: int) -> None:
+    key = f"labA/inputs/whole-{secrets.token_hex(3)}.bin"
+    bench.storage.put_bytes(bench.bucket, key, b"y" * size)
     broken = Storage(DroppingS3(bench.storage.s3), bench.storage.endpoint)  # type: ignore[arg-type]
-    target = tmp_path / "rec.bin"
+    target = tmp_path / "out" / "rec.bin"
     with pytest.raises(StorageError, match="download s3://"):
-        broken.download_file(bench.bucket, "labA/inputs/any.bin", target)
-    assert list(tmp_path.iterdir()) == [], "neither the file nor a .part may remain"
+        broken.download_file(bench.bucket, key, target)
+    assert list(target.parent.iterdir()) == [], "neither the file nor a .part may remain"
 
 
-def test_upload_dropped_halfway_fails_cleanly(bench: Bench, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_upload_dropped_halfway_fails_cleanly(bench: Bench, tmp_path: Path, size: int) -> None:
     broken = Storage(DroppingS3(bench.storage.s3), bench.storage.endpoint)  # type: ignore[arg-type]
     source = tmp_path / "rec.bin"
-    source.write_bytes(b"x" * 1000)
+    source.write_bytes(b"x" * size)
     key = f"labA/inputs/dropped-{secrets.token_hex(3)}.bin"
     with pytest.raises(StorageError, match="RequestTimeout"):
         broken.upload_file(source, bench.bucket, key)
