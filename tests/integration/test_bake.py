@@ -22,7 +22,7 @@ from ncaas_dev.containers import Engine
 from ncaas_dev.launchers.ec2 import check_ami
 from ncaas_dev.settings import Settings
 
-from .jobs import ncaas, new_analysis, pin_image
+from .jobs import ncaas, new_analysis, pin_image, remove_image
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ def baked(
     work = settings.state_dir / "bake" / analysis
     yield Baked(folder, analysis, json.loads(done.stdout), work)
     shutil.rmtree(work, ignore_errors=True)  # a 1 GB image archive
-    engine.client.images.remove(f"ncaas/{analysis}:latest", noprune=False)
+    remove_image(engine, f"ncaas/{analysis}:latest")  # and its pin
 
 
 def _ec2(settings: Settings, region: str) -> Any:
