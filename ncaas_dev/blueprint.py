@@ -84,12 +84,28 @@ class Resources(_Strict):
         return value
 
 
+def _bucket_name(value: str) -> str:
+    if not BUCKET_NAME.fullmatch(value) or "--" in value:
+        raise ValueError(
+            f"{value!r} is not a valid bucket name: 3-63 characters, lowercase letters, "
+            "digits and single hyphens, starting and ending with a letter or digit"
+        )
+    return value
+
+
 class CloudSpec(_Strict):
     region: str = "us-east-1"
+    # S3 bucket names are global: on AWS another account may hold the analysis's name.
+    bucket: str | None = None
     instance_type: str = "m5.xlarge"
     volume_gb: int = Field(default=100, gt=0, le=16384)
     source_ami: str | None = None
     ami: str | None = None
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        return None if value is None else _bucket_name(value)
 
 
 class Limits(_Strict):
@@ -122,12 +138,7 @@ class Blueprint(_Strict):
     @field_validator("analysis")
     @classmethod
     def _bucket_safe(cls, value: str) -> str:
-        if not BUCKET_NAME.fullmatch(value) or "--" in value:
-            raise ValueError(
-                f"{value!r} is not a valid bucket name: 3-63 characters, lowercase letters, "
-                "digits and single hyphens, starting and ending with a letter or digit"
-            )
-        return value
+        return _bucket_name(value)
 
     @model_validator(mode="after")
     def _gpu_parity(self) -> Blueprint:
@@ -155,6 +166,12 @@ class Blueprint(_Strict):
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)
+
+    @property
+    def bucket(self) -> str:
+        """The bucket on the cloud path (deploy, Lambda, EC2): ``cloud.bucket``, else the
+        analysis name. Local runs (`run`, `up`) always use the analysis name."""
+        return self.cloud.bucket or self.analysis
 
     @property
     def image_tag(self) -> str:

@@ -22,6 +22,7 @@ from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
 from ..cloud.ec2.userdata import render_user_data
 from ..cloud.layout import (
     TAG_ANALYSIS,
+    TAG_BUCKET,
     TAG_DATASET,
     TAG_GROUP,
     TAG_IMAGE_ID,
@@ -60,7 +61,8 @@ def client_token(task: DatasetTask) -> str:
 def _tags(task: DatasetTask) -> list[dict[str, str]]:
     pairs = {
         "Name": f"ncaas {task.bucket} {task.job} {task.dataset}"[:255],
-        TAG_ANALYSIS: task.bucket,
+        TAG_ANALYSIS: task.record.blueprint.analysis,
+        TAG_BUCKET: task.bucket,
         TAG_GROUP: task.group,
         TAG_JOB: task.job,
         TAG_DATASET: task.dataset[:255],
@@ -166,9 +168,9 @@ class Ec2Launcher:
         return name
 
     # -- watching ----------------------------------------------------------------------------
-    def active(self, analysis: str) -> int:
+    def active(self, bucket: str) -> int:
         """Counted in EC2, not in memory: instances a previous dispatcher started count too."""
-        ours = {f"tag:{TAG_ANALYSIS}": [analysis]}
+        ours = {f"tag:{TAG_BUCKET}": [bucket]}
         return sum(
             sum(1 for _ in self.regions.instances(region, **ours, instance_state_name=LIVE_STATES))
             for region in self.regions.known
@@ -193,7 +195,7 @@ class Ec2Launcher:
                 log.info("%s: watching %s, launched earlier", task.label, instance["InstanceId"])
 
     def _task_from_tags(self, tags: dict[str, str]) -> DatasetTask | None:
-        bucket = tags.get(TAG_ANALYSIS)
+        bucket = tags.get(TAG_BUCKET)
         if not bucket or not all(k in tags for k in (TAG_GROUP, TAG_JOB, TAG_DATASET)):
             return None
         record = load_record(self.storage, bucket)

@@ -75,7 +75,7 @@ def group_policy(bucket: str, group: str) -> Doc:
 def instance_policy(blueprint: Blueprint) -> Doc:
     """A runner: read inputs and configs, write results (status.json is read-modify-write),
     and charge its group's budget ledger; nothing else, and only in this bucket."""
-    bucket = blueprint.analysis
+    bucket = blueprint.bucket
     groups = [g.name for g in blueprint.groups]
     return _policy(
         {
@@ -102,9 +102,9 @@ def instance_policy(blueprint: Blueprint) -> Doc:
 def dispatcher_policy(blueprint: Blueprint) -> Doc:
     """The dispatcher: read submissions (and head the inputs they name), write job folders and
     its own records, start and watch tagged instances with the instance role, write its logs."""
-    bucket = blueprint.analysis
+    bucket = blueprint.bucket
     groups = [g.name for g in blueprint.groups]
-    function = dispatcher_function_name(bucket)
+    function = dispatcher_function_name(blueprint.analysis)
     return _policy(
         {
             "Sid": "ListTheBucket",
