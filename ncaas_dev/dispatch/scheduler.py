@@ -15,6 +15,7 @@ from ..analysis import AnalysisRecord
 from ..errors import NcaasError
 from ..jobstore import JobStore
 from ..launchers.base import DatasetTask, Finished, Launcher
+from ..pricing import parse_time
 from ..status import DatasetStatus, JobStatus, State, utcnow
 from ..storage import Storage
 from .claims import claim_is_stale
@@ -41,7 +42,13 @@ class Scheduler:
         """Queue the job's datasets nobody launched (or whose launcher died while claiming)."""
         store = JobStore(self.storage, bucket)
         found = 0
+        watch = getattr(self.launcher, "watch", None)  # launchers that can watch by id (EC2)
         for name, ds in status.datasets.items():
+            if ds.state.terminal:
+                continue
+            if watch is not None and ds.runner and (ds.claimed_at or ds.started):
+                since = parse_time(ds.claimed_at or ds.started or "").timestamp()
+                watch(self._task(bucket, record, status, name), ds.runner, since)
             if ds.state != State.QUEUED:
                 continue
             if ds.runner is not None:
@@ -49,19 +56,24 @@ class Scheduler:
                     continue
                 if not self._release_launch_claim(store, status, name, ds):
                     continue
-            task = DatasetTask(
-                bucket=bucket,
-                group=status.group,
-                job=status.job,
-                dataset=name,
-                data_key=ds.key,
-                config_key=status.configname,
-                record=record,
-                endpoint_url=self.endpoint_url,
-                region=self.region,
-            )
-            found += self._queue(task)
+            found += self._queue(self._task(bucket, record, status, name))
         return found
+
+    def _task(
+        self, bucket: str, record: AnalysisRecord, status: JobStatus, name: str
+    ) -> DatasetTask:
+        ds = status.datasets[name]
+        return DatasetTask(
+            bucket=bucket,
+            group=status.group,
+            job=status.job,
+            dataset=name,
+            data_key=ds.key,
+            config_key=status.configname,
+            record=record,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+        )
 
     def _queue(self, task: DatasetTask) -> bool:
         key = _task_key(task)

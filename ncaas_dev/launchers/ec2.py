@@ -12,6 +12,9 @@ import hashlib
 import json
 import logging
 import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -46,6 +49,16 @@ ENDED_STATES = {"shutting-down", "terminated", "stopped"}
 GIB = 1024**3
 # The OS, Docker and the baked image, plus the dataset twice (the input and room for outputs).
 SYSTEM_GB = 16
+# DescribeInstances is eventually consistent: an instance it does not list yet this long after
+# its launch is "unknown", not gone.
+NOT_FOUND_GRACE_S = 300.0
+
+
+@dataclass
+class _Watched:
+    task: DatasetTask
+    region: str
+    since: float  # when it was launched (epoch seconds), for the NotFound grace
 
 
 def root_volume_gb(dataset_bytes: int, volume_gb: int) -> int:
@@ -84,6 +97,7 @@ class Ec2Launcher:
         storage: Storage,
         ec2: EC2Client | None = None,
         iam: IAMClient | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         from ..aws import iam_client
 
@@ -92,7 +106,8 @@ class Ec2Launcher:
         # Each analysis launches in its blueprint's cloud.region, where bake registered its AMI.
         self.regions = Ec2Regions(settings, ec2)
         self.iam = iam or iam_client(settings)
-        self._live: dict[str, tuple[DatasetTask, str]] = {}  # instance id -> dataset, region
+        self.clock = clock
+        self._live: dict[str, _Watched] = {}  # instance id -> its dataset
         self._adopted = False
 
     # -- launching ---------------------------------------------------------------------------
@@ -134,7 +149,7 @@ class Ec2Launcher:
                 TagSpecifications=_tag_specifications(task),
             )
         instance = reply["Instances"][0]["InstanceId"]
-        self._live[instance] = (task, region)
+        self._live[instance] = _Watched(task, region, self.clock())
         log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
         return f"ec2:{instance}"
 
@@ -191,7 +206,9 @@ class Ec2Launcher:
                 log.warning("not adopting %s: %s", instance["InstanceId"], e)
                 continue
             if task is not None:
-                self._live[instance["InstanceId"]] = (task, region)
+                launched = instance.get("LaunchTime")
+                since = launched.timestamp() if launched else self.clock()
+                self._live[instance["InstanceId"]] = _Watched(task, region, since)
                 log.info("%s: watching %s, launched earlier", task.label, instance["InstanceId"])
 
     def _task_from_tags(self, tags: dict[str, str]) -> DatasetTask | None:
@@ -213,27 +230,40 @@ class Ec2Launcher:
             region=self.settings.region,
         )
 
+    def watch(self, task: DatasetTask, runner: str, since: float) -> None:
+        """Watch the instance of a dataset the sweep found not finished (launched ``since``),
+        whichever dispatcher launched it: one that died while nobody watched ends lost."""
+        instance_id = runner.removeprefix("ec2:")
+        if not runner.startswith("ec2:i-") or instance_id in self._live:
+            return
+        self._live[instance_id] = _Watched(task, task.record.blueprint.cloud.region, since)
+
     def reap(self) -> list[Finished]:
-        """Instances of ours that ended; the dispatcher fails their dataset if it never finished."""
+        """Instances of ours that ended; the dispatcher fails their dataset if it never finished.
+        One DescribeInstances does not list yet is not gone until NOT_FOUND_GRACE_S after its
+        launch (EC2 is eventually consistent)."""
         if not self._adopted:
             self._adopt()
         if not self._live:
             return []
         seen: dict[str, dict[str, Any]] = {}
         ids = list(self._live)
-        for region in {region for _, region in self._live.values()}:
-            here = [i for i in ids if self._live[i][1] == region]
+        for region in {w.region for w in self._live.values()}:
+            here = [i for i in ids if self._live[i].region == region]
             for start in range(0, len(here), 200):
                 batch = here[start : start + 200]
                 for instance in self.regions.instances(region, instance_id=batch):
                     seen[instance["InstanceId"]] = instance
         ended: list[Finished] = []
+        now = self.clock()
         for instance_id in ids:
             instance = seen.get(instance_id, {})
-            state = instance["State"]["Name"] if instance else "gone"
-            if state not in ENDED_STATES and state != "gone":
+            state = instance["State"]["Name"] if instance else "not found"
+            if not instance and now - self._live[instance_id].since < NOT_FOUND_GRACE_S:
+                continue  # unknown: not listed yet
+            if instance and state not in ENDED_STATES:
                 continue
-            task, _ = self._live.pop(instance_id)
+            task = self._live.pop(instance_id).task
             why = instance.get("StateReason", {}).get("Message", "")
             detail = f"instance lost: {instance_id} is {state}" + (f" ({why})" if why else "")
             ended.append(Finished(task, f"ec2:{instance_id}", None, detail))
