@@ -37,7 +37,7 @@ from ..cloud.layout import (
 from ..errors import NcaasError
 from ..settings import Settings
 from ..storage import Storage
-from .base import DatasetTask, Finished
+from .base import DatasetTask, Finished, RetryableLaunchError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -52,6 +52,25 @@ SYSTEM_GB = 16
 # DescribeInstances is eventually consistent: an instance it does not list yet this long after
 # its launch is "unknown", not gone.
 NOT_FOUND_GRACE_S = 300.0
+# RunInstances errors that a later attempt may not meet: capacity, quotas, throttling.
+RETRYABLE_CODES = {
+    "InsufficientInstanceCapacity",
+    "VcpuLimitExceeded",
+    "InstanceLimitExceeded",
+    "RequestLimitExceeded",
+}
+
+
+def is_retryable(error: BaseException | None) -> bool:
+    """A RunInstances error worth retrying; a new instance profile is refused as invalid for a
+    few seconds after its creation (IAM propagates it), which is one too."""
+    if not isinstance(error, ClientError):
+        return False
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code in RETRYABLE_CODES or (
+        code == "InvalidParameterValue" and "iam instance profile" in message.lower()
+    )
 
 
 @dataclass
@@ -124,14 +143,34 @@ class Ec2Launcher:
         root_device = check_ami(ec2, ami, task.record.image_id, region, self.settings)
         info = self.storage.head(task.bucket, task.data_key)
         volume = root_volume_gb(info.size if info else 0, blueprint.cloud.volume_gb)
+        try:
+            user_data = render_user_data(task)
+        except ValueError as e:  # over EC2's limit: no retry can help
+            raise NcaasError(str(e)) from e
+        try:
+            reply = self._run_instances(ec2, task, ami, root_device, volume, user_data)
+        except NcaasError as e:
+            if is_retryable(e.__cause__):
+                raise RetryableLaunchError(e.message) from e.__cause__
+            raise
+        instance = reply["Instances"][0]["InstanceId"]
+        self._live[instance] = _Watched(task, region, self.clock())
+        log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
+        return f"ec2:{instance}"
+
+    def _run_instances(
+        self, ec2: EC2Client, task: DatasetTask, ami: str, root_device: str, volume: int,
+        user_data: str,
+    ) -> Any:  # fmt: skip
+        blueprint = task.record.blueprint
         with self.regions.errors("RunInstances"):
-            reply = ec2.run_instances(
+            return ec2.run_instances(
                 ImageId=ami,
                 InstanceType=blueprint.cloud.instance_type,  # type: ignore[arg-type]
                 MinCount=1,
                 MaxCount=1,
                 ClientToken=client_token(task),
-                UserData=render_user_data(task),
+                UserData=user_data,
                 IamInstanceProfile={"Name": self._instance_profile(task)},
                 InstanceInitiatedShutdownBehavior="terminate",
                 BlockDeviceMappings=[
@@ -148,10 +187,6 @@ class Ec2Launcher:
                 MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
                 TagSpecifications=_tag_specifications(task),
             )
-        instance = reply["Instances"][0]["InstanceId"]
-        self._live[instance] = _Watched(task, region, self.clock())
-        log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
-        return f"ec2:{instance}"
 
     def _instance_profile(self, task: DatasetTask) -> str:
         stack = load_stack_record(self.storage, task.bucket)

@@ -3,7 +3,6 @@ with a fake clock, or the whole path (S3, EC2, IAM) in moto's in-process mock.""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,13 +11,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
 
-from ncaas_dev.analysis import AnalysisRecord, load_record, save_record
-from ncaas_dev.blueprint import parse_blueprint
+from ncaas_dev.analysis import load_record
 from ncaas_dev.budget import Budget
-from ncaas_dev.cloud.layout import StackRecord, save_stack_record
 from ncaas_dev.dispatcher import Dispatcher
-from ncaas_dev.events import ObjectCreated
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.base import DatasetTask
 from ncaas_dev.launchers.ec2 import NOT_FOUND_GRACE_S, Ec2Launcher
@@ -86,57 +83,15 @@ def test_an_instance_still_not_listed_after_the_grace_is_lost(
     assert ended.detail == f"instance lost: {INSTANCE} is not found"
 
 
-# -- the whole path in moto: a dataset whose instance died while no dispatcher watched ---------
-BUCKET = "spike-reaper"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from moto import mock_aws
-
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "NCAAS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield
-
-
-def _client(service: str) -> Any:
-    return boto3.client(service, region_name="us-east-1")  # type: ignore[call-overload]
-
-
-def _provision(storage: Storage, ec2: Any, iam: Any) -> None:
-    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    doc = {
-        "analysis": BUCKET,
-        "groups": [{"name": "labA", "users": []}],
-        "cloud": {"ami": ami},
-    }
-    blueprint = parse_blueprint(doc, "test")
-    storage.s3.create_bucket(Bucket=BUCKET)
-    record = AnalysisRecord(blueprint=blueprint, content_hash="0" * 64, image="x", image_id=None)
-    save_record(storage, record)
-    iam.create_role(RoleName="runner", AssumeRolePolicyDocument="{}")
-    iam.create_instance_profile(InstanceProfileName="runner")
-    iam.add_role_to_instance_profile(InstanceProfileName="runner", RoleName="runner")
-    save_stack_record(storage, BUCKET, StackRecord(stack_name="s", instance_profile="runner"))
-
-
-def test_an_instance_that_died_unwatched_ends_lost_with_its_budget_settled(
-    aws: None, tmp_path: Path
-) -> None:
-    s3, ec2, iam = _client("s3"), _client("ec2"), _client("iam")
+@pytest.mark.usefixtures("aws")
+def test_an_instance_that_died_unwatched_ends_lost_with_its_budget_settled(tmp_path: Path) -> None:
+    s3, ec2, iam = client("s3"), client("ec2"), client("iam")
     storage = Storage(s3, None)
-    _provision(storage, ec2, iam)
+    provision(storage, ec2, iam)
     settings = Settings(endpoint_url=None, region="us-east-1", state_dir=tmp_path)
-    s3.put_object(Bucket=BUCKET, Key="labA/inputs/d.bin", Body=b"x" * 100)
-    key = "labA/submissions/s_submit.json"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"dataname": "labA/inputs/d.bin"}))
-    etag = s3.head_object(Bucket=BUCKET, Key=key)["ETag"].strip('"')
 
     first = Dispatcher(storage, Ec2Launcher(settings, storage, ec2, iam), None, "us-east-1")
-    outcome = first.handle(ObjectCreated(BUCKET, key, etag, 1))
+    outcome = first.handle(submit(storage))
     assert outcome.action == "started", outcome
     store = JobStore(storage, BUCKET)
     ds = store.read("labA", outcome.job or "").datasets["d.bin"]
