@@ -111,6 +111,13 @@ def test_each_group_notifies_the_lambda_for_its_own_submissions() -> None:
     assert json.loads(rule["Targets"][0]["Input"]) == t.SWEEP_EVENT
 
 
+def test_one_dispatcher_runs_at_a_time() -> None:
+    """Issue 13, defect 8: two concurrent dispatchers could each see room under the cap."""
+    doc = t.render_template(blueprint(), t.TemplateOptions(dispatcher=CODE))
+    function = doc["Resources"][n.DISPATCHER_FUNCTION]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == 1
+
+
 def test_group_users_belong_to_their_group_only() -> None:
     doc = t.render_template(blueprint())
     groups = {v["Properties"]["GroupName"]: k for k, v in of_type(doc, "AWS::IAM::Group").items()}

@@ -146,6 +146,9 @@ def _dispatcher(blueprint: Blueprint, code: CodeLocation) -> Doc:
                 "Role": {"Fn::GetAtt": [DISPATCHER_ROLE, "Arn"]},
                 "Timeout": LAMBDA_TIMEOUT_S,
                 "MemorySize": 512,
+                # One dispatcher at a time: two could each see room under the cap and both
+                # launch. S3 and EventBridge invocations that find it busy queue and retry.
+                "ReservedConcurrentExecutions": 1,
                 "Environment": {
                     "Variables": {"NCAAS_ANALYSIS": analysis, "NCAAS_BUCKET": blueprint.bucket}
                 },
