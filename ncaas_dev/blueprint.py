@@ -33,6 +33,10 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 # serves. g4ad is AMD and g5g is ARM: neither runs the NVIDIA toolkit on an x86 AMI.
 NVIDIA_GPU_TYPE = re.compile(r"^(p[2-6][a-z]*|g[3-6](?!ad|g)[a-z]*|gr6)\.[a-z0-9]+$")
 DEFAULT_GPU_INSTANCE_TYPE = "g4dn.xlarge"
+# NVIDIA families whose GPUs (Kepler, Maxwell, Volta) current Deep Learning AMIs' drivers no
+# longer support: the GPU base AMI would boot without a working GPU.
+RETIRED_GPU_TYPE = re.compile(r"^(p2|p3|p3dn|g3|g3s)\.[a-z0-9]+$")
+SUPPORTED_GPU_FAMILIES = "g4dn, g5, g6, g6e, gr6, p4d, p4de, p5"
 
 
 def parse_memory(value: object) -> int:
@@ -143,6 +147,12 @@ class Blueprint(_Strict):
     @model_validator(mode="after")
     def _gpu_parity(self) -> Blueprint:
         """A GPU locally means a GPU instance in the cloud; a default picks one."""
+        if self.resources.gpu and RETIRED_GPU_TYPE.match(self.cloud.instance_type):
+            raise ValueError(
+                f"cloud.instance_type {self.cloud.instance_type!r}: current Deep Learning AMIs "
+                f"no longer support p2, p3 or g3 GPUs; use one of {SUPPORTED_GPU_FAMILIES} "
+                "(e.g. g4dn.xlarge or g5.xlarge)"
+            )
         if not self.resources.gpu or NVIDIA_GPU_TYPE.match(self.cloud.instance_type):
             return self
         if "instance_type" not in self.cloud.model_fields_set:
@@ -152,7 +162,7 @@ class Blueprint(_Strict):
         raise ValueError(
             f"cloud.instance_type {self.cloud.instance_type!r} has no NVIDIA GPU but "
             "resources.gpu is true: pick a GPU type such as g4dn.xlarge, g5.xlarge or "
-            "p3.2xlarge, or set resources.gpu to false"
+            "g6.xlarge, or set resources.gpu to false"
         )
 
     @field_validator("groups")

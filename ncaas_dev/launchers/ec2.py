@@ -80,9 +80,10 @@ class _Watched:
     since: float  # when it was launched (epoch seconds), for the NotFound grace
 
 
-def root_volume_gb(dataset_bytes: int, volume_gb: int) -> int:
-    """The blueprint's volume, or more when the dataset needs it (pure)."""
-    return max(volume_gb, SYSTEM_GB + math.ceil(2 * dataset_bytes / GIB))
+def root_volume_gb(dataset_bytes: int, volume_gb: int, snapshot_gb: int = 0) -> int:
+    """The blueprint's volume, or more when the dataset needs it, never less than the AMI's
+    root snapshot (EC2 refuses a volume smaller than its snapshot) (pure)."""
+    return max(volume_gb, snapshot_gb, SYSTEM_GB + math.ceil(2 * dataset_bytes / GIB))
 
 
 def client_token(task: DatasetTask) -> str:
@@ -140,9 +141,12 @@ class Ec2Launcher:
             )
         region = blueprint.cloud.region
         ec2 = self.regions.client(region)
-        root_device = check_ami(ec2, ami, task.record.image_id, region, self.settings)
+        image = check_ami(ec2, ami, task.record.image_id, region, self.settings)
+        root_device = image.get("RootDeviceName") or "/dev/sda1"
         info = self.storage.head(task.bucket, task.data_key)
-        volume = root_volume_gb(info.size if info else 0, blueprint.cloud.volume_gb)
+        volume = root_volume_gb(
+            info.size if info else 0, blueprint.cloud.volume_gb, snapshot_gb(image)
+        )
         try:
             user_data = render_user_data(task)
         except ValueError as e:  # over EC2's limit: no retry can help
@@ -309,10 +313,19 @@ class Ec2Launcher:
         self._live.clear()
 
 
+def snapshot_gb(image: dict[str, Any]) -> int:
+    """The size of an AMI's root snapshot (0 when the description does not say)."""
+    root = image.get("RootDeviceName")
+    for mapping in image.get("BlockDeviceMappings", []):
+        if mapping.get("DeviceName") == root:
+            return int(mapping.get("Ebs", {}).get("VolumeSize") or 0)
+    return 0
+
+
 def check_ami(
     ec2: EC2Client, ami: str, image_id: str | None, region: str, settings: Settings
-) -> str:
-    """The AMI exists and was baked from ``image_id``; returns its root device name."""
+) -> dict[str, Any]:
+    """The AMI exists and was baked from ``image_id``; returns its description."""
     with ec2_errors(f"DescribeImages {ami}", settings.endpoint_url):
         try:
             images = ec2.describe_images(ImageIds=[ami])["Images"]
@@ -334,4 +347,4 @@ def check_ami(
             f"{image_id[:19]}",
             hint="bake again with `ncaas-dev bake BLUEPRINT_DIR`",
         )
-    return image.get("RootDeviceName") or "/dev/sda1"
+    return dict(image)

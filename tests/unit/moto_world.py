@@ -37,12 +37,9 @@ def client(service: str) -> Any:
 
 def provision(storage: Storage, ec2: Any, iam: Any, **blueprint: Any) -> None:
     ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    doc = {
-        "analysis": BUCKET,
-        "groups": [{"name": "labA", "users": []}],
-        "cloud": {"ami": ami},
-        **blueprint,
-    }
+    cloud = {"ami": ami, **blueprint.pop("cloud", {})}
+    doc = {"analysis": BUCKET, "groups": [{"name": "labA", "users": []}], "cloud": cloud}
+    doc.update(blueprint)
     parsed = parse_blueprint(doc, "test")
     storage.s3.create_bucket(Bucket=BUCKET)
     record = AnalysisRecord(blueprint=parsed, content_hash="0" * 64, image="x", image_id=None)

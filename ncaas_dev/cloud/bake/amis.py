@@ -76,3 +76,24 @@ def local_source_ami(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> 
         f"LocalStack's EC2 at {settings.endpoint_url} knows no EBS-backed AMI to start from",
         hint="set cloud.source_ami to an AMI id registered there",
     )
+
+
+def source_snapshot_gb(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> int:
+    """The root snapshot size of the AMI the cloud build starts from (the newest match, as
+    Packer picks it), so the build's volume is never smaller (EC2 refuses that); 0 if unknown."""
+    from ...launchers.ec2 import snapshot_gb
+
+    try:
+        if wanted.image_id:
+            image = describe_ami(ec2, wanted.image_id, settings)
+            return snapshot_gb(image) if image else 0
+        kwargs: dict[str, Any] = {
+            "Filters": [{"Name": k, "Values": [v]} for k, v in wanted.filters.items()],
+            "Owners": list(wanted.owners),
+        }
+        images = ec2.describe_images(**kwargs)["Images"]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise _aws_error(e, settings) from e
+    if not images:
+        return 0
+    return snapshot_gb(max(images, key=lambda i: str(i.get("CreationDate", ""))))

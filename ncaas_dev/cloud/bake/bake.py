@@ -26,7 +26,7 @@ from ...errors import NcaasError, UsageError
 from ...settings import Settings
 from ..layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from . import packer
-from .amis import describe_ami, ec2_client, local_source_ami
+from .amis import describe_ami, ec2_client, local_source_ami, source_snapshot_gb
 from .key import ami_name, bake_key, baked_manifest
 from .payload import Reporter, build_wheelhouse, save_image, stage_payload, wheel_cache
 from .proof import packer_log, provision_and_check
@@ -150,7 +150,9 @@ def bake(
         analysis=blueprint.analysis,
         region=region,
         instance_type=blueprint.cloud.instance_type,
-        volume_gb=blueprint.cloud.volume_gb,
+        volume_gb=max(
+            blueprint.cloud.volume_gb, source_snapshot_gb(ec2, wanted, settings) if cloud else 0
+        ),
         gpu=blueprint.resources.gpu,
         image_id=image_id,
         image_tag=blueprint.image_tag,

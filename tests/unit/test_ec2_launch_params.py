@@ -1,0 +1,89 @@
+"""What the EC2 launcher asks RunInstances for (issue 13, defects 11 and 12), offline in moto:
+the parameters are captured as botocore sends them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
+
+from ncaas_dev.dispatcher import Dispatcher
+from ncaas_dev.launchers.ec2 import Ec2Launcher, root_volume_gb, snapshot_gb
+from ncaas_dev.settings import Settings
+from ncaas_dev.storage import Storage
+
+
+def _launch(tmp_path: Path, **blueprint: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Launch one dataset; returns RunInstances' parameters and the AMI's description."""
+    s3, ec2, iam = client("s3"), client("ec2"), client("iam")
+    storage = Storage(s3, None)
+    provision(storage, ec2, iam, **blueprint)
+    sent: list[dict[str, Any]] = []
+
+    def big_snapshot(parsed: dict[str, Any], **_: Any) -> None:
+        """The AMI's root snapshot is 75 GiB (a Deep Learning AMI's size; moto says 15)."""
+        for image in parsed.get("Images", []):
+            for mapping in image.get("BlockDeviceMappings", []):
+                mapping.setdefault("Ebs", {})["VolumeSize"] = 75
+
+    ec2.meta.events.register("after-call.ec2.DescribeImages", big_snapshot)
+    ec2.meta.events.register(
+        "provide-client-params.ec2.RunInstances", lambda params, **_: sent.append(dict(params))
+    )
+    settings = Settings(endpoint_url=None, region="us-east-1", state_dir=tmp_path)
+    launcher = Ec2Launcher(settings, storage, ec2, iam)
+    Dispatcher(storage, launcher, None, "us-east-1", sweep_interval=1e9).handle(submit(storage))
+    (params,) = sent
+    (image,) = ec2.describe_images(ImageIds=[params["ImageId"]])["Images"]
+    return params, image
+
+
+@pytest.mark.usefixtures("aws")
+def test_the_root_volume_is_never_smaller_than_the_amis_snapshot(tmp_path: Path) -> None:
+    params, image = _launch(tmp_path, cloud={"volume_gb": 1})
+    (mapping,) = params["BlockDeviceMappings"]
+    assert mapping["DeviceName"] == image["RootDeviceName"]
+    assert mapping["Ebs"]["VolumeSize"] == snapshot_gb(image) == 75
+
+
+def test_root_volume_takes_the_largest_need() -> None:
+    assert root_volume_gb(0, 8, snapshot_gb=75) == 75
+    assert root_volume_gb(0, 200, snapshot_gb=75) == 200
+    image = {
+        "RootDeviceName": "/dev/sda1",
+        "BlockDeviceMappings": [
+            {"DeviceName": "/dev/sdb", "Ebs": {"VolumeSize": 500}},
+            {"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 75}},
+        ],
+    }
+    assert snapshot_gb(image) == 75
+    assert snapshot_gb({}) == 0
+
+
+def test_the_bake_volume_covers_the_newest_source_snapshot(tmp_path: Path) -> None:
+    """Issue 13, defect 11 in bake: Packer picks the newest match; its snapshot bounds the size."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from ncaas_dev.cloud.bake import packer
+    from ncaas_dev.cloud.bake.amis import source_snapshot_gb
+
+    ec2 = boto3.client(
+        "ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    settings = Settings(endpoint_url=None, region="us-east-1", state_dir=tmp_path)
+    wanted = packer.source_ami(None, gpu=True)
+
+    def image(day: str, size: int) -> dict[str, Any]:
+        return {
+            "ImageId": f"ami-{day}0000000",
+            "CreationDate": f"2026-01-{day}T00:00:00.000Z",
+            "RootDeviceName": "/dev/sda1",
+            "BlockDeviceMappings": [{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": size}}],
+        }
+
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_images", {"Images": [image("10", 60), image("20", 75)]})
+        assert source_snapshot_gb(ec2, wanted, settings) == 75
