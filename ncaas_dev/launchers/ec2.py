@@ -188,7 +188,13 @@ class Ec2Launcher:
                         },
                     }
                 ],
-                MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
+                # IMDSv2 only, one hop: a container (run.network: true) is a hop further
+                # away, so it cannot take the instance role's credentials.
+                MetadataOptions={
+                    "HttpTokens": "required",
+                    "HttpEndpoint": "enabled",
+                    "HttpPutResponseHopLimit": 1,
+                },
                 TagSpecifications=_tag_specifications(task),
             )
 

@@ -48,6 +48,17 @@ def test_the_root_volume_is_never_smaller_than_the_amis_snapshot(tmp_path: Path)
     assert mapping["Ebs"]["VolumeSize"] == snapshot_gb(image) == 75
 
 
+@pytest.mark.usefixtures("aws")
+def test_containers_cannot_reach_the_instance_role(tmp_path: Path) -> None:
+    """Issue 13, defect 12: IMDSv2 required, and one hop, so a container cannot get a token."""
+    params, _ = _launch(tmp_path)
+    assert params["MetadataOptions"] == {
+        "HttpTokens": "required",
+        "HttpEndpoint": "enabled",
+        "HttpPutResponseHopLimit": 1,
+    }
+
+
 def test_root_volume_takes_the_largest_need() -> None:
     assert root_volume_gb(0, 8, snapshot_gb=75) == 75
     assert root_volume_gb(0, 200, snapshot_gb=75) == 200
