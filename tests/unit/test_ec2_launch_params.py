@@ -9,6 +9,12 @@ from typing import Any
 import pytest
 from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
 
+from ncaas_dev.cloud.ec2.userdata import (
+    VOLUME_INIT_MIB_S,
+    WATCHDOG_MARGIN_S,
+    WORST_CASE_MIB_S,
+    watchdog_seconds,
+)
 from ncaas_dev.dispatcher import Dispatcher
 from ncaas_dev.launchers.ec2 import Ec2Launcher, root_volume_gb, snapshot_gb
 from ncaas_dev.settings import Settings
@@ -57,6 +63,32 @@ def test_containers_cannot_reach_the_instance_role(tmp_path: Path) -> None:
         "HttpEndpoint": "enabled",
         "HttpPutResponseHopLimit": 1,
     }
+
+
+@pytest.mark.usefixtures("aws")
+def test_the_volume_initialises_at_a_rate_and_the_watchdog_scales_with_the_data(
+    tmp_path: Path,
+) -> None:
+    """Issue 13, defect 6: gp3 above baseline, EBS's initialisation rate instead of reading
+    the volume at boot, and a watchdog margin that grows with the dataset."""
+    params, _ = _launch(tmp_path, cloud={"volume_gb": 100}, run={"timeout": 60})
+    (mapping,) = params["BlockDeviceMappings"]
+    ebs = mapping["Ebs"]
+    assert ebs["VolumeType"] == "gp3" and ebs["Throughput"] >= VOLUME_INIT_MIB_S
+    assert ebs["Iops"] >= 3000 and ebs["VolumeInitializationRate"] == VOLUME_INIT_MIB_S
+    script = params["UserData"]
+    assert 'NCAAS_PREWARM:-0}" = 1' in script  # the rate does it; no read at boot
+    initialise = -(-ebs["VolumeSize"] * 1024 // VOLUME_INIT_MIB_S)
+    assert f"sleep {60 + WATCHDOG_MARGIN_S + 1 + initialise};" in script  # 100 B: 1 s
+
+
+def test_the_watchdog_margin_grows_with_the_dataset(make_task: Any) -> None:
+    task = make_task(run={"timeout": 60})
+    gib = 1024**3
+    small, large = watchdog_seconds(task, 0), watchdog_seconds(task, 100 * gib)
+    assert small == 60 + WATCHDOG_MARGIN_S
+    assert large - small == 2 * 100 * 1024 // WORST_CASE_MIB_S  # down and up at 50 MiB/s
+    assert watchdog_seconds(task, 0, 300) - small == 300 * 1024 // VOLUME_INIT_MIB_S
 
 
 def test_root_volume_takes_the_largest_need() -> None:
