@@ -105,6 +105,18 @@ class CloudSpec(_Strict):
     volume_gb: int = Field(default=100, gt=0, le=16384)
     source_ami: str | None = None
     ami: str | None = None
+    # Where bake and launch start instances: unset, the region's default VPC (EC2 picks one of
+    # its subnets). A private subnet needs an S3 gateway endpoint (docs/cloud-path.md).
+    subnet_id: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]{8,17}$")
+    security_group_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        bad = [g for g in value if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not security group ids (sg-...)")
+        return value
 
     @field_validator("bucket")
     @classmethod

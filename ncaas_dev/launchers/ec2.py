@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from ..analysis import load_record
 from ..cloud.deploy.policies import trust_policy
 from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
+from ..cloud.ec2.refusals import error_code, is_retryable, unsupported_here
 from ..cloud.ec2.userdata import VOLUME_INIT_MIB_S, render_user_data, watchdog_seconds
 from ..cloud.layout import (
     TAG_ANALYSIS,
@@ -56,25 +57,6 @@ NOT_FOUND_GRACE_S = 300.0
 # initialisation rate and with the dataset's download.
 GP3_THROUGHPUT_MIB_S = 300
 GP3_IOPS = 4000
-# RunInstances errors that a later attempt may not meet: capacity, quotas, throttling.
-RETRYABLE_CODES = {
-    "InsufficientInstanceCapacity",
-    "VcpuLimitExceeded",
-    "InstanceLimitExceeded",
-    "RequestLimitExceeded",
-}
-
-
-def is_retryable(error: BaseException | None) -> bool:
-    """A RunInstances error worth retrying; a new instance profile is refused as invalid for a
-    few seconds after its creation (IAM propagates it), which is one too."""
-    if not isinstance(error, ClientError):
-        return False
-    code = error.response.get("Error", {}).get("Code", "")
-    message = error.response.get("Error", {}).get("Message", "")
-    return code in RETRYABLE_CODES or (
-        code == "InvalidParameterValue" and "iam instance profile" in message.lower()
-    )
 
 
 @dataclass
@@ -160,6 +142,8 @@ class Ec2Launcher:
         except NcaasError as e:
             if is_retryable(e.__cause__):
                 raise RetryableLaunchError(e.message) from e.__cause__
+            if error_code(e.__cause__) == "Unsupported":  # the type is not offered in that AZ
+                raise NcaasError(unsupported_here(ec2, blueprint, e.message)) from e.__cause__
             raise
         instance = reply["Instances"][0]["InstanceId"]
         self._live[instance] = _Watched(task, region, self.clock())
@@ -171,8 +155,14 @@ class Ec2Launcher:
         user_data: str,
     ) -> Any:  # fmt: skip
         blueprint = task.record.blueprint
+        where: dict[str, Any] = {}
+        if blueprint.cloud.subnet_id:
+            where["SubnetId"] = blueprint.cloud.subnet_id
+        if blueprint.cloud.security_group_ids:
+            where["SecurityGroupIds"] = list(blueprint.cloud.security_group_ids)
         with self.regions.errors("RunInstances"):
             return ec2.run_instances(
+                **where,
                 ImageId=ami,
                 InstanceType=blueprint.cloud.instance_type,  # type: ignore[arg-type]
                 MinCount=1,

@@ -291,3 +291,20 @@ def test_gpu_families_the_dl_amis_dropped_are_refused(write_blueprint, instance_
     )
     with pytest.raises(BlueprintError, match=r"no longer support p2, p3 or g3.*g4dn, g5, g6"):
         load_blueprint(folder)
+
+
+@pytest.mark.parametrize(
+    ("cloud", "ok"),
+    [
+        ("{subnet_id: subnet-0123456789abcdef0, security_group_ids: [sg-0abc12345]}", True),
+        ("{subnet_id: vpc-0123456789abcdef0}", False),
+        ("{security_group_ids: [default]}", False),
+    ],
+)
+def test_subnet_and_security_groups_are_ids(write_blueprint, cloud: str, ok: bool) -> None:
+    folder = write_blueprint(f"analysis: a-b\ngroups: [{{name: a}}]\ncloud: {cloud}\n")
+    if ok:
+        load_blueprint(folder)
+    else:
+        with pytest.raises(BlueprintError, match="cloud"):
+            load_blueprint(folder)

@@ -130,3 +130,38 @@ def test_the_bake_volume_covers_the_newest_source_snapshot(tmp_path: Path) -> No
     with Stubber(ec2) as stub:
         stub.add_response("describe_images", {"Images": [image("10", 60), image("20", 75)]})
         assert source_snapshot_gb(ec2, wanted, settings) == 75
+
+
+# -- issue 13, defect 10: no default VPC assumed -----------------------------------------------
+@pytest.mark.usefixtures("aws")
+def test_the_blueprints_subnet_and_security_groups_are_used(tmp_path: Path) -> None:
+    ec2 = client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.1.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="runners", Description="r", VpcId=vpc)["GroupId"]
+    cloud = {"subnet_id": subnet, "security_group_ids": [group]}
+    params, _ = _launch(tmp_path, cloud=cloud)
+    assert params["SubnetId"] == subnet and params["SecurityGroupIds"] == [group]
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_type_the_zone_does_not_offer_gets_a_reason_naming_the_zones(tmp_path: Path) -> None:
+    from botocore.exceptions import ClientError
+
+    from ncaas_dev.jobstore import JobStore
+
+    def unsupported(**_: Any) -> None:
+        message = "Your requested instance type (m5.xlarge) is not supported in us-east-1e."
+        raise ClientError({"Error": {"Code": "Unsupported", "Message": message}}, "RunInstances")
+
+    s3, ec2, iam = client("s3"), client("ec2"), client("iam")
+    storage = Storage(s3, None)
+    provision(storage, ec2, iam)
+    ec2.meta.events.register("before-call.ec2.RunInstances", unsupported)
+    settings = Settings(endpoint_url=None, region="us-east-1", state_dir=tmp_path)
+    dispatcher = Dispatcher(storage, Ec2Launcher(settings, storage, ec2, iam), None, "us-east-1")
+    job = dispatcher.handle(submit(storage)).job or ""
+    ds = JobStore(storage, BUCKET).read("labA", job).datasets["d.bin"]
+    assert ds.state.value == "failed"
+    assert "set cloud.subnet_id to a subnet in one of them" in (ds.reason or "")
+    assert "us-east-1a" in (ds.reason or "")

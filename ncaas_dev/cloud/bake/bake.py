@@ -166,6 +166,8 @@ def bake(
         manifest=work / "packer-manifest.json",
         ec2_endpoint=settings.endpoint_url or "",
         local_source_ami="" if cloud else local_source_ami(ec2, wanted, settings),
+        subnet_id=blueprint.cloud.subnet_id or "",
+        security_group_ids=tuple(blueprint.cloud.security_group_ids),
     )
     expected = {**manifest, "baked": manifest, "runner_python": RUNNER_PYTHON}
     ami, proof = _run_packer(plan, work, expected, cloud, clock, say)

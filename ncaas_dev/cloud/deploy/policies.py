@@ -133,7 +133,12 @@ def dispatcher_policy(blueprint: Blueprint) -> Doc:
         {
             "Sid": "StartAndWatchInstances",
             "Effect": "Allow",
-            "Action": ["ec2:RunInstances", "ec2:DescribeInstances", "ec2:DescribeImages"],
+            "Action": [
+                "ec2:RunInstances",
+                "ec2:DescribeInstances",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstanceTypeOfferings",
+            ],
             "Resource": "*",
         },
         {
