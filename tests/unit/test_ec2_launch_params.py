@@ -165,3 +165,22 @@ def test_a_type_the_zone_does_not_offer_gets_a_reason_naming_the_zones(tmp_path:
     assert ds.state.value == "failed"
     assert "set cloud.subnet_id to a subnet in one of them" in (ds.reason or "")
     assert "us-east-1a" in (ds.reason or "")
+
+
+@pytest.mark.usefixtures("aws")
+def test_the_boot_log_lands_beside_the_datasets_log(tmp_path: Path, make_task: Any) -> None:
+    """Issue 13, defect 12: cloud-init's output, shipped by the instance before power-off."""
+    from ncaas_dev.cloud.ec2 import bootlog
+
+    s3 = client("s3")
+    task = make_task()
+    s3.create_bucket(Bucket=task.bucket)
+    log = tmp_path / "cloud-init-output.log"
+    log.write_bytes(b"x" * (bootlog.MAX_BYTES + 10) + b"\ndocker: failed to start\n")
+    task_file = tmp_path / "task.json"
+    task_file.write_text(task.model_dump_json())
+    assert bootlog.main([str(task_file), str(log)]) == 0
+    key = f"labA/results/{task.job}/logs/{task.dataset}.boot.log"
+    body = s3.get_object(Bucket=task.bucket, Key=key)["Body"].read()
+    assert body.endswith(b"docker: failed to start\n") and len(body) == bootlog.MAX_BYTES
+    assert bootlog.main([str(task_file), str(tmp_path / "none")]) == 0  # no log: no failure

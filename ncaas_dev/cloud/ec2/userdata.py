@@ -37,10 +37,16 @@ NCAAS_PYTHON="${{NCAAS_PYTHON:-{python}}}"
 NCAAS_POWEROFF="${{NCAAS_POWEROFF:-shutdown -h now}}"
 export NCAAS_STATE_DIR="$NCAAS_HOME/state" AWS_DEFAULT_REGION="{region}"
 mkdir -p "$NCAAS_HOME/work" "$NCAAS_STATE_DIR"
+# Before every power-off: cloud-init's output to the dataset's logs in S3, so a failed boot
+# is visible to the user.
+ship_boot_log() {{
+  "$NCAAS_PYTHON" -m ncaas_dev.cloud.ec2.bootlog "$NCAAS_HOME/work/task.json" \
+    "${{NCAAS_BOOT_LOG:-/var/log/cloud-init-output.log}}" || true
+}}
 
 # The watchdog: whatever happens below, this instance is gone {watchdog} s from now.
 ( sleep {watchdog}; echo "ncaas: watchdog: still running after {watchdog} s, powering off"
-  $NCAAS_POWEROFF ) &
+  ship_boot_log; $NCAAS_POWEROFF ) &
 
 instance_id="${{NCAAS_INSTANCE_ID:-}}"
 if [ -z "$instance_id" ]; then  # IMDSv2
@@ -62,6 +68,7 @@ cat > "$NCAAS_HOME/work/task.json" <<'{delimiter}'
 echo "ncaas: starting the runner for {label}"
 "$NCAAS_PYTHON" -m ncaas_dev.runner "$NCAAS_HOME/work/task.json" "ec2:$instance_id"
 echo "ncaas: runner exited with code $?; powering off"
+ship_boot_log
 $NCAAS_POWEROFF
 """
 
