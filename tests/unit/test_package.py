@@ -3,7 +3,9 @@ the module the template names as the handler."""
 
 from __future__ import annotations
 
+import base64
 import glob
+import hashlib
 import importlib
 import importlib.metadata
 import json
@@ -12,6 +14,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import boto3
 import pytest
 
 import ncaas_dev
@@ -73,3 +76,40 @@ def test_the_zip_runs_on_a_python_312_without_boto3(tmp_path: Path) -> None:
     for name in ("boto3", "botocore", "s3transfer"):
         assert found[name] == importlib.metadata.version(name)
     assert found["ncaas"] == ncaas_dev.__version__ != "0.0.0+source"
+
+
+@pytest.mark.parametrize(
+    ("stored", "action"),
+    [(None, "uploaded"), ("ours", "reused"), ("other", "uploaded"), ("none", "uploaded")],
+)
+def test_a_reused_artifact_is_checked_by_its_sha256(
+    tmp_path: Path, stored: str | None, action: str
+) -> None:
+    """Issue 13, defect 12: an object at the artifact's key is reused only if S3's SHA-256 of
+    it (HeadObject, ChecksumMode ENABLED) is the zip's; anything else there is replaced, with
+    the checksum sent so S3 refuses a corrupted upload. (moto keeps no checksums: Stubber.)"""
+    from botocore.stub import ANY, Stubber
+
+    from ncaas_dev.storage import Storage
+
+    zip_path = tmp_path / "d.zip"
+    zip_path.write_bytes(b"PK zip bytes")
+    raw = hashlib.sha256(zip_path.read_bytes()).digest()
+    ours = base64.b64encode(raw).decode()
+    built = package.Package(zip_path, raw.hex(), built=True, seconds=0.0)
+    s3 = boto3.client(
+        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    head = {"Bucket": "art-bucket", "Key": built.key, "ChecksumMode": "ENABLED"}
+    with Stubber(s3) as stub:
+        if stored is None:
+            stub.add_client_error("head_object", "404", "Not Found", 404, expected_params=head)
+        else:
+            checksum = {"ours": ours, "other": base64.b64encode(b"x" * 32).decode()}.get(stored)
+            reply = {"ChecksumSHA256": checksum} if checksum else {}
+            stub.add_response("head_object", reply, head)
+        if action == "uploaded":
+            put = {"Bucket": "art-bucket", "Key": built.key, "Body": ANY, "ChecksumSHA256": ours}
+            stub.add_response("put_object", {}, put)
+        assert package.upload_artifact(Storage(s3, None), "art-bucket", built) == action
+        stub.assert_no_pending_responses()

@@ -30,7 +30,7 @@ from . import template as t
 from .bucket import bucket_is_ours, notify_lambda, secure_bucket
 from .cloudformation import OnEvent, StackDeployer, deploy_error
 from .names import instance_profile_name, stack_name
-from .package import build_package
+from .package import build_package, upload_artifact
 from .verify import Check, verify
 
 
@@ -116,8 +116,7 @@ def deploy(
             # The code goes into the bucket the stack creates: the stack without its Lambda
             # first, then the Lambda once the code lies there.
             action = deployer.apply(name, t.render_template(blueprint, t.TemplateOptions()))
-        if storage.head(bucket, package.key) is None:
-            storage.upload_file(package.path, bucket, package.key)
+        package_info["upload"] = upload_artifact(storage, bucket, package)
     options = t.TemplateOptions(bucket=in_stack, dispatcher=code)
     second = deployer.apply(name, t.render_template(blueprint, options))
     action = second if action == "unchanged" else action
