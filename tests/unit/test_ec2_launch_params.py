@@ -184,3 +184,38 @@ def test_the_boot_log_lands_beside_the_datasets_log(tmp_path: Path, make_task: A
     body = s3.get_object(Bucket=task.bucket, Key=key)["Body"].read()
     assert body.endswith(b"docker: failed to start\n") and len(body) == bootlog.MAX_BYTES
     assert bootlog.main([str(task_file), str(tmp_path / "none")]) == 0  # no log: no failure
+
+
+def test_a_rebake_keeps_the_newest_two_amis_and_drops_the_rest(tmp_path: Path) -> None:
+    """Issue 13, defect 12: older AMIs of the analysis are deregistered, their snapshots
+    deleted; the new one and the one before it stay."""
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from ncaas_dev.cloud.bake.amis import prune_amis
+
+    ec2 = boto3.client(
+        "ec2", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    settings = Settings(endpoint_url=None, region="us-east-1", state_dir=tmp_path)
+
+    def image(n: int) -> dict[str, Any]:
+        return {
+            "ImageId": f"ami-{n}000000000000000",
+            "CreationDate": f"2026-0{n}-01T00:00:00.000Z",
+            "BlockDeviceMappings": [
+                {"DeviceName": "/dev/sda1", "Ebs": {"SnapshotId": f"snap-{n}"}}
+            ],
+        }
+
+    images = [image(n) for n in (3, 1, 4, 2)]  # 4: the bake that just ran
+    with Stubber(ec2) as stub:
+        stub.add_response(
+            "describe_images", {"Images": images}, {"Owners": ["self"], "Filters": ANY}
+        )
+        for n in (1, 2):  # oldest first
+            stub.add_response("deregister_image", {}, {"ImageId": f"ami-{n}000000000000000"})
+            stub.add_response("delete_snapshot", {}, {"SnapshotId": f"snap-{n}"})
+        pruned = prune_amis(ec2, "spikes", "ami-4000000000000000", settings, keep=2)
+        stub.assert_no_pending_responses()
+    assert pruned == ["ami-1000000000000000", "ami-2000000000000000"]

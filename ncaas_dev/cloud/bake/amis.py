@@ -3,6 +3,8 @@ build starts from, and EC2's errors said in one line with what to check."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -11,6 +13,7 @@ import botocore.exceptions
 from ...aws import client as aws_client
 from ...errors import NcaasError
 from ...settings import Settings
+from ..layout import TAG_ANALYSIS, TAG_BAKE_KEY
 from . import packer
 
 _NOT_FOUND = {"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"}
@@ -97,3 +100,34 @@ def source_snapshot_gb(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -
     if not images:
         return 0
     return snapshot_gb(max(images, key=lambda i: str(i.get("CreationDate", ""))))
+
+
+# A re-bake keeps this many of the analysis's AMIs (the new one included), and deregisters the
+# older ones with their snapshots, which are billed per GiB-month for as long as they exist.
+KEEP_AMIS = int(os.environ.get("NCAAS_KEEP_AMIS", "2"))
+
+
+def prune_amis(
+    ec2: Any, analysis: str, current: str, settings: Settings, keep: int = KEEP_AMIS
+) -> list[str]:
+    """Deregister this analysis's baked AMIs (ours: owned by this account, tagged with the
+    analysis and a bake key) beyond the newest ``keep``, never ``current``; delete their
+    snapshots. Returns the AMIs deregistered."""
+    filters = [
+        {"Name": f"tag:{TAG_ANALYSIS}", "Values": [analysis]},
+        {"Name": "tag-key", "Values": [TAG_BAKE_KEY]},
+    ]
+    try:
+        images = ec2.describe_images(Owners=["self"], Filters=filters)["Images"]
+        images.sort(key=lambda i: (i["ImageId"] == current, str(i.get("CreationDate", ""))))
+        old = [i for i in images[: max(0, len(images) - max(keep, 1))] if i["ImageId"] != current]
+        for image in old:
+            ec2.deregister_image(ImageId=image["ImageId"])
+            for mapping in image.get("BlockDeviceMappings", []):
+                snapshot = mapping.get("Ebs", {}).get("SnapshotId")
+                if snapshot:
+                    with contextlib.suppress(botocore.exceptions.ClientError):
+                        ec2.delete_snapshot(SnapshotId=snapshot)  # gone already, or shared
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise _aws_error(e, settings) from e
+    return [i["ImageId"] for i in old]

@@ -26,7 +26,7 @@ from ...errors import NcaasError, UsageError
 from ...settings import Settings
 from ..layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from . import packer
-from .amis import describe_ami, ec2_client, local_source_ami, source_snapshot_gb
+from .amis import describe_ami, ec2_client, local_source_ami, prune_amis, source_snapshot_gb
 from .key import ami_name, bake_key, baked_manifest
 from .payload import Reporter, build_wheelhouse, save_image, stage_payload, wheel_cache
 from .proof import packer_log, provision_and_check
@@ -178,6 +178,11 @@ def bake(
             hint=f"see the packer logs in {work}",
         )
 
+    pruned = prune_amis(ec2, blueprint.analysis, ami, settings)
+    if pruned:
+        say.step(
+            f"deregistered {len(pruned)} older AMI(s) and their snapshots: {', '.join(pruned)}"
+        )
     say.step(f"recording {ami} in {blueprint_path}")
     write_ami(loaded.folder, ami, f"baked by ncaas-dev from {image_id} on {now:%Y-%m-%d}")
     return result(
