@@ -31,8 +31,10 @@ class AnalysisRecord(BaseModel):
         )
 
 
-def save_record(storage: Storage, record: AnalysisRecord) -> None:
-    storage.put_json(record.blueprint.analysis, BLUEPRINT_RECORD, record.model_dump(mode="json"))
+def save_record(storage: Storage, record: AnalysisRecord, bucket: str | None = None) -> None:
+    """Into ``bucket``: the analysis name locally, ``cloud.bucket`` on the cloud path."""
+    bucket = bucket or record.blueprint.analysis
+    storage.put_json(bucket, BLUEPRINT_RECORD, record.model_dump(mode="json"))
 
 
 def load_record(storage: Storage, bucket: str) -> AnalysisRecord | None:

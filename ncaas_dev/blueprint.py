@@ -33,6 +33,10 @@ _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 # serves. g4ad is AMD and g5g is ARM: neither runs the NVIDIA toolkit on an x86 AMI.
 NVIDIA_GPU_TYPE = re.compile(r"^(p[2-6][a-z]*|g[3-6](?!ad|g)[a-z]*|gr6)\.[a-z0-9]+$")
 DEFAULT_GPU_INSTANCE_TYPE = "g4dn.xlarge"
+# NVIDIA families whose GPUs (Kepler, Maxwell, Volta) current Deep Learning AMIs' drivers no
+# longer support: the GPU base AMI would boot without a working GPU.
+RETIRED_GPU_TYPE = re.compile(r"^(p2|p3|p3dn|g3|g3s)\.[a-z0-9]+$")
+SUPPORTED_GPU_FAMILIES = "g4dn, g5, g6, g6e, gr6, p4d, p4de, p5"
 
 
 def parse_memory(value: object) -> int:
@@ -84,12 +88,40 @@ class Resources(_Strict):
         return value
 
 
+def _bucket_name(value: str) -> str:
+    if not BUCKET_NAME.fullmatch(value) or "--" in value:
+        raise ValueError(
+            f"{value!r} is not a valid bucket name: 3-63 characters, lowercase letters, "
+            "digits and single hyphens, starting and ending with a letter or digit"
+        )
+    return value
+
+
 class CloudSpec(_Strict):
     region: str = "us-east-1"
+    # S3 bucket names are global: on AWS another account may hold the analysis's name.
+    bucket: str | None = None
     instance_type: str = "m5.xlarge"
     volume_gb: int = Field(default=100, gt=0, le=16384)
     source_ami: str | None = None
     ami: str | None = None
+    # Where bake and launch start instances: unset, the region's default VPC (EC2 picks one of
+    # its subnets). A private subnet needs an S3 gateway endpoint (docs/cloud-path.md).
+    subnet_id: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]{8,17}$")
+    security_group_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("security_group_ids")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        bad = [g for g in value if not re.fullmatch(r"sg-[0-9a-f]{8,17}", g)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: not security group ids (sg-...)")
+        return value
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket(cls, value: str | None) -> str | None:
+        return None if value is None else _bucket_name(value)
 
 
 class Limits(_Strict):
@@ -122,16 +154,17 @@ class Blueprint(_Strict):
     @field_validator("analysis")
     @classmethod
     def _bucket_safe(cls, value: str) -> str:
-        if not BUCKET_NAME.fullmatch(value) or "--" in value:
-            raise ValueError(
-                f"{value!r} is not a valid bucket name: 3-63 characters, lowercase letters, "
-                "digits and single hyphens, starting and ending with a letter or digit"
-            )
-        return value
+        return _bucket_name(value)
 
     @model_validator(mode="after")
     def _gpu_parity(self) -> Blueprint:
         """A GPU locally means a GPU instance in the cloud; a default picks one."""
+        if self.resources.gpu and RETIRED_GPU_TYPE.match(self.cloud.instance_type):
+            raise ValueError(
+                f"cloud.instance_type {self.cloud.instance_type!r}: current Deep Learning AMIs "
+                f"no longer support p2, p3 or g3 GPUs; use one of {SUPPORTED_GPU_FAMILIES} "
+                "(e.g. g4dn.xlarge or g5.xlarge)"
+            )
         if not self.resources.gpu or NVIDIA_GPU_TYPE.match(self.cloud.instance_type):
             return self
         if "instance_type" not in self.cloud.model_fields_set:
@@ -141,7 +174,7 @@ class Blueprint(_Strict):
         raise ValueError(
             f"cloud.instance_type {self.cloud.instance_type!r} has no NVIDIA GPU but "
             "resources.gpu is true: pick a GPU type such as g4dn.xlarge, g5.xlarge or "
-            "p3.2xlarge, or set resources.gpu to false"
+            "g6.xlarge, or set resources.gpu to false"
         )
 
     @field_validator("groups")
@@ -155,6 +188,12 @@ class Blueprint(_Strict):
 
     def group(self, name: str) -> Group | None:
         return next((g for g in self.groups if g.name == name), None)
+
+    @property
+    def bucket(self) -> str:
+        """The bucket on the cloud path (deploy, Lambda, EC2): ``cloud.bucket``, else the
+        analysis name. Local runs (`run`, `up`) always use the analysis name."""
+        return self.cloud.bucket or self.analysis
 
     @property
     def image_tag(self) -> str:

@@ -47,9 +47,17 @@ def queue_policy(queue_arn: str) -> str:
     )
 
 
-def provision(storage: Storage, sqs: SQSClient, settings: Settings, record: AnalysisRecord) -> None:
+def provision(
+    storage: Storage,
+    sqs: SQSClient,
+    settings: Settings,
+    record: AnalysisRecord,
+    bucket: str | None = None,
+) -> None:
+    """The bucket (the analysis name unless ``bucket``: deploy's ``cloud.bucket``), its
+    folders, the queue, the notifications and the analysis record."""
     blueprint = record.blueprint
-    bucket = blueprint.analysis
+    bucket = bucket or blueprint.analysis
     storage.ensure_bucket(bucket, settings.region)
     for group in blueprint.groups:
         for folder in GROUP_FOLDERS:
@@ -79,4 +87,4 @@ def provision(storage: Storage, sqs: SQSClient, settings: Settings, record: Anal
                 ]
             },
         )
-    save_record(storage, record)
+    save_record(storage, record, bucket)

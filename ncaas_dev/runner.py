@@ -135,10 +135,15 @@ class Runner:
 
         def started(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
+            if ds.state.terminal:  # decided already (e.g. its instance taken for lost)
+                return
             ds.state, ds.started, ds.runner, ds.reason = State.RUNNING, utcnow(), runner_id, None
             status.log(f"{task.dataset}: started on {runner_id}; fetching inputs")
 
-        store.update(task.group, task.job, started)
+        current = store.update(task.group, task.job, started).datasets[task.dataset]
+        if current.state.terminal:
+            log.warning("%s: already %s; not running it", task.label, current.state.value)
+            return current.state
         shipper = LogShipper(
             self.storage,
             task.bucket,
@@ -232,6 +237,9 @@ class Runner:
     ) -> None:
         def finish(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
+            if ds.state.terminal:  # a runner never overwrites a decided state
+                status.log(f"{task.dataset}: runner ended ({state.value}) after it was decided")
+                return
             ds.state, ds.reason, ds.exit_code, ds.finished = state, reason, exit_code, utcnow()
             if extra.get("last_output"):
                 ds.last_output = str(extra["last_output"])[:500]

@@ -54,6 +54,18 @@ variable "source_ami_owners" {
   type = list(string)
 }
 
+# amazon-ebs.cloud: where the build instance runs ("" / []: the default VPC, a temporary
+# security group that lets Packer's SSH in). A private subnet needs a way to Packer's SSH.
+variable "subnet_id" {
+  type    = string
+  default = ""
+}
+
+variable "security_group_ids" {
+  type    = list(string)
+  default = []
+}
+
 variable "ssh_username" {
   type    = string
   default = "ubuntu"
@@ -122,15 +134,17 @@ source "amazon-ebs" "cloud" {
     owners      = var.source_ami_owners
     most_recent = true
   }
-  instance_type   = var.instance_type
-  ami_name        = var.ami_name
-  ami_description = "ncaas analysis ${var.analysis}"
-  communicator    = "ssh"
-  ssh_username    = var.ssh_username
-  ssh_timeout     = "10m"
-  tags            = var.tags
-  snapshot_tags   = var.tags
-  run_tags        = var.tags
+  instance_type      = var.instance_type
+  subnet_id          = var.subnet_id
+  security_group_ids = var.security_group_ids
+  ami_name           = var.ami_name
+  ami_description    = "ncaas analysis ${var.analysis}"
+  communicator       = "ssh"
+  ssh_username       = var.ssh_username
+  ssh_timeout        = "10m"
+  tags               = var.tags
+  snapshot_tags      = var.tags
+  run_tags           = var.tags
   launch_block_device_mappings {
     device_name           = var.root_device_name
     volume_size           = var.volume_gb

@@ -21,6 +21,7 @@ BAKE_MANIFEST = f"{NCAAS_HOME}/baked.json"  # what was baked: image id, blueprin
 
 # Tags on AMIs and instances.
 TAG_ANALYSIS = "ncaas:analysis"
+TAG_BUCKET = "ncaas:bucket"  # on instances: the bucket they serve (cloud.bucket, else analysis)
 TAG_GROUP = "ncaas:group"
 TAG_JOB = "ncaas:job"
 TAG_DATASET = "ncaas:dataset"

@@ -2,7 +2,9 @@
 
 Claims (of submissions, of dataset launches) record their maker as ``host:pid`` and a time.
 A claim made on this host by a process that is no longer an ncaas process is retaken after a
-short grace; any other claim only after a long one.
+short grace; any other claim only after a long one. In AWS Lambda ``host:pid`` means nothing
+(sandboxes share host names and pids, and a pid cannot be looked up across them), so there a
+claim is ``lambda:<log stream>`` and expires by time only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ DEAD_OWNER_GRACE_SECONDS = 10.0
 STALE_CLAIM_SECONDS = 600.0
 
 
+def _in_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
 def dispatcher_identity() -> str:
+    if _in_lambda():
+        return f"lambda:{os.environ.get('AWS_LAMBDA_LOG_STREAM_NAME', '?')}"
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -46,7 +54,7 @@ def claim_is_stale(owner: str | None, claimed_at: str | None, now: float | None 
     if age >= STALE_CLAIM_SECONDS:
         return True
     host, _, pid = (owner or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    if _in_lambda() or host != socket.gethostname() or not pid.isdigit():
         return False
     return age >= DEAD_OWNER_GRACE_SECONDS and not _process_is_ncaas(int(pid))
 

@@ -8,19 +8,27 @@ dataset. Runners that end without recording a result leave their dataset ``faile
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from ..analysis import AnalysisRecord
 from ..errors import NcaasError
 from ..jobstore import JobStore
-from ..launchers.base import DatasetTask, Finished, Launcher
+from ..launchers.base import DatasetTask, Finished, Launcher, RetryableLaunchError
+from ..pricing import parse_time
 from ..status import DatasetStatus, JobStatus, State, utcnow
 from ..storage import Storage
 from .claims import claim_is_stale
 
 log = logging.getLogger(__name__)
 TaskKey = tuple[str, str, str, str]
+# A launch that may succeed later (no capacity, a quota) is retried this long, then failed.
+LAUNCH_RETRY_SECONDS = float(os.environ.get("NCAAS_LAUNCH_RETRY_SECONDS", "1800"))
+RETRY_BACKOFF_S = (15.0, 300.0)  # first wait, longest wait (doubling in between)
 
 
 def _task_key(task: DatasetTask) -> TaskKey:
@@ -35,13 +43,22 @@ class Scheduler:
     region: str
     owner: str
     pending: deque[DatasetTask] = field(default_factory=deque)
+    clock: Callable[[], float] = time.time
+    retry_seconds: float = LAUNCH_RETRY_SECONDS
     _queued: set[TaskKey] = field(default_factory=set)
+    _not_before: dict[TaskKey, float] = field(default_factory=dict)  # backoff of retries
 
     def queue_waiting(self, bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
         """Queue the job's datasets nobody launched (or whose launcher died while claiming)."""
         store = JobStore(self.storage, bucket)
         found = 0
+        watch = getattr(self.launcher, "watch", None)  # launchers that can watch by id (EC2)
         for name, ds in status.datasets.items():
+            if ds.state.terminal:
+                continue
+            if watch is not None and ds.runner and (ds.claimed_at or ds.started):
+                since = parse_time(ds.claimed_at or ds.started or "").timestamp()
+                watch(self._task(bucket, record, status, name), ds.runner, since)
             if ds.state != State.QUEUED:
                 continue
             if ds.runner is not None:
@@ -49,19 +66,24 @@ class Scheduler:
                     continue
                 if not self._release_launch_claim(store, status, name, ds):
                     continue
-            task = DatasetTask(
-                bucket=bucket,
-                group=status.group,
-                job=status.job,
-                dataset=name,
-                data_key=ds.key,
-                config_key=status.configname,
-                record=record,
-                endpoint_url=self.endpoint_url,
-                region=self.region,
-            )
-            found += self._queue(task)
+            found += self._queue(self._task(bucket, record, status, name))
         return found
+
+    def _task(
+        self, bucket: str, record: AnalysisRecord, status: JobStatus, name: str
+    ) -> DatasetTask:
+        ds = status.datasets[name]
+        return DatasetTask(
+            bucket=bucket,
+            group=status.group,
+            job=status.job,
+            dataset=name,
+            data_key=ds.key,
+            config_key=status.configname,
+            record=record,
+            endpoint_url=self.endpoint_url,
+            region=self.region,
+        )
 
     def _queue(self, task: DatasetTask) -> bool:
         key = _task_key(task)
@@ -105,6 +127,9 @@ class Scheduler:
         room: dict[str, int] = {}  # asked once per analysis per pass: a cloud launcher's
         while self.pending:  # count is an API call
             task = self.pending.popleft()
+            if self._not_before.get(_task_key(task), 0.0) > self.clock():
+                waiting.append(task)
+                continue
             if task.bucket not in room:
                 cap = task.record.blueprint.limits.max_concurrent_jobs
                 room[task.bucket] = cap - self.launcher.active(task.bucket)
@@ -138,6 +163,9 @@ class Scheduler:
             return
         try:
             runner = self.launcher.launch(task)
+        except RetryableLaunchError as e:
+            self._retry_later(store, task, starting, str(e))
+            return
         except NcaasError as e:
             reason = f"infrastructure error: could not start a runner: {e}"
 
@@ -158,6 +186,42 @@ class Scheduler:
             status.log(f"{task.dataset}: launched on {runner}")
 
         store.update(task.group, task.job, launched)
+
+    def _retry_later(self, store: JobStore, task: DatasetTask, starting: str, error: str) -> None:
+        """Leave the dataset queued with the reason (the certificate shows it) and retry with
+        backoff; past ``retry_seconds`` since the first refusal, fail it with the last error.
+        The first refusal's time is in status.json, so the bound holds across dispatchers."""
+        now = self.clock()
+        attempts = 0
+
+        def retry(status: JobStatus) -> None:
+            nonlocal attempts
+            ds = status.datasets[task.dataset]
+            if ds.state != State.QUEUED or ds.runner != starting:
+                return
+            extra = ds.__pydantic_extra__ if ds.__pydantic_extra__ is not None else {}
+            since = str(extra.get("launch_refused_since") or _stamp(now))
+            attempts = int(extra.get("launch_attempts") or 0) + 1
+            waited = now - parse_time(since).timestamp()
+            if waited >= self.retry_seconds:
+                ds.state, ds.finished = State.FAILED, _stamp(now)
+                ds.reason = (
+                    f"infrastructure error: could not start a runner in {waited / 60:.0f} min "
+                    f"({attempts} attempts); last AWS error: {error}"
+                )
+                status.log(f"{task.dataset}: {ds.reason}")
+                return
+            ds.runner = ds.claimed_by = ds.claimed_at = None
+            extra.update(launch_refused_since=since, launch_attempts=attempts)
+            until = _stamp(parse_time(since).timestamp() + self.retry_seconds)
+            ds.reason = f"waiting for EC2, retrying until {until}: {error}"
+            status.log(f"{task.dataset}: launch refused (attempt {attempts}), retrying: {error}")
+
+        current = store.update(task.group, task.job, retry).datasets[task.dataset]
+        if attempts and current.state == State.QUEUED:
+            first, longest = RETRY_BACKOFF_S
+            self._not_before[_task_key(task)] = now + min(longest, first * 2 ** (attempts - 1))
+            self._queue(task)
 
     def settle_runner(self, finished: Finished) -> None:
         """A runner that died without reporting leaves its dataset failed, never running."""
@@ -182,3 +246,9 @@ class Scheduler:
             log.error(
                 "%s: could not record the end of runner %s: %s", task.label, finished.runner, e
             )
+
+
+def _stamp(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )

@@ -8,6 +8,12 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from ..analysis import AnalysisRecord
+from ..errors import NcaasError
+
+
+class RetryableLaunchError(NcaasError):
+    """A launch that may succeed later (no capacity, a quota, throttling, a role still
+    propagating): the dataset stays queued and is retried, for a bounded time."""
 
 
 class DatasetTask(BaseModel):

@@ -12,6 +12,9 @@ import hashlib
 import json
 import logging
 import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -19,9 +22,11 @@ from botocore.exceptions import ClientError
 from ..analysis import load_record
 from ..cloud.deploy.policies import trust_policy
 from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
-from ..cloud.ec2.userdata import render_user_data
+from ..cloud.ec2.refusals import error_code, is_retryable, unsupported_here
+from ..cloud.ec2.userdata import VOLUME_INIT_MIB_S, render_user_data, watchdog_seconds
 from ..cloud.layout import (
     TAG_ANALYSIS,
+    TAG_BUCKET,
     TAG_DATASET,
     TAG_GROUP,
     TAG_IMAGE_ID,
@@ -33,7 +38,7 @@ from ..cloud.layout import (
 from ..errors import NcaasError
 from ..settings import Settings
 from ..storage import Storage
-from .base import DatasetTask, Finished
+from .base import DatasetTask, Finished, RetryableLaunchError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -45,11 +50,26 @@ ENDED_STATES = {"shutting-down", "terminated", "stopped"}
 GIB = 1024**3
 # The OS, Docker and the baked image, plus the dataset twice (the input and room for outputs).
 SYSTEM_GB = 16
+# DescribeInstances is eventually consistent: an instance it does not list yet this long after
+# its launch is "unknown", not gone.
+NOT_FOUND_GRACE_S = 300.0
+# gp3 above its baseline (125 MiB/s, 3000 IOPS): the disk keeps up with the volume's
+# initialisation rate and with the dataset's download.
+GP3_THROUGHPUT_MIB_S = 300
+GP3_IOPS = 4000
 
 
-def root_volume_gb(dataset_bytes: int, volume_gb: int) -> int:
-    """The blueprint's volume, or more when the dataset needs it (pure)."""
-    return max(volume_gb, SYSTEM_GB + math.ceil(2 * dataset_bytes / GIB))
+@dataclass
+class _Watched:
+    task: DatasetTask
+    region: str
+    since: float  # when it was launched (epoch seconds), for the NotFound grace
+
+
+def root_volume_gb(dataset_bytes: int, volume_gb: int, snapshot_gb: int = 0) -> int:
+    """The blueprint's volume, or more when the dataset needs it, never less than the AMI's
+    root snapshot (EC2 refuses a volume smaller than its snapshot) (pure)."""
+    return max(volume_gb, snapshot_gb, SYSTEM_GB + math.ceil(2 * dataset_bytes / GIB))
 
 
 def client_token(task: DatasetTask) -> str:
@@ -60,7 +80,8 @@ def client_token(task: DatasetTask) -> str:
 def _tags(task: DatasetTask) -> list[dict[str, str]]:
     pairs = {
         "Name": f"ncaas {task.bucket} {task.job} {task.dataset}"[:255],
-        TAG_ANALYSIS: task.bucket,
+        TAG_ANALYSIS: task.record.blueprint.analysis,
+        TAG_BUCKET: task.bucket,
         TAG_GROUP: task.group,
         TAG_JOB: task.job,
         TAG_DATASET: task.dataset[:255],
@@ -82,6 +103,7 @@ class Ec2Launcher:
         storage: Storage,
         ec2: EC2Client | None = None,
         iam: IAMClient | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         from ..aws import iam_client
 
@@ -90,7 +112,8 @@ class Ec2Launcher:
         # Each analysis launches in its blueprint's cloud.region, where bake registered its AMI.
         self.regions = Ec2Regions(settings, ec2)
         self.iam = iam or iam_client(settings)
-        self._live: dict[str, tuple[DatasetTask, str]] = {}  # instance id -> dataset, region
+        self.clock = clock
+        self._live: dict[str, _Watched] = {}  # instance id -> its dataset
         self._adopted = False
 
     # -- launching ---------------------------------------------------------------------------
@@ -104,17 +127,48 @@ class Ec2Launcher:
             )
         region = blueprint.cloud.region
         ec2 = self.regions.client(region)
-        root_device = check_ami(ec2, ami, task.record.image_id, region, self.settings)
+        image = check_ami(ec2, ami, task.record.image_id, region, self.settings)
+        root_device = image.get("RootDeviceName") or "/dev/sda1"
         info = self.storage.head(task.bucket, task.data_key)
-        volume = root_volume_gb(info.size if info else 0, blueprint.cloud.volume_gb)
+        size = info.size if info else 0
+        volume = root_volume_gb(size, blueprint.cloud.volume_gb, snapshot_gb(image))
+        try:
+            watchdog = watchdog_seconds(task, size, volume)
+            user_data = render_user_data(task, watchdog, prewarm=False)
+        except ValueError as e:  # over EC2's limit: no retry can help
+            raise NcaasError(str(e)) from e
+        try:
+            reply = self._run_instances(ec2, task, ami, root_device, volume, user_data)
+        except NcaasError as e:
+            if is_retryable(e.__cause__):
+                raise RetryableLaunchError(e.message) from e.__cause__
+            if error_code(e.__cause__) == "Unsupported":  # the type is not offered in that AZ
+                raise NcaasError(unsupported_here(ec2, blueprint, e.message)) from e.__cause__
+            raise
+        instance = reply["Instances"][0]["InstanceId"]
+        self._live[instance] = _Watched(task, region, self.clock())
+        log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
+        return f"ec2:{instance}"
+
+    def _run_instances(
+        self, ec2: EC2Client, task: DatasetTask, ami: str, root_device: str, volume: int,
+        user_data: str,
+    ) -> Any:  # fmt: skip
+        blueprint = task.record.blueprint
+        where: dict[str, Any] = {}
+        if blueprint.cloud.subnet_id:
+            where["SubnetId"] = blueprint.cloud.subnet_id
+        if blueprint.cloud.security_group_ids:
+            where["SecurityGroupIds"] = list(blueprint.cloud.security_group_ids)
         with self.regions.errors("RunInstances"):
-            reply = ec2.run_instances(
+            return ec2.run_instances(
+                **where,
                 ImageId=ami,
                 InstanceType=blueprint.cloud.instance_type,  # type: ignore[arg-type]
                 MinCount=1,
                 MaxCount=1,
                 ClientToken=client_token(task),
-                UserData=render_user_data(task),
+                UserData=user_data,
                 IamInstanceProfile={"Name": self._instance_profile(task)},
                 InstanceInitiatedShutdownBehavior="terminate",
                 BlockDeviceMappings=[
@@ -123,18 +177,25 @@ class Ec2Launcher:
                         "Ebs": {
                             "VolumeSize": volume,
                             "VolumeType": "gp3",
+                            "Throughput": GP3_THROUGHPUT_MIB_S,
+                            "Iops": GP3_IOPS,
+                            # The snapshot's blocks arrive at this rate, not lazily on
+                            # first read (the image would start at a crawl).
+                            "VolumeInitializationRate": VOLUME_INIT_MIB_S,
                             "DeleteOnTermination": True,
                             "Encrypted": True,
                         },
                     }
                 ],
-                MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
+                # IMDSv2 only, one hop: a container (run.network: true) is a hop further
+                # away, so it cannot take the instance role's credentials.
+                MetadataOptions={
+                    "HttpTokens": "required",
+                    "HttpEndpoint": "enabled",
+                    "HttpPutResponseHopLimit": 1,
+                },
                 TagSpecifications=_tag_specifications(task),
             )
-        instance = reply["Instances"][0]["InstanceId"]
-        self._live[instance] = (task, region)
-        log.info("%s: launched %s (%s, %d GiB)", task.label, instance, ami, volume)
-        return f"ec2:{instance}"
 
     def _instance_profile(self, task: DatasetTask) -> str:
         stack = load_stack_record(self.storage, task.bucket)
@@ -166,9 +227,9 @@ class Ec2Launcher:
         return name
 
     # -- watching ----------------------------------------------------------------------------
-    def active(self, analysis: str) -> int:
+    def active(self, bucket: str) -> int:
         """Counted in EC2, not in memory: instances a previous dispatcher started count too."""
-        ours = {f"tag:{TAG_ANALYSIS}": [analysis]}
+        ours = {f"tag:{TAG_BUCKET}": [bucket]}
         return sum(
             sum(1 for _ in self.regions.instances(region, **ours, instance_state_name=LIVE_STATES))
             for region in self.regions.known
@@ -189,11 +250,13 @@ class Ec2Launcher:
                 log.warning("not adopting %s: %s", instance["InstanceId"], e)
                 continue
             if task is not None:
-                self._live[instance["InstanceId"]] = (task, region)
+                launched = instance.get("LaunchTime")
+                since = launched.timestamp() if launched else self.clock()
+                self._live[instance["InstanceId"]] = _Watched(task, region, since)
                 log.info("%s: watching %s, launched earlier", task.label, instance["InstanceId"])
 
     def _task_from_tags(self, tags: dict[str, str]) -> DatasetTask | None:
-        bucket = tags.get(TAG_ANALYSIS)
+        bucket = tags.get(TAG_BUCKET)
         if not bucket or not all(k in tags for k in (TAG_GROUP, TAG_JOB, TAG_DATASET)):
             return None
         record = load_record(self.storage, bucket)
@@ -211,27 +274,40 @@ class Ec2Launcher:
             region=self.settings.region,
         )
 
+    def watch(self, task: DatasetTask, runner: str, since: float) -> None:
+        """Watch the instance of a dataset the sweep found not finished (launched ``since``),
+        whichever dispatcher launched it: one that died while nobody watched ends lost."""
+        instance_id = runner.removeprefix("ec2:")
+        if not runner.startswith("ec2:i-") or instance_id in self._live:
+            return
+        self._live[instance_id] = _Watched(task, task.record.blueprint.cloud.region, since)
+
     def reap(self) -> list[Finished]:
-        """Instances of ours that ended; the dispatcher fails their dataset if it never finished."""
+        """Instances of ours that ended; the dispatcher fails their dataset if it never finished.
+        One DescribeInstances does not list yet is not gone until NOT_FOUND_GRACE_S after its
+        launch (EC2 is eventually consistent)."""
         if not self._adopted:
             self._adopt()
         if not self._live:
             return []
         seen: dict[str, dict[str, Any]] = {}
         ids = list(self._live)
-        for region in {region for _, region in self._live.values()}:
-            here = [i for i in ids if self._live[i][1] == region]
+        for region in {w.region for w in self._live.values()}:
+            here = [i for i in ids if self._live[i].region == region]
             for start in range(0, len(here), 200):
                 batch = here[start : start + 200]
                 for instance in self.regions.instances(region, instance_id=batch):
                     seen[instance["InstanceId"]] = instance
         ended: list[Finished] = []
+        now = self.clock()
         for instance_id in ids:
             instance = seen.get(instance_id, {})
-            state = instance["State"]["Name"] if instance else "gone"
-            if state not in ENDED_STATES and state != "gone":
+            state = instance["State"]["Name"] if instance else "not found"
+            if not instance and now - self._live[instance_id].since < NOT_FOUND_GRACE_S:
+                continue  # unknown: not listed yet
+            if instance and state not in ENDED_STATES:
                 continue
-            task, _ = self._live.pop(instance_id)
+            task = self._live.pop(instance_id).task
             why = instance.get("StateReason", {}).get("Message", "")
             detail = f"instance lost: {instance_id} is {state}" + (f" ({why})" if why else "")
             ended.append(Finished(task, f"ec2:{instance_id}", None, detail))
@@ -242,10 +318,19 @@ class Ec2Launcher:
         self._live.clear()
 
 
+def snapshot_gb(image: dict[str, Any]) -> int:
+    """The size of an AMI's root snapshot (0 when the description does not say)."""
+    root = image.get("RootDeviceName")
+    for mapping in image.get("BlockDeviceMappings", []):
+        if mapping.get("DeviceName") == root:
+            return int(mapping.get("Ebs", {}).get("VolumeSize") or 0)
+    return 0
+
+
 def check_ami(
     ec2: EC2Client, ami: str, image_id: str | None, region: str, settings: Settings
-) -> str:
-    """The AMI exists and was baked from ``image_id``; returns its root device name."""
+) -> dict[str, Any]:
+    """The AMI exists and was baked from ``image_id``; returns its description."""
     with ec2_errors(f"DescribeImages {ami}", settings.endpoint_url):
         try:
             images = ec2.describe_images(ImageIds=[ami])["Images"]
@@ -267,4 +352,4 @@ def check_ami(
             f"{image_id[:19]}",
             hint="bake again with `ncaas-dev bake BLUEPRINT_DIR`",
         )
-    return image.get("RootDeviceName") or "/dev/sda1"
+    return dict(image)

@@ -403,8 +403,11 @@ def test_dispatcher_passes_only_the_instance_role_to_ec2(world: World) -> None:
     assert policy.is_action_permitted("iam:PassRole", runner_arn, None, to_lambda) != (
         PermissionResult.PERMITTED
     )
-    for action in ("ec2:RunInstances", "ec2:DescribeInstances", "ec2:DescribeImages"):
+    for action in ("ec2:DescribeInstances", "ec2:DescribeImages"):
         assert policy.is_action_permitted(action, "*") == PermissionResult.PERMITTED
+    # RunInstances is scoped (AMI, type, bucket tag: tests/unit/test_template.py).
+    image = "arn:aws:ec2:us-east-1::image/ami-0123456789abcdef0"
+    assert policy.is_action_permitted("ec2:RunInstances", image) == PermissionResult.PERMITTED
     for action in ("ec2:TerminateInstances", "iam:CreateUser", "s3:DeleteObject", "s3:*"):
         assert policy.is_action_permitted(action, "*") != PermissionResult.PERMITTED
     logs = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/"

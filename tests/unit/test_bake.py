@@ -360,3 +360,21 @@ def test_cache_entries_appear_whole_and_the_first_one_stays(tmp_path: Path) -> N
     with pytest.raises(RuntimeError), _publish(tmp_path / "cache" / "failed"):
         raise RuntimeError("pip failed")
     assert sorted(p.name for p in target.parent.iterdir()) == ["entry"]
+
+
+def test_where_the_ami_is_built_or_served_is_not_in_the_bake_key() -> None:
+    """Issue 13, defects 1 and 10: bucket, subnet and security groups change no AMI."""
+    where = "cloud: {region: us-east-1, bucket: spikes-lab, subnet_id: subnet-0123456789abcdef0, "
+    where += "security_group_ids: [sg-0123456789abcdef0]}\n"
+    text = "analysis: spikes\ngroups: [{name: labA}]\n"
+    assert bake_key(IMAGE, text + where, "0.1.0", "r") == bake_key(IMAGE, BASE, "0.1.0", "r")
+
+
+def test_the_cloud_build_runs_in_the_blueprints_subnet(write_blueprint: WriteBlueprint) -> None:
+    folder = write_blueprint("analysis: spikes\ngroups: [{name: labA}]\n")
+    variables = packer.packer_variables(
+        _plan(folder, subnet_id="subnet-0abc12345", security_group_ids=("sg-0abc12345",))
+    )
+    assert variables["subnet_id"] == "subnet-0abc12345"
+    assert variables["security_group_ids"] == ["sg-0abc12345"]
+    assert packer.packer_variables(_plan(folder))["subnet_id"] == ""  # the default VPC

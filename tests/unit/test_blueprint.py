@@ -278,3 +278,33 @@ def test_cpu_blueprint_keeps_its_instance_type(write_blueprint) -> None:
         write_blueprint("analysis: cpu-a\ngroups: [{name: a}]\ncloud: {instance_type: c5.large}\n")
     )
     assert loaded.blueprint.cloud.instance_type == "c5.large"
+
+
+@pytest.mark.parametrize(
+    "instance_type", ["p2.xlarge", "p3.2xlarge", "p3dn.24xlarge", "g3.4xlarge"]
+)
+def test_gpu_families_the_dl_amis_dropped_are_refused(write_blueprint, instance_type: str) -> None:
+    """Issue 13, defect 11: the error names the families that work."""
+    folder = write_blueprint(
+        "analysis: gpu-a\ngroups: [{name: a}]\n"
+        f"resources: {{gpu: true}}\ncloud: {{instance_type: {instance_type}}}\n"
+    )
+    with pytest.raises(BlueprintError, match=r"no longer support p2, p3 or g3.*g4dn, g5, g6"):
+        load_blueprint(folder)
+
+
+@pytest.mark.parametrize(
+    ("cloud", "ok"),
+    [
+        ("{subnet_id: subnet-0123456789abcdef0, security_group_ids: [sg-0abc12345]}", True),
+        ("{subnet_id: vpc-0123456789abcdef0}", False),
+        ("{security_group_ids: [default]}", False),
+    ],
+)
+def test_subnet_and_security_groups_are_ids(write_blueprint, cloud: str, ok: bool) -> None:
+    folder = write_blueprint(f"analysis: a-b\ngroups: [{{name: a}}]\ncloud: {cloud}\n")
+    if ok:
+        load_blueprint(folder)
+    else:
+        with pytest.raises(BlueprintError, match="cloud"):
+            load_blueprint(folder)

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ncaas_dev.dispatch.claims import (
     DEAD_OWNER_GRACE_SECONDS,
     STALE_CLAIM_SECONDS,
@@ -76,3 +78,15 @@ def test_another_hosts_claim_waits_for_the_long_timeout() -> None:
 def test_a_claim_without_a_time_is_stale() -> None:
     assert claim_is_stale(None, None, NOW)
     assert not claim_is_stale(dispatcher_identity(), utcnow())  # fresh: within the grace
+
+
+def test_in_lambda_a_claim_expires_by_time_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13, defect 8: Lambda sandboxes share host names and pids, so a claim of another
+    sandbox must not be taken for one of a dead local process."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "ncaas-spike-detect-dispatcher")
+    monkeypatch.setenv("AWS_LAMBDA_LOG_STREAM_NAME", "2026/11/30/[$LATEST]abc")
+    assert dispatcher_identity() == "lambda:2026/11/30/[$LATEST]abc"
+    same_host_dead_pid = f"{socket.gethostname()}:{dead_pid()}"
+    for owner in (same_host_dead_pid, dispatcher_identity()):
+        assert not claim_is_stale(owner, ago(DEAD_OWNER_GRACE_SECONDS + 60), NOW)
+        assert claim_is_stale(owner, ago(STALE_CLAIM_SECONDS + 1), NOW)

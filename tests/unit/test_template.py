@@ -111,6 +111,13 @@ def test_each_group_notifies_the_lambda_for_its_own_submissions() -> None:
     assert json.loads(rule["Targets"][0]["Input"]) == t.SWEEP_EVENT
 
 
+def test_one_dispatcher_runs_at_a_time() -> None:
+    """Issue 13, defect 8: two concurrent dispatchers could each see room under the cap."""
+    doc = t.render_template(blueprint(), t.TemplateOptions(dispatcher=CODE))
+    function = doc["Resources"][n.DISPATCHER_FUNCTION]["Properties"]
+    assert function["ReservedConcurrentExecutions"] == 1
+
+
 def test_group_users_belong_to_their_group_only() -> None:
     doc = t.render_template(blueprint())
     groups = {v["Properties"]["GroupName"]: k for k, v in of_type(doc, "AWS::IAM::Group").items()}
@@ -226,3 +233,41 @@ def test_template_is_cfn_lint_clean(tmp_path: Path, with_lambda: bool) -> None:
     path.write_text(json.dumps(t.render_template(blueprint(), options), indent=1))
     done = subprocess.run([lint, str(path)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _resolved(value: Any) -> Any:
+    """The policy as AWS would read it in account 123456789012 (partition aws)."""
+    if isinstance(value, list):
+        return [_resolved(v) for v in value]
+    if isinstance(value, dict):
+        if "Fn::Sub" in value:
+            return str(value["Fn::Sub"]).replace("${AWS::Partition}", "aws")
+        if "Fn::GetAtt" in value:
+            return "arn:aws:iam::123456789012:role/runner"
+        return {k: _resolved(v) for k, v in value.items()}
+    return value
+
+
+def test_the_dispatcher_runs_only_its_ami_and_type_tagged_with_its_bucket() -> None:
+    """Issue 13, defect 12: RunInstances is scoped to the blueprint's AMI, instance type and
+    bucket tag (evaluated by moto's IAM policy engine)."""
+    from moto.iam.access_control import IAMPolicy, PermissionResult
+
+    from ncaas_dev.cloud.deploy.policies import dispatcher_policy
+
+    ami = "ami-0123456789abcdef0"
+    cloud = {"ami": ami, "instance_type": "c5.xlarge", "bucket": "spike-lab"}
+    policy = IAMPolicy(json.dumps(_resolved(dispatcher_policy(blueprint(cloud=cloud)))))
+
+    def may(resource: str, **context: str) -> bool:
+        result = policy.is_action_permitted("ec2:RunInstances", resource, None, context)
+        return bool(result == PermissionResult.PERMITTED)
+
+    ec2 = "arn:aws:ec2:us-east-1:123456789012"
+    assert may(f"arn:aws:ec2:us-east-1::image/{ami}")
+    assert not may("arn:aws:ec2:us-east-1::image/ami-0fffffffffffffff0")
+    ours = {"ec2:InstanceType": "c5.xlarge", "aws:RequestTag/ncaas:bucket": "spike-lab"}
+    assert may(f"{ec2}:instance/*", **ours)
+    assert not may(f"{ec2}:instance/*", **{**ours, "ec2:InstanceType": "p5.48xlarge"})
+    assert not may(f"{ec2}:instance/*", **{**ours, "aws:RequestTag/ncaas:bucket": "other"})
+    assert may(f"{ec2}:volume/*") and may(f"{ec2}:subnet/subnet-0abc12345")

@@ -69,8 +69,12 @@ def run_user_data(tmp_path: Path, script: str, python: str, timeout: float = 20)
 
 
 def fake_python(tmp_path: Path, body: str) -> str:
+    """A python that runs ``body`` as the runner and records the boot-log shipping."""
     path = tmp_path / "python"
-    path.write_text(f"#!/bin/bash\n{body}\n")
+    bootlog = (
+        f'[ "$2" = ncaas_dev.cloud.ec2.bootlog ] && {{ echo "$4" >> {tmp_path}/shipped; exit 0; }}'
+    )
+    path.write_text(f"#!/bin/bash\n{bootlog}\n{body}\n")
     path.chmod(0o755)
     return str(path)
 
@@ -103,6 +107,8 @@ def test_user_data_runs_the_runner_once_then_powers_off(tmp_path: Path) -> None:
     assert DatasetTask.model_validate_json((tmp_path / "task.json").read_text()) == task
     assert (tmp_path / "power.log").read_text() == "powered-off\n"
     assert "runner exited with code 0; powering off" in console
+    # Issue 13, defect 12: cloud-init's output is shipped before the power-off.
+    assert (tmp_path / "shipped").read_text() == "/var/log/cloud-init-output.log\n"
 
 
 def test_watchdog_powers_off_a_runner_that_hangs(tmp_path: Path) -> None:
@@ -112,6 +118,7 @@ def test_watchdog_powers_off_a_runner_that_hangs(tmp_path: Path) -> None:
     assert time.monotonic() - started < 15
     assert "watchdog: still running after 1 s, powering off" in console
     assert (tmp_path / "power.log").read_text() == "powered-off\n"
+    assert (tmp_path / "shipped").read_text() == "/var/log/cloud-init-output.log\n"
 
 
 @pytest.mark.parametrize(

@@ -7,16 +7,30 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || exec sudo --preserve-env bash "$0" "$@"
 
 status=/tmp/ncaas-system-step
-if [ "${PACKER_BUILDER_TYPE:-}" = docker ] || [ ! -d /run/systemd/system ]; then
+systemd_dir="${NCAAS_SYSTEMD_DIR:-/run/systemd/system}"  # overridable for the tests only
+daemon_json="${NCAAS_DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+if [ "${PACKER_BUILDER_TYPE:-}" = docker ] || [ ! -d "$systemd_dir" ]; then
   echo "skipped: no systemd here (stand-in container); Docker/NVIDIA are not installed" | tee "$status"
   exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
+# Unattended upgrades would restart Docker (and so the analysis) on a running instance: the
+# baked AMI never runs them. An instance lives for one dataset; the next bake takes updates.
+apt_units="apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-daily-upgrade.service unattended-upgrades.service"
+# shellcheck disable=SC2086
+systemctl stop $apt_units >/dev/null 2>&1 || true
+# shellcheck disable=SC2086
+systemctl mask $apt_units
 # cloud-init may still be running apt on first boot; wait for it instead of fighting the lock.
 cloud-init status --wait >/dev/null 2>&1 || true
 apt_get() { apt-get -q -y -o DPkg::Lock::Timeout=300 "$@"; }
-apt_get update
+# DPkg::Lock::Timeout does not cover the lists lock that `apt-get update` takes: retry it.
+for attempt in 1 2 3 4 5 6; do
+  apt_get update && break
+  [ "$attempt" = 6 ] && { echo "apt-get update failed 6 times" >&2; exit 1; }
+  sleep "${NCAAS_APT_RETRY_SLEEP:-10}"
+done
 apt_get install --no-install-recommends ca-certificates curl gnupg python3 python3-venv
 
 if ! command -v docker >/dev/null; then
@@ -40,7 +54,16 @@ if [ "${NCAAS_GPU:-false}" = true ]; then
     apt_get update
     apt_get install nvidia-container-toolkit
   fi
-  nvidia-ctk runtime configure --runtime=docker
-  systemctl restart docker
+  nvidia-ctk runtime configure --runtime=docker  # docker restarts below
 fi
+# live-restore: containers keep running if dockerd restarts (an upgrade, a crash).
+python3 - "$daemon_json" <<'PY'
+import json, pathlib, sys
+path = pathlib.Path(sys.argv[1])
+config = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
+config["live-restore"] = True
+path.parent.mkdir(parents=True, exist_ok=True)
+path.write_text(json.dumps(config, indent=2) + "\n")
+PY
+systemctl restart docker
 echo "installed: docker $(docker version --format '{{.Server.Version}}')$([ "${NCAAS_GPU:-false}" = true ] && echo ' + nvidia container toolkit')" | tee "$status"

@@ -3,6 +3,8 @@ build starts from, and EC2's errors said in one line with what to check."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -11,6 +13,7 @@ import botocore.exceptions
 from ...aws import client as aws_client
 from ...errors import NcaasError
 from ...settings import Settings
+from ..layout import TAG_ANALYSIS, TAG_BAKE_KEY
 from . import packer
 
 _NOT_FOUND = {"InvalidAMIID.NotFound", "InvalidAMIID.Malformed", "InvalidAMIID.Unavailable"}
@@ -76,3 +79,55 @@ def local_source_ami(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> 
         f"LocalStack's EC2 at {settings.endpoint_url} knows no EBS-backed AMI to start from",
         hint="set cloud.source_ami to an AMI id registered there",
     )
+
+
+def source_snapshot_gb(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> int:
+    """The root snapshot size of the AMI the cloud build starts from (the newest match, as
+    Packer picks it), so the build's volume is never smaller (EC2 refuses that); 0 if unknown."""
+    from ...launchers.ec2 import snapshot_gb
+
+    try:
+        if wanted.image_id:
+            image = describe_ami(ec2, wanted.image_id, settings)
+            return snapshot_gb(image) if image else 0
+        kwargs: dict[str, Any] = {
+            "Filters": [{"Name": k, "Values": [v]} for k, v in wanted.filters.items()],
+            "Owners": list(wanted.owners),
+        }
+        images = ec2.describe_images(**kwargs)["Images"]
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise _aws_error(e, settings) from e
+    if not images:
+        return 0
+    return snapshot_gb(max(images, key=lambda i: str(i.get("CreationDate", ""))))
+
+
+# A re-bake keeps this many of the analysis's AMIs (the new one included), and deregisters the
+# older ones with their snapshots, which are billed per GiB-month for as long as they exist.
+KEEP_AMIS = int(os.environ.get("NCAAS_KEEP_AMIS", "2"))
+
+
+def prune_amis(
+    ec2: Any, analysis: str, current: str, settings: Settings, keep: int = KEEP_AMIS
+) -> list[str]:
+    """Deregister this analysis's baked AMIs (ours: owned by this account, tagged with the
+    analysis and a bake key) beyond the newest ``keep``, never ``current``; delete their
+    snapshots. Returns the AMIs deregistered."""
+    filters = [
+        {"Name": f"tag:{TAG_ANALYSIS}", "Values": [analysis]},
+        {"Name": "tag-key", "Values": [TAG_BAKE_KEY]},
+    ]
+    try:
+        images = ec2.describe_images(Owners=["self"], Filters=filters)["Images"]
+        images.sort(key=lambda i: (i["ImageId"] == current, str(i.get("CreationDate", ""))))
+        old = [i for i in images[: max(0, len(images) - max(keep, 1))] if i["ImageId"] != current]
+        for image in old:
+            ec2.deregister_image(ImageId=image["ImageId"])
+            for mapping in image.get("BlockDeviceMappings", []):
+                snapshot = mapping.get("Ebs", {}).get("SnapshotId")
+                if snapshot:
+                    with contextlib.suppress(botocore.exceptions.ClientError):
+                        ec2.delete_snapshot(SnapshotId=snapshot)  # gone already, or shared
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as e:
+        raise _aws_error(e, settings) from e
+    return [i["ImageId"] for i in old]

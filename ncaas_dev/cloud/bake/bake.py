@@ -26,7 +26,7 @@ from ...errors import NcaasError, UsageError
 from ...settings import Settings
 from ..layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from . import packer
-from .amis import describe_ami, ec2_client, local_source_ami
+from .amis import describe_ami, ec2_client, local_source_ami, prune_amis, source_snapshot_gb
 from .key import ami_name, bake_key, baked_manifest
 from .payload import Reporter, build_wheelhouse, save_image, stage_payload, wheel_cache
 from .proof import packer_log, provision_and_check
@@ -150,7 +150,9 @@ def bake(
         analysis=blueprint.analysis,
         region=region,
         instance_type=blueprint.cloud.instance_type,
-        volume_gb=blueprint.cloud.volume_gb,
+        volume_gb=max(
+            blueprint.cloud.volume_gb, source_snapshot_gb(ec2, wanted, settings) if cloud else 0
+        ),
         gpu=blueprint.resources.gpu,
         image_id=image_id,
         image_tag=blueprint.image_tag,
@@ -164,6 +166,8 @@ def bake(
         manifest=work / "packer-manifest.json",
         ec2_endpoint=settings.endpoint_url or "",
         local_source_ami="" if cloud else local_source_ami(ec2, wanted, settings),
+        subnet_id=blueprint.cloud.subnet_id or "",
+        security_group_ids=tuple(blueprint.cloud.security_group_ids),
     )
     expected = {**manifest, "baked": manifest, "runner_python": RUNNER_PYTHON}
     ami, proof = _run_packer(plan, work, expected, cloud, clock, say)
@@ -174,6 +178,11 @@ def bake(
             hint=f"see the packer logs in {work}",
         )
 
+    pruned = prune_amis(ec2, blueprint.analysis, ami, settings)
+    if pruned:
+        say.step(
+            f"deregistered {len(pruned)} older AMI(s) and their snapshots: {', '.join(pruned)}"
+        )
     say.step(f"recording {ami} in {blueprint_path}")
     write_ami(loaded.folder, ami, f"baked by ncaas-dev from {image_id} on {now:%Y-%m-%d}")
     return result(

@@ -22,10 +22,12 @@ from ...blueprint import BLUEPRINT_FILE, LoadedBlueprint, parse_blueprint
 def keyed_content(blueprint_text: str) -> Any:
     """The blueprint's content as the key sees it: the validated model with its defaults
     filled in (so comments, layout, order and spelled-out defaults do not count), without
-    ``cloud.ami``, which the bake itself writes."""
+    ``cloud.ami``, which the bake itself writes, nor where instances run (bucket, subnet,
+    security groups)."""
     doc = yaml.safe_load(blueprint_text)
     blueprint = parse_blueprint(doc, BLUEPRINT_FILE)
-    return blueprint.model_dump(mode="json", exclude={"cloud": {"ami"}})
+    where = {"ami", "bucket", "subnet_id", "security_group_ids"}  # not what the AMI holds
+    return blueprint.model_dump(mode="json", exclude={"cloud": where})
 
 
 def bake_key(image_id: str, blueprint_text: str, version: str, recipe: str) -> str:

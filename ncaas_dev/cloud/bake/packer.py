@@ -114,6 +114,8 @@ class BakePlan:
     manifest: Path  # Packer's manifest post-processor output
     ec2_endpoint: str = ""  # LocalStack only
     local_source_ami: str = ""  # LocalStack only: any id it knows (nothing boots from it)
+    subnet_id: str = ""  # cloud only: unset, the default VPC
+    security_group_ids: tuple[str, ...] = ()  # cloud only: unset, Packer makes a temporary one
 
 
 def ami_tags(plan: BakePlan) -> dict[str, str]:
@@ -155,6 +157,8 @@ def packer_variables(plan: BakePlan) -> dict[str, Any]:
         "source_ami": plan.source.image_id,
         "source_ami_filters": {} if plan.source.image_id else dict(plan.source.filters),
         "source_ami_owners": [] if plan.source.image_id else list(plan.source.owners),
+        "subnet_id": plan.subnet_id,
+        "security_group_ids": list(plan.security_group_ids),
         "standin_image": STANDIN_IMAGE,
         "ami_name": plan.ami_name,
         "tags": ami_tags(plan),

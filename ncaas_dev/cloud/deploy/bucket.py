@@ -5,8 +5,23 @@ rule, and the submission notifications to the Lambda."""
 from __future__ import annotations
 
 from ...blueprint import LoadedBlueprint
-from ...storage import Storage, translated
+from ...errors import NcaasError
+from ...storage import AccessDenied, Storage, translated
 from .template import ABORT_INCOMPLETE_UPLOADS, PUBLIC_ACCESS_BLOCK, submission_filter
+
+
+def bucket_is_ours(storage: Storage, bucket: str) -> bool:
+    """Whether ``bucket`` exists (False: it does not). HeadBucket answers 403 for a bucket of
+    another account: names are global, so an analysis's name is often taken."""
+    try:
+        return storage.bucket_exists(bucket)
+    except AccessDenied as e:
+        raise NcaasError(
+            f"bucket {bucket}: HeadBucket answered 403: that bucket name belongs to another "
+            "account; set cloud.bucket",
+            hint="set cloud.bucket in blueprint.yaml to a name of your own, e.g. "
+            f"{bucket}-<your lab>",
+        ) from e
 
 
 def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
@@ -50,7 +65,7 @@ def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) 
         }
         for g in loaded.blueprint.groups
     ]
-    bucket = loaded.blueprint.analysis
+    bucket = loaded.blueprint.bucket
     with translated(f"set notifications on {bucket}", storage.endpoint):
         storage.s3.put_bucket_notification_configuration(
             Bucket=bucket,

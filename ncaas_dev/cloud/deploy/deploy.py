@@ -27,10 +27,10 @@ from ...settings import Settings
 from ...storage import Storage
 from ..layout import StackRecord, save_stack_record
 from . import template as t
-from .bucket import notify_lambda, secure_bucket
+from .bucket import bucket_is_ours, notify_lambda, secure_bucket
 from .cloudformation import OnEvent, StackDeployer, deploy_error
 from .names import instance_profile_name, stack_name
-from .package import build_package
+from .package import build_package, upload_artifact
 from .verify import Check, verify
 
 
@@ -78,7 +78,7 @@ def _outputs(stack: dict[str, Any]) -> dict[str, str]:
 def _record_for(storage: Storage, loaded: LoadedBlueprint) -> AnalysisRecord:
     """The analysis record: the stack's own if it describes this blueprint (keeps its image
     id, which `run`/`up` set), else a new one."""
-    previous = load_record(storage, loaded.blueprint.analysis)
+    previous = load_record(storage, loaded.blueprint.bucket)
     if previous is not None and previous.content_hash == loaded.content_hash:
         return previous
     return AnalysisRecord.of(loaded, previous.image_id if previous else None)
@@ -90,15 +90,15 @@ def deploy(
     """Create or update the analysis's stack, make the bucket ready, check what exists."""
     started = time.monotonic()
     blueprint = loaded.blueprint
-    bucket = blueprint.analysis
-    name = stack_name(bucket)
+    bucket = blueprint.bucket  # cloud.bucket, else the analysis name
+    name = stack_name(blueprint.analysis)
     deployer = StackDeployer(settings, on_event)
     storage = deployer.storage
     existing = deployer.created(name)
     stack_has_bucket = deployer.owns_bucket(name, existing)
     # A bucket made outside the stack (by `run`/`up`, or by hand) stays outside it: AWS
     # refuses to create a bucket that exists, so the stack references it by name instead.
-    in_stack = stack_has_bucket or not storage.bucket_exists(bucket)
+    in_stack = stack_has_bucket or not bucket_is_ours(storage, bucket)
     package_info: dict[str, Any] | None = None
     code: t.CodeLocation | None = None
     action = "unchanged"
@@ -112,12 +112,11 @@ def deploy(
             "bytes": package.path.stat().st_size,
         }
         code = t.CodeLocation(bucket, package.key)
-        if not storage.bucket_exists(bucket):
+        if not bucket_is_ours(storage, bucket):
             # The code goes into the bucket the stack creates: the stack without its Lambda
             # first, then the Lambda once the code lies there.
             action = deployer.apply(name, t.render_template(blueprint, t.TemplateOptions()))
-        if storage.head(bucket, package.key) is None:
-            storage.upload_file(package.path, bucket, package.key)
+        package_info["upload"] = upload_artifact(storage, bucket, package)
     options = t.TemplateOptions(bucket=in_stack, dispatcher=code)
     second = deployer.apply(name, t.render_template(blueprint, options))
     action = second if action == "unchanged" else action
@@ -131,7 +130,7 @@ def deploy(
     if settings.local:
         from ...provision import provision
 
-        provision(storage, sqs_client(settings), settings, record)  # folders, queue, record
+        provision(storage, sqs_client(settings), settings, record, bucket)  # folders, queue, record
     else:
         for group in blueprint.groups:
             for folder in GROUP_FOLDERS:
@@ -142,14 +141,16 @@ def deploy(
             function = outputs.get("DispatcherFunctionName", "")
             arn = _function_arn(settings, function)
             notify_lambda(storage, loaded, arn)
-        save_record(storage, record)
+        save_record(storage, record, bucket)
     function_name = outputs.get("DispatcherFunctionName")
     save_stack_record(
         storage,
         bucket,
         StackRecord(
             stack_name=name,
-            instance_profile=outputs.get("InstanceProfileName", instance_profile_name(bucket)),
+            instance_profile=outputs.get(
+                "InstanceProfileName", instance_profile_name(blueprint.analysis)
+            ),
             dispatcher_function=function_name,
             outputs=outputs,
         ),

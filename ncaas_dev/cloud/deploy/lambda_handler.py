@@ -5,7 +5,8 @@ S3 submission events go to ``Dispatcher.handle``, one record at a time; the sche
 concurrency slot get launched. The function keeps nothing between invocations: claims and
 statuses live in the bucket, running instances are counted in EC2 by their tags.
 
-A function serves one analysis (``NCAAS_ANALYSIS``): its role may read no other bucket, so
+A function serves one analysis (``NCAAS_ANALYSIS``) in one bucket (``NCAAS_BUCKET``: the
+blueprint's ``cloud.bucket``, else the analysis name): its role may read no other bucket, so
 the sweep's bucket listing is answered with that one bucket, without asking S3.
 """
 
@@ -37,12 +38,12 @@ def is_sweep(event: Any) -> bool:
     )
 
 
-def _only_bucket(analysis: str) -> Any:
+def _only_bucket(bucket: str) -> Any:
     """A botocore ``before-call`` hook answering ListBuckets with the analysis's bucket."""
 
     def answer(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         reply = AWSResponse(url="", status_code=200, headers={}, raw=None)  # type: ignore[arg-type]
-        return reply, {"Buckets": [{"Name": analysis}], "ResponseMetadata": {}}
+        return reply, {"Buckets": [{"Name": bucket}], "ResponseMetadata": {}}
 
     return answer
 
@@ -56,7 +57,7 @@ def build_dispatcher(environ: dict[str, str] | None = None) -> Dispatcher:
     from ...storage import Storage
 
     env = dict(os.environ if environ is None else environ)
-    analysis = env["NCAAS_ANALYSIS"]
+    bucket = env.get("NCAAS_BUCKET") or env["NCAAS_ANALYSIS"]
     region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
     # A test (or a LocalStack that could run Lambdas) points it at its endpoint.
     endpoint = env.get("NCAAS_ENDPOINT_URL") or None
@@ -64,7 +65,7 @@ def build_dispatcher(environ: dict[str, str] | None = None) -> Dispatcher:
         endpoint_url=endpoint, region=region, state_dir=Path("/tmp/ncaas")
     )  # Lambda's only writable place
     s3 = s3_client(settings)
-    s3.meta.events.register("before-call.s3.ListBuckets", _only_bucket(analysis))
+    s3.meta.events.register("before-call.s3.ListBuckets", _only_bucket(bucket))
     storage = Storage(s3, endpoint)
     launcher = Ec2Launcher(settings, storage)
     return Dispatcher(storage, launcher, endpoint, region)

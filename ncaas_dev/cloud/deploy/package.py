@@ -1,13 +1,17 @@
-"""The dispatcher's Lambda code: ncaas_dev plus its non-boto3 dependencies, zipped.
+"""The dispatcher's Lambda code: ncaas_dev, its metadata and its dependencies, zipped.
 
-The Lambda runtime (python3.12, x86_64) brings boto3; the rest comes from PyPI as manylinux
-wheels for that runtime (``pip install --platform``), whatever this machine runs. The zip is
+The Lambda runtime (python3.12, x86_64) brings a boto3 of its own, which AWS updates when it
+likes; conditional writes need boto3 >= 1.35.50. So boto3, botocore and s3transfer are bundled,
+pinned like the rest to this machine's versions, from PyPI as manylinux wheels for that runtime
+(``pip install --platform``), whatever this machine runs. The package's own metadata
+(``ncaas_dev-VERSION.dist-info``) goes in too, so provenance names the real version. The zip is
 built reproducibly (fixed times, sorted entries) and cached by the content that goes into it,
 so an unchanged ncaas_dev costs a hash, and its S3 key names its content.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import importlib.metadata
 import shutil
@@ -18,18 +22,23 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
 
 import ncaas_dev
 
 from ...errors import NcaasError
+from ...storage import translated
 from .template import LAMBDA_RUNTIME
 
 # The whole package goes into the zip, found from the package itself, not from where this
 # module happens to lie in it.
 PACKAGE_ROOT = Path(ncaas_dev.__file__).resolve().parent
-# What the dispatcher imports besides boto3 (which the runtime has): pinned to this machine's
-# versions, so the Lambda runs what the tests ran.
-LAMBDA_REQUIREMENTS = ("pydantic", "PyYAML")
+# What the dispatcher imports, boto3 included (the runtime's own may be older or newer):
+# pinned to this machine's versions, so the Lambda runs what the tests ran.
+LAMBDA_REQUIREMENTS = ("boto3", "botocore", "s3transfer", "pydantic", "PyYAML")
+DIST_NAME = "ncaas-dev"
 PLATFORM = "manylinux2014_x86_64"
 ARTIFACT_PREFIX = ".ncaas/artifacts/"
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -47,6 +56,30 @@ class Package:
         return f"{ARTIFACT_PREFIX}dispatcher-{self.digest[:20]}.zip"
 
 
+def upload_artifact(storage: Any, bucket: str, package: Package) -> str:
+    """Put the zip at its key unless an object there has the zip's sha256 (S3's own checksum,
+    computed by S3 when it was stored): a key is no proof of its content. Returns
+    ``reused`` or ``uploaded``."""
+    s3 = storage.s3
+    want = base64.b64encode(bytes.fromhex(package.digest)).decode()
+    with translated(f"s3://{bucket}/{package.key}", storage.endpoint):
+        try:
+            head = s3.head_object(Bucket=bucket, Key=package.key, ChecksumMode="ENABLED")
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            head = {}
+        if head.get("ChecksumSHA256") == want:
+            return "reused"
+        s3.put_object(
+            Bucket=bucket,
+            Key=package.key,
+            Body=package.path.read_bytes(),
+            ChecksumSHA256=want,  # S3 refuses the upload if the bytes it got differ
+        )
+    return "uploaded"
+
+
 def requirements() -> list[str]:
     return [f"{name}=={importlib.metadata.version(name)}" for name in LAMBDA_REQUIREMENTS]
 
@@ -59,10 +92,21 @@ def _sources() -> list[Path]:
     )
 
 
+def _metadata() -> tuple[str, bytes]:
+    """The dist-info METADATA of the installed ncaas-dev (a minimal one from a source tree)."""
+    version = ncaas_dev.__version__
+    try:
+        text = importlib.metadata.distribution(DIST_NAME).read_text("METADATA")
+    except importlib.metadata.PackageNotFoundError:
+        text = None
+    body = text or f"Metadata-Version: 2.1\nName: {DIST_NAME}\nVersion: {version}\n"
+    return f"ncaas_dev-{version}.dist-info", body.encode()
+
+
 def source_key() -> str:
     """Hash of everything the zip is made of: the package's files, the pins, the runtime."""
     digest = hashlib.sha256()
-    for line in (LAMBDA_RUNTIME, PLATFORM, *requirements()):
+    for line in (LAMBDA_RUNTIME, PLATFORM, *requirements(), _metadata()[0]):
         digest.update(line.encode() + b"\0")
     for path in _sources():
         digest.update(str(path.relative_to(PACKAGE_ROOT)).encode() + b"\0")
@@ -112,6 +156,10 @@ def build_package(cache_dir: Path) -> Package:
         shutil.copytree(
             PACKAGE_ROOT, root / "ncaas_dev", ignore=shutil.ignore_patterns("__pycache__")
         )
+        info, metadata = _metadata()
+        (root / info).mkdir()
+        (root / info / "METADATA").write_bytes(metadata)
+        (root / info / "top_level.txt").write_text("ncaas_dev\n")
         partial = Path(work) / "package.zip"
         _write_zip(root, partial)
         partial.replace(cached)  # whole or absent: a crash never leaves half a zip cached

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...blueprint import Blueprint
 from ...layout import INTERNAL_PREFIX, group_prefix
+from ..layout import TAG_BUCKET
 from .names import INSTANCE_ROLE, dispatcher_function_name
 
 Doc = dict[str, Any]
@@ -75,7 +76,7 @@ def group_policy(bucket: str, group: str) -> Doc:
 def instance_policy(blueprint: Blueprint) -> Doc:
     """A runner: read inputs and configs, write results (status.json is read-modify-write),
     and charge its group's budget ledger; nothing else, and only in this bucket."""
-    bucket = blueprint.analysis
+    bucket = blueprint.bucket
     groups = [g.name for g in blueprint.groups]
     return _policy(
         {
@@ -99,12 +100,51 @@ def instance_policy(blueprint: Blueprint) -> Doc:
     )
 
 
+def _ec2(resource: str) -> Doc:
+    return {"Fn::Sub": f"arn:${{AWS::Partition}}:ec2:*:*:{resource}"}
+
+
+def run_instances_statements(blueprint: Blueprint) -> list[Doc]:
+    """RunInstances of the blueprint's AMI (any baked one until bake has run), its instance
+    type, tagged with its bucket; and the volume, network interface, subnet and security
+    group every launch also names."""
+    ami = blueprint.cloud.ami or "*"
+    return [
+        {
+            "Sid": "RunTheBakedAmiOnly",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances"],
+            "Resource": {"Fn::Sub": f"arn:${{AWS::Partition}}:ec2:*::image/{ami}"},
+        },
+        {
+            "Sid": "RunItsInstanceTypeTaggedWithItsBucket",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances"],
+            "Resource": _ec2("instance/*"),
+            "Condition": {
+                "StringEquals": {
+                    "ec2:InstanceType": [blueprint.cloud.instance_type],
+                    f"aws:RequestTag/{TAG_BUCKET}": blueprint.bucket,
+                }
+            },
+        },
+        {
+            "Sid": "WithItsVolumeAndNetwork",
+            "Effect": "Allow",
+            "Action": ["ec2:RunInstances"],
+            "Resource": [
+                _ec2(r) for r in ("volume/*", "network-interface/*", "subnet/*", "security-group/*")
+            ],
+        },
+    ]
+
+
 def dispatcher_policy(blueprint: Blueprint) -> Doc:
     """The dispatcher: read submissions (and head the inputs they name), write job folders and
     its own records, start and watch tagged instances with the instance role, write its logs."""
-    bucket = blueprint.analysis
+    bucket = blueprint.bucket
     groups = [g.name for g in blueprint.groups]
-    function = dispatcher_function_name(bucket)
+    function = dispatcher_function_name(blueprint.analysis)
     return _policy(
         {
             "Sid": "ListTheBucket",
@@ -131,11 +171,16 @@ def dispatcher_policy(blueprint: Blueprint) -> Doc:
             ),
         },
         {
-            "Sid": "StartAndWatchInstances",
+            "Sid": "WatchInstances",  # Describe* take no resource-level permissions
             "Effect": "Allow",
-            "Action": ["ec2:RunInstances", "ec2:DescribeInstances", "ec2:DescribeImages"],
+            "Action": [
+                "ec2:DescribeInstances",
+                "ec2:DescribeImages",
+                "ec2:DescribeInstanceTypeOfferings",
+            ],
             "Resource": "*",
         },
+        *run_instances_statements(blueprint),
         {
             "Sid": "TagInstancesAtLaunch",
             "Effect": "Allow",

@@ -87,7 +87,7 @@ def submission_filter(group: str) -> list[Doc]:
 
 def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
     properties: Doc = {
-        "BucketName": blueprint.analysis,
+        "BucketName": blueprint.bucket,
         "PublicAccessBlockConfiguration": PUBLIC_ACCESS_BLOCK,
         "BucketEncryption": {
             "ServerSideEncryptionConfiguration": [
@@ -146,7 +146,12 @@ def _dispatcher(blueprint: Blueprint, code: CodeLocation) -> Doc:
                 "Role": {"Fn::GetAtt": [DISPATCHER_ROLE, "Arn"]},
                 "Timeout": LAMBDA_TIMEOUT_S,
                 "MemorySize": 512,
-                "Environment": {"Variables": {"NCAAS_ANALYSIS": analysis}},
+                # One dispatcher at a time: two could each see room under the cap and both
+                # launch. S3 and EventBridge invocations that find it busy queue and retry.
+                "ReservedConcurrentExecutions": 1,
+                "Environment": {
+                    "Variables": {"NCAAS_ANALYSIS": analysis, "NCAAS_BUCKET": blueprint.bucket}
+                },
                 "Tags": [{"Key": "ncaas:analysis", "Value": analysis}],
             },
         },
@@ -157,7 +162,7 @@ def _dispatcher(blueprint: Blueprint, code: CodeLocation) -> Doc:
                 "FunctionName": {"Ref": DISPATCHER_FUNCTION},
                 "Principal": "s3.amazonaws.com",
                 # The bucket's ARN by name, not GetAtt: the bucket depends on this permission.
-                "SourceArn": arn("s3", analysis),
+                "SourceArn": arn("s3", blueprint.bucket),
                 "SourceAccount": {"Ref": "AWS::AccountId"},
             },
         },
@@ -200,7 +205,7 @@ def _groups(blueprint: Blueprint) -> Doc:
                 "Policies": [
                     {
                         "PolicyName": "ncaas-group-access",
-                        "PolicyDocument": group_policy(analysis, group.name),
+                        "PolicyDocument": group_policy(blueprint.bucket, group.name),
                     }
                 ],
             },
@@ -260,7 +265,7 @@ def render_template(blueprint: Blueprint, options: TemplateOptions | None = None
         resources.update(_dispatcher(blueprint, options.dispatcher))
     resources.update(_groups(blueprint))
     outputs: Doc = {
-        "BucketName": {"Value": analysis},
+        "BucketName": {"Value": blueprint.bucket},
         "InstanceProfileName": {"Value": {"Ref": INSTANCE_PROFILE}},
         "InstanceRoleArn": {"Value": {"Fn::GetAtt": [INSTANCE_ROLE, "Arn"]}},
         "DispatcherRoleArn": {"Value": {"Fn::GetAtt": [DISPATCHER_ROLE, "Arn"]}},

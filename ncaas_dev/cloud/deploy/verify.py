@@ -54,7 +54,7 @@ def _check_bucket(storage: Storage, bucket: str) -> tuple[bool, str]:
 
 def _check_notifications(settings: Settings, storage: Storage, loaded: LoadedBlueprint) -> Check:
     """Submissions reach a dispatcher: the local queue on LocalStack, else the Lambda."""
-    bucket = loaded.blueprint.analysis
+    bucket = loaded.blueprint.bucket
     try:
         config = storage.s3.get_bucket_notification_configuration(Bucket=bucket)
     except ClientError as e:
@@ -103,7 +103,7 @@ def verify(
     storage: Storage,
 ) -> list[Check]:
     """Look every stack resource up in its own service (LocalStack may have faked it)."""
-    bucket = loaded.blueprint.analysis
+    bucket = loaded.blueprint.bucket
     checks = [Check("(bucket)", "AWS::S3::Bucket", bucket, *_check_bucket(storage, bucket))]
     checks.append(_check_notifications(settings, storage, loaded))
     for r in resources:

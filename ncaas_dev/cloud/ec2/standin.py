@@ -126,6 +126,7 @@ class StandIn:
             "NCAAS_POWEROFF": POWEROFF,
             "NCAAS_PREWARM": "0",  # this host's /var/lib/docker is not the instance's
             "NCAAS_INSTANCE_ID": instance_id,
+            "NCAAS_BOOT_LOG": str(folder / "console.log"),  # this stand-in's cloud-init output
         }
         process = subprocess.Popen(
             ["/bin/bash", str(script)],

@@ -1,0 +1,64 @@
+"""The AMI's system provisioning (images/ami/scripts/10-system.sh, issue 13, defect 9), run here
+with stand-ins for systemctl, apt-get, cloud-init and docker on PATH: apt's timers and
+unattended upgrades are masked before apt runs, a failing `apt-get update` is retried, and
+Docker gets live-restore without losing what daemon.json held."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "images" / "ami" / "scripts" / "10-system.sh"
+APT_UNITS = {"apt-daily.timer", "apt-daily-upgrade.timer", "unattended-upgrades.service"}
+
+
+def _shim(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text(f'#!/bin/bash\necho "{name} $*" >> "$NCAAS_CALLS"\n{body}\n')
+    path.chmod(0o755)
+
+
+def test_apt_is_masked_update_retried_and_docker_live_restores(tmp_path: Path) -> None:
+    bin_dir, systemd = tmp_path / "bin", tmp_path / "systemd"
+    bin_dir.mkdir()
+    systemd.mkdir()
+    calls, daemon_json = tmp_path / "calls", tmp_path / "docker" / "daemon.json"
+    daemon_json.parent.mkdir()
+    daemon_json.write_text(json.dumps({"runtimes": {"nvidia": {"path": "nvidia"}}}))
+    failed_once = tmp_path / "failed-once"
+    # apt-get update fails once, as when apt-daily holds the lists lock.
+    _shim(
+        bin_dir,
+        "apt-get",
+        f'if [[ " $* " == *" update "* ]] && [ ! -e {failed_once} ]; then '
+        f"touch {failed_once}; exit 100; fi",
+    )
+    _shim(bin_dir, "systemctl", "exit 0")
+    _shim(bin_dir, "cloud-init", "exit 0")
+    _shim(bin_dir, "docker", "echo 27.0")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "NCAAS_CALLS": str(calls),
+        "NCAAS_SYSTEMD_DIR": str(systemd),
+        "NCAAS_DOCKER_DAEMON_JSON": str(daemon_json),
+        "NCAAS_APT_RETRY_SLEEP": "0",
+        "PACKER_BUILDER_TYPE": "amazon-ebs",
+    }
+    if os.geteuid() != 0:
+        pytest.skip("the script re-runs itself with sudo when not root")
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    mask = next(i for i, line in enumerate(lines) if line.startswith("systemctl mask"))
+    first_apt = next(i for i, line in enumerate(lines) if line.startswith("apt-get"))
+    assert mask < first_apt
+    assert set(lines[mask].split()[2:]) >= APT_UNITS
+    assert sum(1 for line in lines if line.startswith("apt-get") and " update" in line) == 2
+    config = json.loads(daemon_json.read_text())
+    assert config["live-restore"] is True and "nvidia" in config["runtimes"]
+    assert lines.index("systemctl restart docker") > mask
