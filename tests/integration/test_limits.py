@@ -67,8 +67,11 @@ class DockerSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            # sparse: the engine's own list, no inspect per container (one that ends between
+            # the list and its inspect would raise NotFound in this thread).
             running = self.engine.client.containers.list(
-                filters={"label": f"ncaas.analysis={self.analysis}", "status": "running"}
+                sparse=True,
+                filters={"label": f"ncaas.analysis={self.analysis}", "status": "running"},
             )
             self.most = max(self.most, len(running))
             self._stop.wait(0.1)
