@@ -107,6 +107,13 @@ def bench_overhead(repeat: int, work: Path, ncaas: str) -> list[str]:
     status = Path(json.loads(out)["results_dir"]) / "logs" / "status.json"
     steps = breakdown(json.loads(status.read_text()), started, ended)
     extra = statistics.median(run_s) - statistics.median(docker_s)
+    print(
+        "run",
+        [round(x, 2) for x in run_s],
+        "docker",
+        [round(x, 2) for x in docker_s],
+        file=sys.stderr,
+    )
     return [
         f"| `ncaas-dev run`, analysis that does nothing (median of {repeat}) "
         f"| {median(run_s)} s | |",

@@ -2,7 +2,7 @@
 
 Runners are separate processes (as on EC2, where user-data starts the same runner), so a
 crash in one cannot take the dispatcher down, and they start in their own session so they
-finish their dataset even if the dispatcher is killed. One spare runner waits with its
+finish their dataset even if the dispatcher is killed. Two spare runners wait with their
 imports done, which takes Python's start-up (about 0.4 s) off each job's critical path.
 
 Each launch leaves a record (``{dataset}.runner.json``: pid and the process's start time)
@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 RUNNER_GRACE_SECONDS = 300
 # A new spare's start-up (imports, clients) takes about a core for 0.4 s: on a small machine,
 # started at once it would slow the very launch it replaces (measured: the container started
-# 0.5 s later). So it starts this long after the launch that used the last one.
-SPARE_DELAY_SECONDS = 1.5
+# 0.5 s later). So it starts this long after the launch that used one.
+SPARE_DELAY_SECONDS = 1.0
+# Two spares, so a launch that follows another within that delay still finds one warm.
+SPARES = 2
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -73,7 +75,7 @@ class DockerLauncher:
     state_dir: Path
     endpoint_url: str | None = None  # the spare runner makes its S3 client for it in advance
     _live: list[_Live] = field(default_factory=list)
-    _spare: subprocess.Popen[bytes] | None = None
+    _spares: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _spare_due: float | None = None  # monotonic time to start the next spare
     _adopted: bool = False
     _found_dead: list[Finished] = field(default_factory=list)
@@ -96,26 +98,28 @@ class DockerLauncher:
         )
 
     def _take_spare(self, task_file: Path) -> subprocess.Popen[bytes] | None:
-        spare, self._spare = self._spare, None
-        if spare is None or spare.poll() is not None or spare.stdin is None:
-            return None
-        try:
-            spare.stdin.write(f"{task_file}\n".encode())
-            spare.stdin.close()
-        except OSError:
-            return None
-        return spare
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.poll() is not None or spare.stdin is None:
+                continue
+            try:
+                spare.stdin.write(f"{task_file}\n".encode())
+                spare.stdin.close()
+            except OSError:
+                continue
+            return spare
+        return None
 
     def warm(self) -> None:
-        """Have a spare runner ready before the first launch."""
-        if self._spare is None:
-            self._refill_spare()
+        """Have spare runners ready before the first launch."""
+        self._refill_spares()
 
-    def _refill_spare(self) -> None:
-        try:
-            self._spare = self._spawn("-", subprocess.DEVNULL, self.endpoint_url)
-        except OSError:
-            self._spare = None  # launching cold still works
+    def _refill_spares(self) -> None:
+        while len(self._spares) < SPARES:
+            try:
+                self._spares.append(self._spawn("-", subprocess.DEVNULL, self.endpoint_url))
+            except OSError:
+                return  # launching cold still works
 
     def launch(self, task: DatasetTask) -> str:
         self._adopt()
@@ -142,7 +146,8 @@ class DockerLauncher:
             ticks=process_start_ticks(process.pid),
         )
         self._write_record(live, task_file)
-        self._spare_due = time.monotonic() + SPARE_DELAY_SECONDS
+        if self._spare_due is None:  # the earliest due time stands: launches keep coming
+            self._spare_due = time.monotonic() + SPARE_DELAY_SECONDS
         self._live.append(live)
         return runner
 
@@ -205,8 +210,7 @@ class DockerLauncher:
         self._adopt()
         if self._spare_due is not None and time.monotonic() >= self._spare_due:
             self._spare_due = None
-            if self._spare is None:
-                self._refill_spare()
+            self._refill_spares()
         ended, self._found_dead = self._found_dead, []
         now = time.time()
         for live in list(self._live):
@@ -242,8 +246,10 @@ class DockerLauncher:
                 live.process.wait(timeout=5)
 
     def shutdown(self) -> None:
-        if self._spare is not None and self._spare.stdin is not None:
-            self._spare.stdin.close()  # an unused spare exits on end of input
+        for spare in self._spares:
+            if spare.stdin is not None:
+                spare.stdin.close()  # an unused spare exits on end of input
+        self._spares.clear()
         for live in self._live:
             if live.log is not None:
                 live.log.close()
