@@ -4,19 +4,23 @@ in-process S3. Finished jobs are written as status files directly, as a full buc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from moto_world import BUCKET, aws, client  # noqa: F401 (aws: a fixture)
+from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
 
 from ncaas_dev.analysis import AnalysisRecord, save_record
 from ncaas_dev.blueprint import parse_blueprint
 from ncaas_dev.budget import Budget, Ledger, Reservation, ledger_key
 from ncaas_dev.dispatch.admission import Outcome
 from ncaas_dev.dispatch.sweep import Sweeper
+from ncaas_dev.dispatcher import Dispatcher
 from ncaas_dev.events import ObjectCreated
 from ncaas_dev.jobstore import JobStore
-from ncaas_dev.layout import OPEN_INDEX_RECORD, JobPaths, open_marker
+from ncaas_dev.launchers.ec2 import Ec2Launcher
+from ncaas_dev.layout import OPEN_INDEX_RECORD, JobPaths, claim_key, open_marker
+from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State
 from ncaas_dev.storage import Storage
 
@@ -139,3 +143,25 @@ def test_the_sweep_still_settles_the_budget_of_a_job_that_ended_uncharged(
     sweep()
     settled = Budget(storage, BUCKET).read(GROUP)
     assert settled.reserved == {} and "job_x/d" in settled.charges
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_job_whose_creator_died_before_indexing_it_is_indexed_by_whoever_retakes_it(
+    tmp_path: Path,
+) -> None:
+    s3, ec2, iam = client("s3"), client("ec2"), client("iam")
+    storage = Storage(s3, None)
+    provision(storage, ec2, iam)
+    settings = Settings(endpoint_url=None, region="us-east-1", state_dir=tmp_path)
+    event = submit(storage)
+    first = Dispatcher(storage, Ec2Launcher(settings, storage, ec2, iam), None, "us-east-1")
+    job = first.handle(event).job or ""
+    # The first dispatcher died after creating status.json, before the marker and the claim.
+    storage.delete(BUCKET, open_marker(GROUP, job))
+    claim = claim_key(event.key, event.etag)
+    storage.put_json(BUCKET, claim, {"submission": event.key, "etag": event.etag, "job": None})
+
+    second = Dispatcher(storage, Ec2Launcher(settings, storage, ec2, iam), None, "us-east-1")
+    second.sweep()
+    assert storage.head(BUCKET, open_marker(GROUP, job)) is not None
+    assert storage.get_json(BUCKET, claim)[0]["job"] == job
