@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from .budget import Budget, cost_finished
 from .errors import NcaasError
-from .layout import JobPaths
+from .layout import JobPaths, open_marker
 from .status import JobStatus, render_certificate, settle, utcnow
 from .storage import PreconditionFailed, Storage
 
@@ -75,8 +75,24 @@ class JobStore:
         except PreconditionFailed:
             return False
         _last_seen.put(self.bucket, paths.status, doc, etag)
+        if not status.state.terminal:
+            self.mark_open(status.group, status.job)
         self._publish(status, paths)
         return True
+
+    def mark_open(self, group: str, job: str) -> None:
+        """Index the job as open (after its status.json exists, before its claim is published:
+        a creator that dies in between leaves the claim unpublished, and whoever retakes it
+        marks the job again)."""
+        self.storage.put_bytes(self.bucket, open_marker(group, job), b"")
+
+    def mark_closed(self, group: str, job: str) -> None:
+        """Drop the job from the index of open jobs. Never raises: a marker left behind only
+        costs the next sweep one read, after which the sweep drops it."""
+        try:
+            self.storage.delete(self.bucket, open_marker(group, job))
+        except NcaasError as e:
+            log.warning("%s: could not drop it from the open jobs: %s", job, e)
 
     def exists(self, group: str, job: str) -> bool:
         """Whether anything (status.json or any other file) is in the job's folder."""
@@ -120,6 +136,7 @@ class JobStore:
                 self._charge(status, costs)
             if status.state.terminal and not was_done:
                 self.write_end(status)
+                self.mark_closed(group, job)
             return status
         raise PreconditionFailed(
             f"status of {job}: gave up after {MAX_ATTEMPTS} conflicting writes"

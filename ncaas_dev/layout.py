@@ -17,6 +17,10 @@ GROUP_FOLDERS = ("inputs", "configs", "submissions", "results")
 SUBMISSION_SUFFIX = "submit.json"
 INTERNAL_PREFIX = ".ncaas"
 BLUEPRINT_RECORD = f"{INTERNAL_PREFIX}/blueprint.json"
+# The index of open jobs: one empty marker per job not yet terminal, so a sweep reads only those.
+# OPEN_INDEX_RECORD says the index covers every job (the sweep wrote it after listing results/).
+OPEN_PREFIX = f"{INTERNAL_PREFIX}/open/"
+OPEN_INDEX_RECORD = f"{INTERNAL_PREFIX}/open-index.json"
 # The blueprint's rule for group names: a submission under any other first segment (".ncaas",
 # "..", odd Unicode) belongs to no group that can exist, so it is not a submission at all.
 GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
@@ -54,6 +58,10 @@ def claim_key(submission_key: str, etag: str) -> str:
     text = f"{submission_key}\0{etag.strip(chr(34))}"
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{INTERNAL_PREFIX}/claims/{digest}.json"
+
+
+def open_marker(group: str, job: str) -> str:
+    return f"{OPEN_PREFIX}{group}/{job}"
 
 
 def dataset_name(key: str) -> str:

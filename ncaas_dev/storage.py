@@ -208,6 +208,11 @@ class Storage:
         body = json.dumps(doc, indent=2).encode()
         return self.put_bytes(bucket, key, body, content_type="application/json", **conditions)
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete one object; deleting one that does not exist is not an error (S3's rule)."""
+        with self._t(f"delete s3://{bucket}/{key}"):
+            self.s3.delete_object(Bucket=bucket, Key=key)
+
     def list_objects(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         found: list[ObjectInfo] = []
         with self._t(f"list s3://{bucket}/{prefix}"):

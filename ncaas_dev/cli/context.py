@@ -55,6 +55,11 @@ class Target:
     analysis: str
     default_group: str | None
     loaded: LoadedBlueprint | None
+    bucket: str = ""  # where it lives: cloud.bucket on real AWS, else the analysis name
+
+    @property
+    def where(self) -> str:
+        return self.bucket or self.analysis
 
 
 def resolve_target(ctx: Context, target: str) -> Target:
@@ -64,7 +69,10 @@ def resolve_target(ctx: Context, target: str) -> Target:
     path = Path(target)
     if path.is_dir() or path.name == "blueprint.yaml":
         loaded = load_blueprint(path)
-        return Target(loaded.blueprint.analysis, loaded.blueprint.groups[0].name, loaded)
+        blueprint = loaded.blueprint
+        # Local runs keep the analysis name; on AWS the analysis lives in cloud.bucket.
+        bucket = blueprint.analysis if ctx.settings.local else blueprint.bucket
+        return Target(blueprint.analysis, blueprint.groups[0].name, loaded, bucket)
     ctx.require_stack()
     record = load_record(ctx.storage, target) if ctx.storage.bucket_exists(target) else None
     if record is None:
@@ -72,13 +80,13 @@ def resolve_target(ctx: Context, target: str) -> Target:
             f"{target!r} is neither a blueprint folder nor an analysis on this stack",
             hint="give a blueprint folder, or an analysis listed by `ncaas-dev status`",
         )
-    return Target(target, record.blueprint.groups[0].name, None)
+    return Target(record.blueprint.analysis, record.blueprint.groups[0].name, None, target)
 
 
 def analysis_client(ctx: Context, target: Target) -> AnalysisClient:
     from ..client import AnalysisClient
 
     ctx.require_stack()
-    client = AnalysisClient(ctx.storage, target.analysis)
+    client = AnalysisClient(ctx.storage, target.where)
     client.require_bucket()
     return client

@@ -7,6 +7,9 @@ from botocore.exceptions import ClientError, NoCredentialsError
 
 from ..errors import NcaasError, ServiceUnavailable
 
+# What `deploy --cloud` and `bake --cloud` say when no credentials are found.
+NO_CREDENTIALS_HINT = "set AWS_PROFILE or run `aws configure` (or drop --cloud for LocalStack)"
+
 
 def aws_error(
     what: str, e: Exception, endpoint: str | None, no_credentials_hint: str | None = None

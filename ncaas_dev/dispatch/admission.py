@@ -131,7 +131,10 @@ class Admission:
         if taken == "retaken":
             existing = self._job_of_abandoned_claim(store, group, event.key, etag)
             if existing is not None:
-                # The dead claimer had created the job folder but not yet published it.
+                # The dead claimer had created the job folder but not yet published it (nor,
+                # perhaps, indexed it as open).
+                if not existing.state.terminal:
+                    store.mark_open(group, existing.job)
                 self._publish_claim(event.bucket, event.key, etag, existing.job)
                 outcome = Outcome(event.key, "started", job=existing.job, reason="recovered")
                 return Admitted(outcome, event.bucket, record, existing)

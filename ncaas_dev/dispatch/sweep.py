@@ -17,8 +17,15 @@ from ..budget import Budget
 from ..errors import NcaasError
 from ..events import ObjectCreated
 from ..jobstore import JobStore
-from ..layout import INTERNAL_PREFIX, claim_key, is_submission_key, submissions_prefix
-from ..status import JobStatus
+from ..layout import (
+    INTERNAL_PREFIX,
+    OPEN_INDEX_RECORD,
+    OPEN_PREFIX,
+    claim_key,
+    is_submission_key,
+    submissions_prefix,
+)
+from ..status import JobStatus, utcnow
 from ..storage import NotFound, Storage
 from .admission import Outcome
 from .claims import claim_is_stale
@@ -34,7 +41,7 @@ class Sweeper:
     handle: Handle  # the event path, for submissions whose event was lost
     queue_waiting: QueueWaiting  # the scheduler's, for jobs with datasets nobody launched
     # What a sweep never needs to read again.
-    _ended_jobs: set[tuple[str, str, str]] = field(default_factory=set)
+    _indexed: set[str] = field(default_factory=set)  # buckets whose index of open jobs exists
     _known_claims: set[tuple[str, str]] = field(default_factory=set)
 
     def sweep(self) -> int:
@@ -70,25 +77,59 @@ class Sweeper:
                 log.info("sweep: %s: %s %s", obj.key, outcome.action, outcome.job or "")
 
     def _sweep_jobs(self, bucket: str, record: AnalysisRecord) -> int:
+        """Queue what waits in the open jobs, drop ended jobs from the index, settle budgets.
+
+        Reads only the jobs the index of open jobs names. A bucket without the index (jobs made
+        before it existed) is listed once in full; its open jobs are indexed, then the index
+        record says the index is complete.
+        """
         store = JobStore(self.storage, bucket)
         budget = Budget(self.storage, bucket)
+        indexed = self._indexed_jobs(bucket, record)
         queued = 0
         for group in record.blueprint.groups:
             statuses: dict[str, JobStatus] = {}
-            for job in self.storage.list_folders(bucket, f"{group.name}/results/"):
-                if (bucket, group.name, job) in self._ended_jobs:
-                    continue
+            for job in indexed.get(group.name, []):
                 try:
                     status = store.read(group.name, job)
+                except NotFound:  # its folder is gone
+                    store.mark_closed(group.name, job)
+                    continue
                 except (NcaasError, ValueError):
                     continue
                 statuses[job] = status
-                if status.state.terminal:
-                    self._ended_jobs.add((bucket, group.name, job))
+                if status.state.terminal:  # its ender died before dropping the marker
+                    store.mark_closed(group.name, job)
                     continue
                 queued += self.queue_waiting(bucket, record, status)
             budget.reconcile(group.name, _status_lookup(store, group.name, statuses))
         return queued
+
+    def _indexed_jobs(self, bucket: str, record: AnalysisRecord) -> dict[str, list[str]]:
+        """The open jobs of each group, by the index (built first if the bucket has none)."""
+        if bucket not in self._indexed and self.storage.head(bucket, OPEN_INDEX_RECORD) is None:
+            self._build_index(bucket, record)
+        self._indexed.add(bucket)
+        jobs: dict[str, list[str]] = {}
+        for obj in self.storage.list_objects(bucket, OPEN_PREFIX):
+            group, _, job = obj.key[len(OPEN_PREFIX) :].partition("/")
+            if job and "/" not in job:
+                jobs.setdefault(group, []).append(job)
+        return jobs
+
+    def _build_index(self, bucket: str, record: AnalysisRecord) -> None:
+        """Index every open job of a bucket made before the index (one full listing, once)."""
+        store = JobStore(self.storage, bucket)
+        for group in record.blueprint.groups:
+            for job in self.storage.list_folders(bucket, f"{group.name}/results/"):
+                try:
+                    status = store.read(group.name, job)
+                except (NcaasError, ValueError):
+                    continue
+                if not status.state.terminal:
+                    store.mark_open(group.name, job)
+        self.storage.put_json(bucket, OPEN_INDEX_RECORD, {"since": utcnow()})
+        log.info("sweep: %s: indexed its open jobs", bucket)
 
 
 def _status_lookup(

@@ -362,6 +362,10 @@ def test_instance_role_reads_inputs_and_writes_results_only(world: World) -> Non
         assert not put(runner, f"{group}/submissions/z_submit.json")
     assert get(runner, "labA/results/job_1/logs/status.json")  # status.json: read-modify-write
     assert put(runner, ".ncaas/ledger/labA.json")  # whoever ends a dataset charges it
+    # whoever ends a job drops it from the index of open jobs, and may delete nothing else
+    assert allowed(runner.s3.delete_object, Bucket=BUCKET, Key=".ncaas/open/labA/job_1")
+    assert not allowed(runner.s3.delete_object, Bucket=BUCKET, Key=".ncaas/ledger/labA.json")
+    assert not allowed(runner.s3.delete_object, Bucket=BUCKET, Key="labA/inputs/rec.bin")
     assert not get(runner, "labA/submissions/x_submit.json")
     assert not put(runner, ".ncaas/blueprint.json")
     assert not get(runner, "labA/inputs/rec.bin", bucket=OTHER_BUCKET)
@@ -377,6 +381,8 @@ def test_dispatcher_role_reads_submissions_writes_job_folders(world: World) -> N
     assert get(dispatcher, ".ncaas/blueprint.json")
     assert put(dispatcher, "labA/results/job_3/logs/status.json")
     assert put(dispatcher, ".ncaas/claims/abc.json")
+    assert allowed(dispatcher.s3.delete_object, Bucket=BUCKET, Key=".ncaas/open/labB/job_2")
+    assert not allowed(dispatcher.s3.delete_object, Bucket=BUCKET, Key=".ncaas/claims/abc.json")
     assert allowed(dispatcher.s3.list_objects_v2, Bucket=BUCKET, Prefix="labA/submissions/")
     assert not put(dispatcher, "labA/inputs/rec.bin"), "the dispatcher must not alter inputs"
     assert not put(dispatcher, "labA/submissions/forged_submit.json")

@@ -171,7 +171,14 @@ def test_instance_role_reads_inputs_writes_results_in_this_bucket_only() -> None
     assert principal == {"Service": "ec2.amazonaws.com"}
     policy = role["Policies"][0]["PolicyDocument"]
     actions = {a for s in policy["Statement"] for a in s["Action"]}
-    assert actions == {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
+    assert actions == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+    }
+    deletes = arns(statement(policy, "CloseEndedJobs")["Resource"])
+    assert deletes == ["arn:aws:s3:::spike-detect/.ncaas/open/*"]
     write = arns(statement(policy, "WriteResults")["Resource"])
     assert all(
         re.fullmatch(r"arn:aws:s3:::spike-detect/([^/]+/results|\.ncaas/ledger)/\*", a)
@@ -199,6 +206,8 @@ def test_dispatcher_role_passes_only_the_instance_role() -> None:
         + ["arn:aws:s3:::spike-detect/.ncaas/*"]
     )
     assert not any(a.endswith("/inputs/*") for a in writes)
+    deletes = arns(statement(policy, "CloseEndedJobs")["Resource"])
+    assert deletes == ["arn:aws:s3:::spike-detect/.ncaas/open/*"]
 
 
 def test_long_names_stay_within_iam_limits_and_ids_are_alphanumeric() -> None:

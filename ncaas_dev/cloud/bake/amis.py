@@ -13,6 +13,7 @@ import botocore.exceptions
 from ...aws import client as aws_client
 from ...errors import NcaasError
 from ...settings import Settings
+from ..aws_errors import NO_CREDENTIALS_HINT, aws_error
 from ..layout import TAG_ANALYSIS, TAG_BAKE_KEY
 from . import packer
 
@@ -36,6 +37,25 @@ def _aws_error(e: Exception, settings: Settings) -> NcaasError:
         f"EC2 in AWS failed: {e}",
         hint="check the credentials and region (`aws sts get-caller-identity`)",
     )
+
+
+def check_cloud_access(ec2: Any, settings: Settings, region: str) -> None:
+    """Before a cloud bake builds or starts anything: credentials, the region, and permission
+    to describe images (a dry run), failing in the same one line as `deploy --cloud`."""
+    what = f"DescribeImages in {region}"
+    try:
+        ec2.describe_images(Owners=["self"], DryRun=True)
+    except botocore.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "DryRunOperation":
+            return  # allowed
+        raise aws_error(what, e, settings.endpoint_url, NO_CREDENTIALS_HINT) from e
+    except botocore.exceptions.EndpointConnectionError as e:
+        raise NcaasError(
+            f"{what} failed: no EC2 endpoint answers for region {region!r}",
+            hint="check cloud.region in the blueprint (e.g. us-east-1)",
+        ) from e
+    except botocore.exceptions.BotoCoreError as e:
+        raise aws_error(what, e, settings.endpoint_url, NO_CREDENTIALS_HINT) from e
 
 
 def describe_ami(ec2: Any, ami: str, settings: Settings) -> dict[str, Any] | None:

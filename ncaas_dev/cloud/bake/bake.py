@@ -26,7 +26,14 @@ from ...errors import NcaasError, UsageError
 from ...settings import Settings
 from ..layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from . import packer
-from .amis import describe_ami, ec2_client, local_source_ami, prune_amis, source_snapshot_gb
+from .amis import (
+    check_cloud_access,
+    describe_ami,
+    ec2_client,
+    local_source_ami,
+    prune_amis,
+    source_snapshot_gb,
+)
 from .key import ami_name, bake_key, baked_manifest
 from .payload import Reporter, build_wheelhouse, save_image, stage_payload, wheel_cache
 from .proof import packer_log, provision_and_check
@@ -106,6 +113,8 @@ def bake(
     blueprint = loaded.blueprint
     region = blueprint.cloud.region
     ec2 = ec2_client(settings, region)
+    if cloud:
+        check_cloud_access(ec2, settings, region)  # before anything is built or started
     blueprint_path = loaded.folder / BLUEPRINT_FILE
 
     text = blueprint_path.read_text()

@@ -4,10 +4,17 @@ rule, and the submission notifications to the Lambda."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
 from ...blueprint import LoadedBlueprint
 from ...errors import NcaasError
 from ...storage import AccessDenied, Storage, translated
 from .template import ABORT_INCOMPLETE_UPLOADS, PUBLIC_ACCESS_BLOCK, submission_filter
+
+RULE_PREFIX = "ncaas-"  # the Ids of the notification rules deploy sets (one per group)
 
 
 def bucket_is_ours(storage: Storage, bucket: str) -> bool:
@@ -25,40 +32,62 @@ def bucket_is_ours(storage: Storage, bucket: str) -> bool:
 
 
 def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
-    """What the template sets on a bucket it owns, for a bucket it found already there."""
+    """What the template sets on a bucket it owns, for a bucket it found already there: merged
+    with what its owner set (their lifecycle rules and a default encryption stay)."""
+    s3 = storage.s3
     with translated(f"secure bucket {bucket}", endpoint):
-        storage.s3.put_public_access_block(
+        s3.put_public_access_block(
             Bucket=bucket,
             PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]
         )
-        storage.s3.put_bucket_encryption(
-            Bucket=bucket,
-            ServerSideEncryptionConfiguration={
-                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-            },
+        if not _owner_setting(lambda: s3.get_bucket_encryption(Bucket=bucket)):
+            s3.put_bucket_encryption(
+                Bucket=bucket,
+                ServerSideEncryptionConfiguration={
+                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+                },
+            )
+        reply = _owner_setting(lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket))
+        ours = ABORT_INCOMPLETE_UPLOADS["Id"]
+        rules = [r for r in (reply or {}).get("Rules", []) if r.get("ID") != ours]
+        rules.append(
+            {  # the template's rule, in S3's spelling ("ID", and a filter)
+                "ID": ours,
+                "Status": ABORT_INCOMPLETE_UPLOADS["Status"],
+                "Filter": {"Prefix": ""},
+                "AbortIncompleteMultipartUpload": ABORT_INCOMPLETE_UPLOADS[
+                    "AbortIncompleteMultipartUpload"
+                ],
+            }
         )
-        storage.s3.put_bucket_lifecycle_configuration(
+        s3.put_bucket_lifecycle_configuration(
             Bucket=bucket,
-            LifecycleConfiguration={
-                "Rules": [
-                    {  # the template's rule, in S3's spelling ("ID", and a filter)
-                        "ID": ABORT_INCOMPLETE_UPLOADS["Id"],
-                        "Status": ABORT_INCOMPLETE_UPLOADS["Status"],
-                        "Filter": {"Prefix": ""},
-                        "AbortIncompleteMultipartUpload": ABORT_INCOMPLETE_UPLOADS[
-                            "AbortIncompleteMultipartUpload"
-                        ],
-                    }
-                ]
-            },
+            LifecycleConfiguration={"Rules": rules},
         )
+
+
+_NO_SETTING = {
+    "NoSuchLifecycleConfiguration",
+    "ServerSideEncryptionConfigurationNotFoundError",
+}
+
+
+def _owner_setting(get: Callable[[], Any]) -> dict[str, Any] | None:
+    """A bucket setting its owner made, or None when the bucket has none."""
+    try:
+        return dict(get())
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in _NO_SETTING:
+            return None
+        raise
 
 
 def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) -> None:
-    """Submission notifications to the Lambda, for a bucket the stack does not own."""
-    rules = [
+    """Submission notifications to the Lambda, for a bucket the stack does not own: merged with
+    the owner's own notifications (only rules named ``ncaas-*`` are replaced)."""
+    rules: list[dict[str, Any]] = [
         {
-            "Id": f"ncaas-{g.name}",
+            "Id": f"{RULE_PREFIX}{g.name}",
             "LambdaFunctionArn": function_arn,
             "Events": ["s3:ObjectCreated:*"],
             "Filter": {"Key": {"FilterRules": submission_filter(g.name)}},
@@ -66,8 +95,17 @@ def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) 
         for g in loaded.blueprint.groups
     ]
     bucket = loaded.blueprint.bucket
+    s3 = storage.s3
     with translated(f"set notifications on {bucket}", storage.endpoint):
-        storage.s3.put_bucket_notification_configuration(
+        config: dict[str, Any] = dict(s3.get_bucket_notification_configuration(Bucket=bucket))
+        config.pop("ResponseMetadata", None)
+        owners = [
+            r
+            for r in config.get("LambdaFunctionConfigurations", [])
+            if not str(r.get("Id", "")).startswith(RULE_PREFIX)
+        ]
+        config["LambdaFunctionConfigurations"] = owners + rules
+        s3.put_bucket_notification_configuration(
             Bucket=bucket,
-            NotificationConfiguration={"LambdaFunctionConfigurations": rules},  # type: ignore[typeddict-item]
+            NotificationConfiguration=config,  # type: ignore[arg-type]
         )

@@ -19,7 +19,7 @@ from ...aws import client, iam_client, s3_client
 from ...errors import NcaasError
 from ...settings import Settings
 from ...storage import Storage
-from ..aws_errors import aws_error
+from ..aws_errors import NO_CREDENTIALS_HINT, aws_error
 from .names import BUCKET
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ STACK_TIMEOUT_S = 1800
 NEVER_CREATED = ("ROLLBACK_COMPLETE", "CREATE_FAILED")
 FAILED_STATES = ("CREATE_FAILED", "UPDATE_FAILED", "DELETE_FAILED", "IMPORT_FAILED")
 OnEvent = Callable[[dict[str, Any]], None]
-NO_CREDENTIALS_HINT = "set AWS_PROFILE or run `aws configure` (or drop --cloud for LocalStack)"
 
 
 def deploy_error(what: str, e: Exception, settings: Settings) -> NcaasError:

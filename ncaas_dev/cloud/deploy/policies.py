@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...blueprint import Blueprint
-from ...layout import INTERNAL_PREFIX, group_prefix
+from ...layout import INTERNAL_PREFIX, OPEN_PREFIX, group_prefix
 from ..layout import TAG_BUCKET
 from .names import INSTANCE_ROLE, dispatcher_function_name
 
@@ -97,6 +97,12 @@ def instance_policy(blueprint: Blueprint) -> Doc:
                 bucket, *(group_prefix(g, "results") for g in groups), LEDGER_PREFIX
             ),
         },
+        {
+            "Sid": "CloseEndedJobs",  # drop a job it ended from the index of open jobs
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject"],
+            "Resource": _objects(bucket, OPEN_PREFIX),
+        },
     )
 
 
@@ -169,6 +175,12 @@ def dispatcher_policy(blueprint: Blueprint) -> Doc:
             "Resource": _objects(
                 bucket, *(group_prefix(g, "results") for g in groups), f"{INTERNAL_PREFIX}/"
             ),
+        },
+        {
+            "Sid": "CloseEndedJobs",  # drop ended jobs from the index of open jobs
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject"],
+            "Resource": _objects(bucket, OPEN_PREFIX),
         },
         {
             "Sid": "WatchInstances",  # Describe* take no resource-level permissions

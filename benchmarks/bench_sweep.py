@@ -1,0 +1,139 @@
+"""The sweep with many finished jobs: the index of open jobs against listing every job folder.
+
+On a LocalStack of its own (free loopback port, own state folder): one analysis, one group,
+``--finished`` finished jobs (status.json written directly, as a full bucket holds them) and
+``--open`` open ones (made by ``JobStore.create``, which indexes them). Then, each from a fresh
+``Sweeper`` (a cold Lambda):
+
+- before: the bucket without the index record, so the sweep lists ``results/`` and reads every
+  job's status, as every cold sweep did before the index (it then writes the index);
+- after: the same bucket with the index, ``--rounds`` times.
+
+Reports seconds and S3 requests per sweep. Everything stays on loopback.
+
+    .venv/bin/python benchmarks/bench_sweep.py [--finished 10000] [--open 10] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from load import free_port  # noqa: E402
+
+from ncaas_dev.analysis import AnalysisRecord, save_record  # noqa: E402
+from ncaas_dev.aws import s3_client  # noqa: E402
+from ncaas_dev.blueprint import parse_blueprint  # noqa: E402
+from ncaas_dev.dispatch.sweep import Sweeper  # noqa: E402
+from ncaas_dev.jobstore import JobStore  # noqa: E402
+from ncaas_dev.layout import OPEN_INDEX_RECORD, JobPaths  # noqa: E402
+from ncaas_dev.settings import Settings  # noqa: E402
+from ncaas_dev.stack import PidFile, start_localstack  # noqa: E402
+from ncaas_dev.status import DatasetStatus, JobStatus, State  # noqa: E402
+from ncaas_dev.storage import Storage  # noqa: E402
+
+BUCKET = "bench-sweep"
+GROUP = "bench"
+
+
+def status(job: str, state: State) -> JobStatus:
+    ds = DatasetStatus(key=f"{GROUP}/inputs/d.bin", state=state)
+    return JobStatus(
+        job=job, analysis=BUCKET, group=GROUP, submission="s", state=state, datasets={"d": ds}
+    )
+
+
+class Counted:
+    """A Storage whose S3 client counts the requests it sends."""
+
+    def __init__(self, settings: Settings) -> None:
+        client = s3_client(settings)
+        self.count = 0
+        self._lock = threading.Lock()
+        client.meta.events.register("before-send.s3.*", self._one)
+        self.storage = Storage(client, settings.endpoint_url)
+
+    def _one(self, **_: Any) -> None:
+        with self._lock:
+            self.count += 1
+
+    def take(self) -> int:
+        with self._lock:
+            n, self.count = self.count, 0
+        return n
+
+
+def one_sweep(counted: Counted) -> dict[str, Any]:
+    waiting: list[str] = []
+
+    def queue(bucket: str, record: AnalysisRecord, st: JobStatus) -> int:
+        waiting.append(st.job)
+        return 0
+
+    sweeper = Sweeper(counted.storage, lambda e: None, queue)  # type: ignore[arg-type,return-value]
+    counted.take()
+    start = time.perf_counter()
+    sweeper.sweep()
+    seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 3), "s3_requests": counted.take(), "open": len(waiting)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--finished", type=int, default=10_000)
+    parser.add_argument("--open", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ncaas-bench-sweep-"))
+    settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=work / "state")
+    report: dict[str, Any] = {"finished": args.finished, "open": args.open}
+    try:
+        start_localstack(settings)
+        counted = Counted(settings)
+        storage = counted.storage
+        storage.s3.create_bucket(Bucket=BUCKET)
+        doc = {"analysis": BUCKET, "groups": [{"name": GROUP, "users": []}]}
+        record = AnalysisRecord(
+            blueprint=parse_blueprint(doc, "bench"), content_hash="0" * 64, image="x"
+        )
+        save_record(storage, record)
+
+        def write(i: int) -> None:
+            job = f"job_done{i:05}"
+            doc = status(job, State.SUCCEEDED).model_dump(mode="json")
+            storage.put_json(BUCKET, JobPaths(GROUP, job).status, doc)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(write, range(args.finished)))
+        report["setup_seconds"] = round(time.perf_counter() - start, 1)
+        store = JobStore(storage, BUCKET)
+        for i in range(args.open):
+            store.create(status(f"job_open{i:03}", State.QUEUED))
+
+        storage.delete(BUCKET, OPEN_INDEX_RECORD)
+        report["before_no_index"] = one_sweep(counted)
+        print("before", report["before_no_index"], file=sys.stderr)
+        report["after_index"] = [one_sweep(counted) for _ in range(args.rounds)]
+        print("after", report["after_index"], file=sys.stderr)
+    finally:
+        PidFile(settings.state_dir, "localstack").stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
