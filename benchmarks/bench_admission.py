@@ -29,7 +29,6 @@ import secrets
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -40,11 +39,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from counting import Counted  # noqa: E402
 from load import free_port, percentiles  # noqa: E402
 
 from ncaas_dev import jobstore  # noqa: E402
 from ncaas_dev.analysis import AnalysisRecord  # noqa: E402
-from ncaas_dev.aws import s3_client, sqs_client  # noqa: E402
+from ncaas_dev.aws import sqs_client  # noqa: E402
 from ncaas_dev.blueprint import load_blueprint  # noqa: E402
 from ncaas_dev.client import AnalysisClient, Submitted  # noqa: E402
 from ncaas_dev.containers import Engine, connect  # noqa: E402
@@ -58,26 +58,6 @@ from ncaas_dev.stack import PidFile, start_dispatcher, start_localstack  # noqa:
 from ncaas_dev.storage import Storage  # noqa: E402
 
 GROUP = "bench"
-
-
-class Counted:
-    """A Storage whose S3 client counts the requests it sends."""
-
-    def __init__(self, settings: Settings) -> None:
-        client = s3_client(settings)
-        self.count = 0
-        self._lock = threading.Lock()
-        client.meta.events.register("before-send.s3.*", self._one)
-        self.storage = Storage(client, settings.endpoint_url)
-
-    def _one(self, **_: Any) -> None:
-        with self._lock:
-            self.count += 1
-
-    def take(self) -> int:
-        with self._lock:
-            n, self.count = self.count, 0
-        return n
 
 
 def ceiling(storage: Storage, bucket: str, n: int = 600, threads: int = 8) -> dict[str, float]:

@@ -21,7 +21,6 @@ import json
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,10 +30,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from counting import Counted  # noqa: E402
 from load import free_port  # noqa: E402
 
 from ncaas_dev.analysis import AnalysisRecord, save_record  # noqa: E402
-from ncaas_dev.aws import s3_client  # noqa: E402
 from ncaas_dev.blueprint import parse_blueprint  # noqa: E402
 from ncaas_dev.dispatch.sweep import Sweeper  # noqa: E402
 from ncaas_dev.jobstore import JobStore  # noqa: E402
@@ -42,7 +41,6 @@ from ncaas_dev.layout import OPEN_INDEX_RECORD, JobPaths  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
 from ncaas_dev.stack import PidFile, start_localstack  # noqa: E402
 from ncaas_dev.status import DatasetStatus, JobStatus, State  # noqa: E402
-from ncaas_dev.storage import Storage  # noqa: E402
 
 BUCKET = "bench-sweep"
 GROUP = "bench"
@@ -53,26 +51,6 @@ def status(job: str, state: State) -> JobStatus:
     return JobStatus(
         job=job, analysis=BUCKET, group=GROUP, submission="s", state=state, datasets={"d": ds}
     )
-
-
-class Counted:
-    """A Storage whose S3 client counts the requests it sends."""
-
-    def __init__(self, settings: Settings) -> None:
-        client = s3_client(settings)
-        self.count = 0
-        self._lock = threading.Lock()
-        client.meta.events.register("before-send.s3.*", self._one)
-        self.storage = Storage(client, settings.endpoint_url)
-
-    def _one(self, **_: Any) -> None:
-        with self._lock:
-            self.count += 1
-
-    def take(self) -> int:
-        with self._lock:
-            n, self.count = self.count, 0
-        return n
 
 
 def one_sweep(counted: Counted) -> dict[str, Any]:
