@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from counting import Counted  # noqa: E402
-from load import free_port, percentiles  # noqa: E402
+from load import free_port, percentiles, stop_stack  # noqa: E402
 
 from ncaas_dev import jobstore  # noqa: E402
 from ncaas_dev.analysis import AnalysisRecord  # noqa: E402
@@ -54,7 +54,7 @@ from ncaas_dev.pricing import parse_time  # noqa: E402
 from ncaas_dev.provision import QUEUE_NAME, provision  # noqa: E402
 from ncaas_dev.runner import Runner  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import PidFile, start_dispatcher, start_localstack  # noqa: E402
+from ncaas_dev.stack import start_dispatcher, start_localstack  # noqa: E402
 from ncaas_dev.storage import Storage  # noqa: E402
 
 GROUP = "bench"
@@ -247,12 +247,7 @@ def main() -> int:
         )
         say("memory", rss, report["memory_growth_after_200_pct"], "%")
     finally:
-        PidFile(settings.state_dir, "dispatcher").stop()
-        PidFile(settings.state_dir, "localstack").stop()
-        for container in engine.client.containers.list(
-            all=True, filters={"label": f"ncaas.analysis={bucket}"}
-        ):
-            container.remove(force=True)
+        stop_stack(settings, engine, bucket)
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     return 0

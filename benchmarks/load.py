@@ -172,6 +172,18 @@ def run_load(storage: Storage, bucket: str, group: str, count: int, timeout: flo
     return measure(storage, bucket, group, sent, ended)
 
 
+def stop_stack(settings: Any, engine: Any, analysis: str) -> None:
+    """Stop a benchmark's own stack and remove the containers its analysis left."""
+    from ncaas_dev.stack import STACK_PROCESSES, PidFile
+
+    for name in STACK_PROCESSES:
+        PidFile(settings.state_dir, name).stop()
+    for container in engine.client.containers.list(
+        all=True, filters={"label": f"ncaas.analysis={analysis}"}
+    ):
+        container.remove(force=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,7 +208,7 @@ def main() -> int:
     from ncaas_dev.containers import Engine, connect
     from ncaas_dev.provision import provision
     from ncaas_dev.settings import Settings
-    from ncaas_dev.stack import PidFile, start_dispatcher, start_localstack
+    from ncaas_dev.stack import start_dispatcher, start_localstack
 
     work = Path(tempfile.mkdtemp(prefix="ncaas-load-"))
     settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=work / "state")
@@ -219,12 +231,7 @@ def main() -> int:
         log(f"submitting {count} submissions (cap {args.cap})")
         result = run_load(storage, loaded.blueprint.analysis, "bench", count, args.timeout)
     finally:
-        PidFile(settings.state_dir, "dispatcher").stop()
-        PidFile(settings.state_dir, "localstack").stop()
-        for container in engine.client.containers.list(
-            all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
-        ):
-            container.remove(force=True)
+        stop_stack(settings, engine, loaded.blueprint.analysis)
         if args.keep:
             log(f"kept {work}")
         else:

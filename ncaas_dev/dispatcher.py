@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .dispatch.admission import WAITING, Admission, Admitted, Outcome
+from .dispatch.admission import Admission, Admitted, Outcome
 from .dispatch.claims import dispatcher_identity
 from .dispatch.scheduler import Scheduler
 from .dispatch.sweep import Sweeper
@@ -29,7 +29,7 @@ from .events import ObjectCreated
 from .launchers.base import DatasetTask, Launcher
 from .storage import Storage
 
-__all__ = ["WAITING", "Dispatcher", "Outcome"]
+__all__ = ["Dispatcher", "Outcome"]
 log = logging.getLogger(__name__)
 
 
@@ -118,8 +118,3 @@ class Dispatcher:
             self._last_sweep = time.monotonic()  # the interval runs between sweeps
         self.scheduler.reap()  # runners found dead on adoption
         return queued
-
-    def shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None

@@ -83,6 +83,22 @@ def resolve_target(ctx: Context, target: str) -> Target:
     return Target(record.blueprint.analysis, record.blueprint.groups[0].name, None, target)
 
 
+@dataclass(frozen=True)
+class Opened:
+    """What the commands acting on one analysis's jobs start from."""
+
+    ctx: Context
+    client: AnalysisClient
+    group: str
+
+
+def open_analysis(analysis: str, endpoint_url: str | None, group: str | None) -> Opened:
+    """Settings, the analysis's client and the group (the blueprint's first if none given)."""
+    ctx = Context.create(endpoint_url)
+    target = resolve_target(ctx, analysis)
+    return Opened(ctx, analysis_client(ctx, target), group or target.default_group or "")
+
+
 def analysis_client(ctx: Context, target: Target) -> AnalysisClient:
     from ..client import AnalysisClient
 

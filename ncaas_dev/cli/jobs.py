@@ -21,7 +21,7 @@ from .common import (
     err,
     escape,
 )
-from .context import Context, analysis_client, resolve_target
+from .context import Context, open_analysis
 from .follow import follow_job
 from .stack import bring_up
 
@@ -177,10 +177,8 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Upload files (or use keys already in S3) and write a submission; print the job."""
-    ctx = Context.create(endpoint_url)
-    target = resolve_target(ctx, analysis)
-    client = analysis_client(ctx, target)
-    group = group or target.default_group or ""
+    opened = open_analysis(analysis, endpoint_url, group)
+    ctx, client, group = opened.ctx, opened.client, opened.group
 
     def key_of(item: str, folder: str) -> str:
         path = Path(item)
@@ -212,10 +210,8 @@ def jobs(
     as_json: JsonOpt = False,
 ) -> None:
     """List a group's jobs and their states."""
-    ctx = Context.create(endpoint_url)
-    target = resolve_target(ctx, analysis)
-    client = analysis_client(ctx, target)
-    found = client.jobs(group or target.default_group or "")
+    opened = open_analysis(analysis, endpoint_url, group)
+    found = opened.client.jobs(opened.group)
     if as_json:
         emit_json([_job_doc(s) for s in found])
         return
@@ -238,10 +234,8 @@ def logs(
     endpoint_url: EndpointOpt = None,
 ) -> None:
     """Print a job's dispatcher log and analysis output (``-f`` follows until it ends)."""
-    ctx = Context.create(endpoint_url)
-    target = resolve_target(ctx, analysis)
-    client = analysis_client(ctx, target)
-    group = group or target.default_group or ""
+    opened = open_analysis(analysis, endpoint_url, group)
+    client, group = opened.client, opened.group
     if follow:
         final = follow_job(client, group, job, console.print, dataset=dataset)
         console.print(
@@ -268,10 +262,8 @@ def results(
     as_json: JsonOpt = False,
 ) -> None:
     """Download a job folder into OUT/{job}/ and print its summary."""
-    ctx = Context.create(endpoint_url)
-    target = resolve_target(ctx, analysis)
-    client = analysis_client(ctx, target)
-    group = group or target.default_group or ""
+    opened = open_analysis(analysis, endpoint_url, group)
+    client, group = opened.client, opened.group
     status_ = client.status(group, job)
     folder = client.download(group, job, out)
     if as_json:
