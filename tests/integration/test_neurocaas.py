@@ -288,6 +288,12 @@ def test_run_data_dir_uploads_a_folder_as_one_dataset(
     facts = json.loads((job_dir / "process_results/tifs/facts.json").read_text())
     assert facts["files"] == ["deep/two.tif", "one.tif"]
     assert facts["env"]["NCAAS_DATA"] == "/ncaas/input/tifs"
+    (tifs / "one.tif").unlink()  # `submit` uploads the folder as it is now, nothing older
+    sent = ncaas(["submit", str(probe.folder), "--data", str(tifs), "--wait", "--json"], cli_env)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    finished = json.loads(sent.stdout)
+    assert list(finished["datasets"]) == ["tifs"]
+    assert finished["provenance"]["inputs"]["labA/inputs/tifs/"].startswith("folder:1:")
     (tmp_path / "empty").mkdir()
     empty = ncaas(["run", str(probe.folder), "--data", str(tmp_path / "empty")], cli_env)
     assert empty.returncode == 2 and "the folder is empty" in empty.stderr
