@@ -163,12 +163,13 @@ class Runner:
             log.warning("%s: already %s; not running it", task.label, current.state.value)
             return current.state
         compat = neurocaas.is_compat(seen)
+        live: list[Any] = []  # the container, once it runs (sampled for NeuroCAAS's usage)
         shipper = LogShipper(
             self.storage,
             task.bucket,
             paths.log(task.dataset),
             work / "run.log",
-            on_last_line=lambda line: self._last_output(store, task, line, work, compat),
+            on_last_line=lambda line: self._last_output(store, task, line, work, compat, live),
         )
         container: Any = None
         state, exit_code = State.FAILED, None
@@ -186,6 +187,7 @@ class Runner:
                 container_spec(task, work, self.settings.analysis_network)
             )
             extra["image_id"] = container.image.id
+            live.append(container)
             store.update(
                 task.group,
                 task.job,
@@ -250,15 +252,27 @@ class Runner:
 
     @staticmethod
     def _last_output(
-        store: JobStore, task: DatasetTask, line: str, work: Path, compat: bool = False
+        store: JobStore,
+        task: DatasetTask,
+        line: str,
+        work: Path,
+        compat: bool = False,
+        live: list[Any] | None = None,
     ) -> None:
-        # NeuroCAAS's status file shows the last lines (`std`), not only the last one.
+        # NeuroCAAS's status file shows the last lines (`std`), not only the last one, and
+        # what the analysis uses (peak memory bytes seen, CPU seconds so far).
         recent = tail_lines(work / "run.log", neurocaas.STD_LINES) if compat else None
+        usage = Engine.usage(live[0]) if compat and live else None
 
         def note(status: JobStatus) -> None:
-            status.datasets[task.dataset].last_output = line[:500]
+            ds = status.datasets[task.dataset]
+            ds.last_output = line[:500]
             if recent is not None:
-                status.datasets[task.dataset].std = recent  # type: ignore[attr-defined]
+                ds.std = recent  # type: ignore[attr-defined]
+            if usage is not None:
+                peak = (ds.model_extra or {}).get("memory_usage") or 0
+                ds.memory_usage = max(int(peak), int(usage["memory_usage"]))  # type: ignore[attr-defined]
+                ds.cpu_usage = usage["cpu_usage"]  # type: ignore[attr-defined]
 
         store.update(task.group, task.job, note)
 

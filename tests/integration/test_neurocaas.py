@@ -139,12 +139,14 @@ def run_as_neurocaas_user(
 def test_a_neurocaas_client_completes_a_job(
     settings: Settings, nc_lab: Lab, tmp_path: Path
 ) -> None:
-    end, doc, rows, data, folder = run_as_neurocaas_user(settings, nc_lab, tmp_path, {"lines": 3})
+    cfg = {"lines": 5, "line_interval": 1.5}  # runs ~7 s: its usage is sampled meanwhile
+    end, doc, rows, data, folder = run_as_neurocaas_user(settings, nc_lab, tmp_path, cfg)
     assert end.strip() == "end of analysis marker"
     assert doc["status"] == "SUCCESS" and rows[0]["status"] == "SUCCESS"
     assert doc["instance"].startswith("docker:") and doc["job_start"] and doc["job_finish"]
     assert list(doc["std"].values())[-1] == "finished" and "line 0" in doc["std"].values()
     assert rows[0]["last"] == "finished"
+    assert doc["memory_usage"] > 0 and doc["cpu_usage"] >= 0  # bytes (peak seen), CPU seconds
     name = data.rsplit("/", 1)[1]
     assert (folder / "process_results" / name / "done.txt").read_text() == "done\n"
     status = json.loads((folder / "logs/status.json").read_text())  # ncaas-dev's own, too
