@@ -300,6 +300,7 @@ class Admission:
     ) -> str | None:
         missing: list[str] = []
         inputs: dict[str, str] = {}
+        config_size = 0
         for key in (*submission.datanames, *filter(None, [submission.configname])):
             if is_folder_key(key):
                 limit = record.blueprint.limits.max_files_per_dataset
@@ -313,13 +314,14 @@ class Admission:
                 missing.append(key)
             else:
                 inputs[key] = info.etag
+                config_size = info.size if key == submission.configname else config_size
         if missing:
             shown = ", ".join(missing[:5]) + (
                 f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             )
             return f"input not found: {shown}; upload it to s3://{bucket}/ first, then submit again"
         status.provenance["inputs"] = inputs
-        if submission.configname:
+        if submission.configname and 0 < config_size <= options.MAX_CONFIG_BYTES:
             return self._duration(bucket, record, submission.configname, status)
         return None
 
@@ -327,10 +329,10 @@ class Admission:
         self, bucket: str, record: AnalysisRecord, config: str, status: JobStatus
     ) -> str | None:
         """Honour the config's ``__duration__`` (NeuroCAAS's per-job time limit)."""
-        info = self.storage.head(bucket, config)
-        if info is None or not 0 < info.size <= options.MAX_CONFIG_BYTES:
-            return None
-        raw, _ = self.storage.get_bytes(bucket, config, max_bytes=options.MAX_CONFIG_BYTES)
+        try:
+            raw, _ = self.storage.get_bytes(bucket, config, max_bytes=options.MAX_CONFIG_BYTES)
+        except NotFound:
+            return f"input not found: {config} (deleted while it was checked); upload it again"
         timeout = record.blueprint.run.timeout
         checked = options.duration(raw, config, timeout)
         if checked.problem or checked.value is None:
