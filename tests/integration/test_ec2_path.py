@@ -219,6 +219,10 @@ def test_a_folder_dataset_on_its_chosen_instance_type(probe_on_ec2: Lab, cloud: 
     assert [i["InstanceType"] for r in reply["Reservations"] for i in r["Instances"]] == [
         "c5.large"
     ]
+    deadline = time.monotonic() + 60  # its instance powers itself off after the runner
+    while cloud.live_instances(lab.bucket, PROBE_REGION):
+        assert time.monotonic() < deadline, "the folder dataset's instance is still up"
+        time.sleep(0.5)
 
 
 def test_failed_run_instances_puts_the_error_code_in_status(
