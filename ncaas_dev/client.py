@@ -76,10 +76,11 @@ class AnalysisClient:
         timestamp: str | None = None,
     ) -> Submitted:
         stamp = timestamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        doc: dict[str, object] = {
-            "dataname": data_keys[0] if len(data_keys) == 1 else data_keys,
-            "timestamp": stamp,
-        }
+        doc: dict[str, object] = {"dataname": data_keys[0] if len(data_keys) == 1 else data_keys}
+        # Only a timestamp the user chose: with `compat: neurocaas` a taken one is rejected, and
+        # two submissions within a second must not be. Without one the dispatcher names the job.
+        if timestamp:
+            doc["timestamp"] = timestamp
         if config_key:
             doc["configname"] = config_key
         key = f"{group_prefix(group, 'submissions')}{stamp}-{secrets.token_hex(3)}_submit.json"

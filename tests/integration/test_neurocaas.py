@@ -299,3 +299,12 @@ def test_run_data_dir_uploads_a_folder_as_one_dataset(
     (tmp_path / "empty").mkdir()
     empty = ncaas(["run", str(probe.folder), "--data", str(tmp_path / "empty")], cli_env)
     assert empty.returncode == 2 and "the folder is empty" in empty.stderr
+
+
+def test_submissions_without_a_timestamp_in_the_same_second_both_run(nc_lab: Lab) -> None:
+    """ncaas-dev's own client names no timestamp unless asked: never a duplicate by accident."""
+    data = nc_lab.dataset()
+    sent = [nc_lab.client.submit("labA", [data], None) for _ in range(2)]
+    jobs = [nc_lab.wait_job(s) for s in sent]
+    assert jobs[0] != jobs[1] and all(j.startswith(f"job__{nc_lab.bucket}_") for j in jobs)
+    assert [nc_lab.wait_end(j).state for j in jobs] == [State.SUCCEEDED, State.SUCCEEDED]
