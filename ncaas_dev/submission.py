@@ -71,6 +71,16 @@ def _load(raw: bytes, example: str) -> Any:
         ) from e
 
 
+def _optional(
+    doc: dict[str, Any], field: str, pattern: re.Pattern[str], problem: str
+) -> str | None:
+    """An optional text field, which must match ``pattern`` when present."""
+    value = doc.get(field)
+    if value is not None and (not isinstance(value, str) or not pattern.fullmatch(value)):
+        raise InvalidSubmission(f"'{field}' {shown(value)} {problem}")
+    return value
+
+
 def parse_submission(raw: bytes, group: str) -> Submission:
     example = EXAMPLE.replace("GROUP", group)
     if len(raw) > MAX_SUBMISSION_BYTES:
@@ -117,22 +127,19 @@ def parse_submission(raw: bytes, group: str) -> Submission:
                 f"{shown(name)}; results are stored by file name, so rename one"
             )
         seen[name] = key
-    timestamp = doc.get("timestamp")
-    if timestamp is not None and (
-        not isinstance(timestamp, str) or not TIMESTAMP.fullmatch(timestamp)
-    ):
-        raise InvalidSubmission(
-            f"'timestamp' {shown(timestamp)} cannot name a folder: use letters, digits, '.', "
-            "'_', '-' (e.g. 20261124T203000Z), or leave it out"
-        )
-    instance_type = doc.get("instance_type")
-    if instance_type is not None and (
-        not isinstance(instance_type, str) or not INSTANCE_TYPE.fullmatch(instance_type)
-    ):
-        raise InvalidSubmission(
-            f"'instance_type' {shown(instance_type)} is not an EC2 instance type such as "
-            "m5.xlarge; leave it out to use the analysis's own"
-        )
+    timestamp = _optional(
+        doc,
+        "timestamp",
+        TIMESTAMP,
+        "cannot name a folder: use letters, digits, '.', '_', '-' (e.g. 20261124T203000Z), "
+        "or leave it out",
+    )
+    instance_type = _optional(
+        doc,
+        "instance_type",
+        INSTANCE_TYPE,
+        "is not an EC2 instance type such as m5.xlarge; leave it out to use the analysis's own",
+    )
     return Submission(
         datanames=tuple(dict.fromkeys(keys)),
         configname=config,
