@@ -30,8 +30,11 @@ def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: boo
 
     loaded = [load_blueprint(d) for d in blueprint_dirs]
     engine = Engine(connect()) if loaded else None
+    # The compose stack (`up --containers`) runs LocalStack and the dispatcher itself.
+    in_containers = containers_status(ctx.settings.state_dir) is not None
     with err.status("starting LocalStack") if not quiet else nullcontext():
-        start_localstack(ctx.settings)
+        if not in_containers:
+            start_localstack(ctx.settings)
     for item in loaded:
         assert engine is not None
         # A changed analysis must never run as its stale image: build unless the context
@@ -42,7 +45,7 @@ def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: boo
         record = AnalysisRecord.of(item, image_id)
         if load_record(ctx.storage, record.blueprint.analysis) != record:
             provision(ctx.storage, ctx.sqs, ctx.settings, record)
-    if containers_status(ctx.settings.state_dir):
+    if in_containers:
         return  # the compose stack's dispatcher serves what was just provisioned
     if launcher == "ec2" and ctx.settings.local:
         start_standin(ctx.settings)
@@ -113,9 +116,12 @@ def print_status(ctx: Context, as_json: bool) -> None:
         f"LocalStack  {'[green]running[/green]' if ls['running'] else '[red]stopped[/red]'}"
         f"  {doc['endpoint']}" + (f" (pid {ls['pid']})" if ls["pid"] else "")
     )
+    where = f"pid {dp['pid']}"
+    if doc.get("containers"):
+        where = f"container {doc['containers']['dispatcher']['container']}"
     console.print(
         f"dispatcher  {'[green]running[/green]' if dp['running'] else '[red]stopped[/red]'}"
-        + (f"  launcher {dp['launcher']} (pid {dp['pid']})" if dp["running"] else "")
+        + (f"  launcher {dp['launcher']} ({where})" if dp["running"] else "")
     )
     if doc["ec2_standin"]["running"]:
         console.print(f"EC2 stand-in [green]running[/green] (pid {doc['ec2_standin']['pid']})")

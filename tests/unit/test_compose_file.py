@@ -56,7 +56,7 @@ def test_only_images_built_here_and_no_build_that_could_pull() -> None:
     "endpoint", ["http://10.0.0.5:4566", "https://localhost:4566", "http://example.org"]
 )
 def test_containers_refuse_an_endpoint_off_loopback(endpoint: str) -> None:
-    with pytest.raises(UsageError, match="127.0.0.1 only"):
+    with pytest.raises(UsageError, match=r"127\.0\.0\.1 only"):
         loopback_port(Settings(endpoint_url=endpoint))
 
 
