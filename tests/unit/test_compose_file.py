@@ -3,13 +3,23 @@ ports only, and no image that cannot be built on this machine."""
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import yaml
 
-from ncaas_dev.compose import COMPOSE_FILE, loopback_port
+from ncaas_dev.compose import (
+    COMPOSE_FILE,
+    RECORD,
+    ComposeStack,
+    containers_status,
+    loopback_port,
+    project_name,
+    read_record,
+)
 from ncaas_dev.errors import UsageError
 from ncaas_dev.settings import Settings
 from ncaas_dev.stack import localstack_env
@@ -63,3 +73,25 @@ def test_containers_refuse_an_endpoint_off_loopback(endpoint: str) -> None:
 def test_the_port_comes_from_the_endpoint() -> None:
     assert loopback_port(Settings(endpoint_url="http://localhost:4599")) == 4599
     assert loopback_port(Settings(endpoint_url="http://127.0.0.1")) == 4566
+
+
+def test_no_record_no_containers_stack(tmp_path: Path) -> None:
+    assert containers_status(tmp_path) is None
+    (tmp_path / RECORD).write_text("{not json")
+    assert read_record(tmp_path) is None and containers_status(tmp_path) is None
+
+
+def test_a_record_whose_containers_are_gone_reads_as_stopped(tmp_path: Path) -> None:
+    stack = ComposeStack("ncaas-gone-0000", 4599, str(tmp_path), "ncaas/l:x", "ncaas/d:x")
+    (tmp_path / RECORD).write_text(json.dumps(asdict(stack)))
+    doc = containers_status(tmp_path)
+    assert doc is not None and doc["project"] == "ncaas-gone-0000"
+    assert not doc["localstack"]["running"] and not doc["dispatcher"]["running"]
+
+
+def test_the_project_is_the_state_folders_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NCAAS_COMPOSE_PROJECT", raising=False)
+    assert project_name(tmp_path / "a") != project_name(tmp_path / "b")
+    assert project_name(tmp_path / "a") == project_name(tmp_path / "a")
