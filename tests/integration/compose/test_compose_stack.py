@@ -48,10 +48,8 @@ def test_the_images_are_ours_and_an_unchanged_build_is_skipped(
         raise AssertionError("an unchanged image was built again")
 
     monkeypatch.setattr(stack_images, "fill_wheelhouse", no_rebuild)
-    started = time.monotonic()
     again = stack_images.ensure_stack_images(say=lambda line: None)
     assert set(again.values()) == tags
-    assert time.monotonic() - started < 10
     for tag in tags:  # built FROM the project's base, labelled with the content hash
         image = engine.client.images.get(tag)
         assert image.labels["org.ncaas.content"] == tag.rsplit(":", 1)[1]
