@@ -55,7 +55,9 @@ def _dispatcher_inputs() -> list[Path]:
     sources = sorted(
         p for p in (PROJECT_ROOT / "ncaas_dev").rglob("*") if p.is_file() and _is_source(p)
     )
-    return [PROJECT_ROOT / "pyproject.toml", PROJECT_ROOT / "README.md", *sources]
+    # Not README.md, though the wheel's metadata carries it: an edit there changes no behaviour
+    # and should not cost a rebuild.
+    return [PROJECT_ROOT / "pyproject.toml", *sources]
 
 
 def _is_source(path: Path) -> bool:
