@@ -111,6 +111,12 @@ class SiblingLauncher:
                 **{k: v for k, v in self.template.items() if v is not None},
             )
         except Exception as e:  # the engine refused: the scheduler records why
+            # A container created but not started would count against the cap until reaped.
+            with contextlib.suppress(Exception):
+                for left in self.client.containers.list(
+                    all=True, filters={"label": f"{TASK}={task_file}"}
+                ):
+                    left.remove(force=True)
             raise NcaasError(f"could not start a runner container: {e}") from e
         return f"docker:runner-{container.short_id}"
 
