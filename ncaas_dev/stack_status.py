@@ -129,11 +129,12 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     standin = PidFile(settings.state_dir, "ec2-standin").read()
     answering, analyses = probe_analyses(settings)
     containers = containers_status(settings.state_dir)
+    host = "host" if localstack.running or dispatcher.running else None
     doc: dict[str, Any] = {
         "endpoint": settings.endpoint_url,
         "endpoint_answers": answering,
         # Which kind of stack runs: "host" (`ncaas-dev up`), "containers" (`up --containers`).
-        "stack": "containers" if containers else "host" if localstack.running else None,
+        "stack": "containers" if containers else host,
         "localstack": {"running": localstack.running or answering, "pid": localstack.pid},
         "dispatcher": {
             "running": dispatcher.running,
