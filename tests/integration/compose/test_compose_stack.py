@@ -17,6 +17,7 @@ from ncaas_dev import compose, stack_images
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine
 from ncaas_dev.launchers.sibling import runner_filters
+from ncaas_dev.stack import STACK_PROCESSES, PidFile
 from ncaas_dev.status import State
 
 from ..jobs import Lab, ncaas
@@ -104,6 +105,34 @@ def test_status_says_the_stack_runs_in_containers(stack: Stack) -> None:
     assert doc["stack"] == "containers"
     assert doc["localstack"]["running"] and doc["dispatcher"]["running"]
     assert doc["containers"]["project"] == stack.record.project
+
+
+def test_run_jobs_logs_results_work_against_it_unchanged(
+    stack: Stack, compose_probe: LoadedBlueprint, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": str(stack.settings.endpoint_url),
+        "NCAAS_STATE_DIR": str(stack.settings.state_dir),
+    }
+    data = tmp_path / "rec.bin"
+    data.write_bytes(b"x" * 100)
+    analysis = compose_probe.blueprint.analysis
+    out = tmp_path / "out"
+    done = ncaas(["run", str(compose_probe.folder), "--data", str(data), "--out", str(out)], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (job_dir,) = out.iterdir()
+    assert (job_dir / "process_results" / "end.txt").exists()
+    # `run` found the stack running and started none of its own beside it.
+    for name in STACK_PROCESSES:
+        assert not PidFile(stack.settings.state_dir, name).read().running, name
+    jobs = json.loads(ncaas(["jobs", analysis, "--json"], env).stdout)
+    assert job_dir.name in [j["job"] for j in jobs]
+    logs = ncaas(["logs", analysis, job_dir.name], env)
+    assert logs.returncode == 0 and "line 0" in logs.stdout
+    got = ncaas(["results", analysis, job_dir.name, "--out", str(tmp_path / "again")], env)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "again" / job_dir.name / "process_results" / "end.txt").exists()
 
 
 def test_a_crashed_dispatcher_is_restarted_by_the_restart_policy(
