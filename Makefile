@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: setup system docker venv localstack base-image demo test lint unit integration bench clean
+.PHONY: setup system docker venv localstack base-image stack-images demo test lint unit integration bench clean
 
 setup: system docker venv localstack base-image  ## everything a fresh machine needs
 
@@ -29,6 +29,11 @@ localstack/.venv/.installed: localstack/requirements.txt localstack/setup.sh
 base-image: docker
 	images/base/build.sh
 
+# The stack in containers (`ncaas-dev up --containers`): LocalStack's and the dispatcher's images,
+# built offline from ncaas/base; skipped when unchanged. The tests start it; the demo does not.
+stack-images: venv localstack base-image
+	$(BIN)/python -m ncaas_dev.stack_images
+
 demo: setup  ## run the bundled example end to end
 	@mkdir -p $(DEMO)
 	$(BIN)/python blueprints/spike-detect/generate_data.py --out $(DEMO)/rec.bin --truth $(DEMO)/truth.csv
@@ -40,7 +45,7 @@ lint: venv
 	$(BIN)/ruff format --check ncaas_dev tests benchmarks
 	$(BIN)/mypy
 
-test: setup lint  ## lint, types, unit and integration tests against real Docker + LocalStack
+test: setup stack-images lint  ## lint, types, unit and integration tests against real Docker + LocalStack
 	$(BIN)/pytest
 
 bench: setup  ## the benchmark tables in docs/benchmarks.md

@@ -121,15 +121,20 @@ def probe_analyses(settings: Settings, timeout: float = 2) -> tuple[bool, list[s
 
 def stack_status(settings: Settings) -> dict[str, Any]:
     """The local stack's processes and analyses, as `ncaas-dev status --json` prints them."""
+    from .compose import containers_status
     from .stack import PidFile
 
     localstack = PidFile(settings.state_dir, "localstack").read()
     dispatcher = PidFile(settings.state_dir, "dispatcher").read()
     standin = PidFile(settings.state_dir, "ec2-standin").read()
     answering, analyses = probe_analyses(settings)
-    return {
+    containers = containers_status(settings.state_dir)
+    host = "host" if localstack.running or dispatcher.running else None
+    doc: dict[str, Any] = {
         "endpoint": settings.endpoint_url,
         "endpoint_answers": answering,
+        # Which kind of stack runs: "host" (`ncaas-dev up`), "containers" (`up --containers`).
+        "stack": "containers" if containers else host,
         "localstack": {"running": localstack.running or answering, "pid": localstack.pid},
         "dispatcher": {
             "running": dispatcher.running,
@@ -140,3 +145,14 @@ def stack_status(settings: Settings) -> dict[str, Any]:
         "analyses": analyses,
         "state_dir": str(settings.state_dir),
     }
+    if containers:
+        doc["localstack"] = {"running": containers["localstack"]["running"], "pid": None}
+        doc["dispatcher"] = {
+            "running": containers["dispatcher"]["running"],
+            "pid": None,
+            "launcher": "docker",
+        }
+        doc["containers"] = containers
+    elif doc["stack"] is None and answering:
+        doc["stack"] = "external"  # an endpoint answers that this state folder did not start
+    return doc

@@ -4,7 +4,7 @@
 #                  needed; images are built locally, the base via debootstrap)
 #   debootstrap    builds the offline base image (images/base/build.sh)
 #   packer         `ncaas-dev bake`
-#   docker-compose optional docker-compose.yml path (needs pullable images)
+#   docker-compose `ncaas-dev up --containers` (docker-compose.yml; images built here)
 #   python3-venv   LocalStack runs in its own venv (localstack/setup.sh)
 #   curl, ca-certificates  health checks / HTTPS to PyPI
 set -euo pipefail

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from .common import EndpointOpt, JsonOpt, LauncherOpt, check_launcher, console, emit_json, err
 from .context import Context
 
@@ -16,6 +17,7 @@ def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: boo
     from ..analysis import AnalysisRecord, load_record
     from ..blueprint import load_blueprint
     from ..buildcache import cached_build
+    from ..compose import containers_status
     from ..containers import Engine, connect
     from ..provision import provision
     from ..stack import (
@@ -28,8 +30,11 @@ def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: boo
 
     loaded = [load_blueprint(d) for d in blueprint_dirs]
     engine = Engine(connect()) if loaded else None
+    # The compose stack (`up --containers`) runs LocalStack and the dispatcher itself.
+    in_containers = containers_status(ctx.settings.state_dir) is not None
     with err.status("starting LocalStack") if not quiet else nullcontext():
-        start_localstack(ctx.settings)
+        if not in_containers:
+            start_localstack(ctx.settings)
     for item in loaded:
         assert engine is not None
         # A changed analysis must never run as its stale image: build unless the context
@@ -40,6 +45,8 @@ def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: boo
         record = AnalysisRecord.of(item, image_id)
         if load_record(ctx.storage, record.blueprint.analysis) != record:
             provision(ctx.storage, ctx.sqs, ctx.settings, record)
+    if in_containers:
+        return  # the compose stack's dispatcher serves what was just provisioned
     if launcher == "ec2" and ctx.settings.local:
         start_standin(ctx.settings)
     start_command_server(ctx.settings)
@@ -59,12 +66,22 @@ def up(
     launcher: LauncherOpt = "docker",
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
+    containers: Annotated[
+        bool, typer.Option("--containers", help="Run the stack in containers (docker-compose).")
+    ] = False,
 ) -> None:
     """Start the local stack (LocalStack + dispatcher) and provision blueprints on it."""
     ctx = Context.create(endpoint_url)
     dirs = blueprint_dirs
     if dirs is None:
         dirs = sorted(p.parent for p in Path("blueprints").glob("*/blueprint.yaml"))
+    if containers:
+        from ..compose import up as compose_up
+
+        if check_launcher(launcher) != "docker":
+            raise UsageError("--containers runs datasets with the docker launcher only")
+        with err.status("starting the stack in containers") if not as_json else nullcontext():
+            compose_up(ctx.settings, say=lambda line: None if as_json else err.print(line))
     bring_up(ctx, check_launcher(launcher), dirs, quiet=as_json)
     print_status(ctx, as_json)
 
@@ -72,9 +89,12 @@ def up(
 def down(endpoint_url: EndpointOpt = None) -> None:
     """Stop what `up` started (the command server, the dispatcher, the EC2 stand-in, then
     LocalStack)."""
+    from ..compose import down as compose_down
     from ..stack import STACK_PROCESSES, PidFile
 
     ctx = Context.create(endpoint_url)
+    if stopped_stack := compose_down(ctx.settings):
+        console.print(f"containers: stopped (compose project {stopped_stack.project})")
     for name in STACK_PROCESSES:
         stopped = PidFile(ctx.settings.state_dir, name).stop()
         console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
@@ -88,13 +108,20 @@ def print_status(ctx: Context, as_json: bool) -> None:
         emit_json(doc)
         return
     ls, dp = doc["localstack"], doc["dispatcher"]
+    kind = {"host": "host processes (`ncaas-dev up`)", "external": "not started here"}
+    if doc.get("containers"):
+        kind["containers"] = f"containers (compose project {doc['containers']['project']})"
+    console.print(f"stack       {kind.get(doc['stack'] or '', 'none')}")
     console.print(
         f"LocalStack  {'[green]running[/green]' if ls['running'] else '[red]stopped[/red]'}"
         f"  {doc['endpoint']}" + (f" (pid {ls['pid']})" if ls["pid"] else "")
     )
+    where = f"pid {dp['pid']}"
+    if doc.get("containers"):
+        where = f"container {doc['containers']['dispatcher']['container']}"
     console.print(
         f"dispatcher  {'[green]running[/green]' if dp['running'] else '[red]stopped[/red]'}"
-        + (f"  launcher {dp['launcher']} (pid {dp['pid']})" if dp["running"] else "")
+        + (f"  launcher {dp['launcher']} ({where})" if dp["running"] else "")
     )
     if doc["ec2_standin"]["running"]:
         console.print(f"EC2 stand-in [green]running[/green] (pid {doc['ec2_standin']['pid']})")
@@ -117,6 +144,7 @@ def dispatch(
     from ..launchers.base import Launcher
     from ..launchers.docker import DockerLauncher
     from ..launchers.ec2 import Ec2Launcher
+    from ..launchers.sibling import SiblingLauncher, wants_sibling_runners
     from ..provision import ensure_queue
     from ..queue import QueueLoop
 
@@ -128,6 +156,8 @@ def dispatch(
     launcher_: Launcher
     if launcher == "ec2":
         launcher_ = Ec2Launcher(ctx.settings, ctx.storage)
+    elif wants_sibling_runners():  # in the compose stack: runners are containers of their own
+        launcher_ = SiblingLauncher.beside_this_container(ctx.settings.state_dir)
     else:
         docker_launcher = DockerLauncher(ctx.settings.state_dir, ctx.settings.endpoint_url)
         docker_launcher.warm()
