@@ -41,6 +41,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: setup lint  ## lint, types, unit and integration tests against real Docker + LocalStack
+	scripts/ensure-test-packages.sh  # chromium for the web client's browser tests
 	$(BIN)/pytest
 
 bench: setup  ## the benchmark tables in docs/benchmarks.md

@@ -97,6 +97,20 @@ def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
         "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
         # A killed upload leaves its multipart parts behind, invisible and billed; drop them.
         "LifecycleConfiguration": {"Rules": [ABORT_INCOMPLETE_UPLOADS]},
+        # The web client (`ncaas-dev web`) PUTs presigned parts from the browser and reads
+        # each part's ETag: its origin may do that, and nothing else.
+        "CorsConfiguration": {
+            "CorsRules": [
+                {
+                    "Id": "ncaas-web",
+                    "AllowedOrigins": ["http://127.0.0.1:8765", "http://localhost:8765"],
+                    "AllowedMethods": ["GET", "PUT", "HEAD"],
+                    "AllowedHeaders": ["*"],
+                    "ExposedHeaders": ["ETag"],
+                    "MaxAge": 3000,
+                }
+            ]
+        },
         "Tags": [{"Key": "ncaas:analysis", "Value": blueprint.analysis}],
     }
     resource: Doc = {
