@@ -63,7 +63,8 @@
       return;
     }
     const ctl = new AbortController();
-    ui.cancel.onclick = () => ctl.abort();
+    let cancelled = false;  // by the user: a reload also aborts requests, and must not abort S3's
+    ui.cancel.onclick = () => { cancelled = true; ctl.abort(); };
     let up = null;
     try {
       up = await api("", { folder, name: file.name, size: file.size });
@@ -127,7 +128,7 @@
       ui.cancel.remove();
       htmx.trigger(document.body, "uploaded");
     } catch (e) {
-      if (e.name === "AbortError") {
+      if (cancelled) {
         ui.status.textContent = "cancelled";
         ui.li.classList.add("cancelled");
         if (up) { try { await api("/abort", { key: up.key, upload_id: up.upload_id }); } catch (x) { /* gone */ } }
