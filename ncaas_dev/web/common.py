@@ -24,6 +24,7 @@ class WebConfig:
     tokens: Tokens
     cognito: CognitoConfig | None = None
     session_seconds: int = SESSION_SECONDS
+    pickup_seconds: float = 30.0  # a submission with no job folder after this was not picked up
     secret: str = ""
 
 

@@ -16,11 +16,10 @@ from ..status import JobStatus, State
 from . import signin
 from .auth import check_csrf
 from .backend import MAX_OBJECT, NotVisible, submission_id
-from .common import backend_of, render, signed_in
+from .common import backend_of, config_of, render, signed_in
 from .configcheck import config_problem
 
 PAGE_SIZE = 50
-PICKUP_SECONDS = 30.0  # a submission with no job folder after this was not picked up
 FIGURES = (".png", ".jpg", ".jpeg", ".svg")
 
 
@@ -130,7 +129,7 @@ async def _pickup(request: Request) -> dict[str, Any]:
         "job": job,
         "url": f"/a/{bucket}/jobs/{job}" if job else None,
         "waited": round(waited, 1),
-        "lost": job is None and waited > PICKUP_SECONDS,
+        "lost": job is None and waited > config_of(request).pickup_seconds,
         "key": submitted.key,
     }
 
@@ -145,7 +144,7 @@ async def pending(request: Request) -> Response:
         state=state,
         bucket=request.path_params["bucket"],
         sub=request.path_params["sub"],
-        pickup_seconds=int(PICKUP_SECONDS),
+        pickup_seconds=int(config_of(request).pickup_seconds),
     )
 
 

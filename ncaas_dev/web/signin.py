@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -25,13 +26,14 @@ async def signin(request: Request) -> Response:
     """Local sign-in: the token URL printed by `ncaas-dev web` opens a session (once)."""
     config = config_of(request)
     if config.cognito:
-        return RedirectResponse(f"/login?next={request.query_params.get('next', '/')}", 303)
+        next_url = safe_next(request.query_params.get("next"))
+        return RedirectResponse(f"/login?next={quote(next_url)}", 303)
     next_url = safe_next(request.query_params.get("next"))
     token = request.query_params.get("token", "")
     if token and config.tokens.consume(token):
         request.session.clear()
         request.session["how"] = "local-pending"
-        return RedirectResponse(f"/choose?next={next_url}", 303)
+        return RedirectResponse(f"/choose?next={quote(next_url)}", 303)
     # Like Jupyter: a fresh one-time link appears where the server runs, never in the page.
     fresh = signin_url(config.origin, config.tokens.issue(), next_url)
     if config.tokens.announce:

@@ -7,6 +7,7 @@ scripts/ensure-test-packages.sh), never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
@@ -151,3 +153,43 @@ def spike_data(folder: Path) -> Path:
         capture_output=True,
     )
     return out
+
+
+ServeApp = Callable[..., Web]
+
+
+@pytest.fixture
+def serve_app(tmp_path: Path) -> Iterator[ServeApp]:
+    """Another instance of the web client (its own port, endpoint and options)."""
+    stack = contextlib.ExitStack()
+
+    def start(endpoint: str, **options: Any) -> Web:
+        port = _free_port()
+        origin = f"http://127.0.0.1:{port}"
+        config = make_config(Settings(endpoint_url=endpoint, state_dir=tmp_path), origin)
+        for name, value in options.items():
+            setattr(config, name, value)
+        stack.enter_context(serving(config, "127.0.0.1", port))
+        return Web(origin, config)
+
+    with stack:
+        yield start
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's server: an S3 no dispatcher watches, and the cognito-idp LocalStack lacks."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def sign_in_page(browser: Browser, web: Web, group: str, user: str, next_url: str = "/") -> Page:
+    page = browser.new_context(viewport={"width": 1200, "height": 900}).new_page()
+    page.goto(web.signin_link(next_url))
+    page.click(f"form.choice button[data-group='{group}'][value='{user}']")
+    return page
