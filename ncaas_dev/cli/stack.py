@@ -67,6 +67,8 @@ def up(
         dirs = sorted(p.parent for p in Path("blueprints").glob("*/blueprint.yaml"))
     bring_up(ctx, check_launcher(launcher), dirs, quiet=as_json)
     print_status(ctx, as_json)
+    if not as_json:  # the lab members' way in (issue 8)
+        console.print("web client: `ncaas-dev web` serves it and prints a sign-in URL")
 
 
 def down(endpoint_url: EndpointOpt = None) -> None:
