@@ -220,3 +220,47 @@ def test_rejected_submission_shows_its_reason(
     expect(page.locator("#job-state")).to_have_text("rejected")
     screenshot(page, "job-rejected")
     assert elapsed < 5.0
+
+
+def _events(body: str) -> list[tuple[str, int | None, str]]:
+    """(event, id, data) of each SSE event in ``body``."""
+    found = []
+    for block in body.split("\n\n"):
+        name, ident, data = "message", None, []
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("id: "):
+                ident = int(line[4:])
+            elif line.startswith("data: "):
+                data.append(line[6:])
+        if data or ident is not None:
+            found.append((name, ident, "\n".join(data)))
+    return found
+
+
+def test_log_stream_resumes_at_last_event_id(
+    web: Web, sign_in: SignIn, probe: LoadedBlueprint, storage: Storage
+) -> None:
+    """A reconnect with Last-Event-ID gets exactly the lines after it: none twice, none lost."""
+    bucket = probe.blueprint.analysis
+    lab = Lab(storage, bucket, "labA")
+    data = lab.dataset()
+    page = sign_in("labA", "alice")
+    config = lab.config(lines=40, line_interval=0.1)  # 4 s of output: several log events
+    job = lab.wait_job(lab.submit(dataname=data, configname=config))
+    dataset = data.rsplit("/", 1)[1]
+    url = f"{web.url}/a/{bucket}/jobs/{job}/logs/{dataset}"
+    whole = _events(page.request.get(url, timeout=120_000).text())  # live, until the job ends
+    lines = [line for name, _, text in whole if name == "log" for line in text.split("\n")]
+    expected = lab.text(lab.paths(job).log(dataset)).rstrip("\n").split("\n")
+    assert lines == expected and "line 39" in lines
+    log_events = [e for e in whole if e[0] == "log"]
+    assert len(log_events) >= 2, log_events
+    # Resume from every event's id: what follows, joined to what came before, is the log.
+    for index, (_, ident, _) in enumerate(log_events):
+        resumed = _events(page.request.get(url, headers={"Last-Event-ID": str(ident)}).text())
+        before = [ln for _, _, text in log_events[: index + 1] for ln in text.split("\n")]
+        after = [ln for name, _, text in resumed if name == "log" for ln in text.split("\n")]
+        assert before + after == expected
+        assert resumed[-1][0] == "end"
