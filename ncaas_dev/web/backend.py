@@ -8,6 +8,7 @@ downloads are presigned URLs the browser uses against S3 itself.
 
 from __future__ import annotations
 
+import logging
 import math
 import posixpath
 import threading
@@ -30,7 +31,7 @@ from ..layout import (
 from ..provision import allow_browser_uploads
 from ..settings import Settings
 from ..status import JobStatus
-from ..storage import NotFound, ObjectInfo, Storage, translated
+from ..storage import AccessDenied, NotFound, ObjectInfo, Storage, translated
 
 MiB = 1024**2
 MAX_OBJECT = 5 * 1024**4  # S3's largest object
@@ -39,6 +40,7 @@ MIN_PART = 8 * MiB
 UPLOAD_FOLDERS = ("inputs", "configs")
 URL_SECONDS = 3600
 CONFIG_MAX = 1 * MiB  # a config larger than this is not validated inline
+log = logging.getLogger(__name__)
 
 
 class Forbidden(NcaasError):
@@ -147,7 +149,10 @@ class Backend:
         """The bucket's CORS rule for this client's origin (once per bucket and process)."""
         if f"{bucket}\0{origin}" in self._cors_done:
             return
-        allow_browser_uploads(self.storage, bucket, [origin])
+        try:
+            allow_browser_uploads(self.storage, bucket, [origin])
+        except AccessDenied as e:  # on AWS, deploy's template already allows the usual origins
+            log.warning("could not set CORS on %s for %s: %s", bucket, origin, e)
         self._cors_done.add(f"{bucket}\0{origin}")
 
     def start_upload(self, bucket: str, key: str, size: int) -> Upload:

@@ -252,16 +252,41 @@ async def job_page(request: Request) -> Response:
 
 
 def _tree(files: list[tuple[str, int]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "path": path,
-            "depth": path.count("/"),
-            "name": path.rsplit("/", 1)[-1],
-            "size": size,
-            "figure": path.lower().endswith(FIGURES),
-        }
-        for path, size in sorted(files)
-    ]
+    """Folders (with their total size) and files, in path order, each with its depth."""
+    totals: dict[str, int] = {}
+    for path, size in files:
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            totals[folder] = totals.get(folder, 0) + size
+    rows: list[dict[str, Any]] = []
+    shown: set[str] = set()
+    for path, size in sorted(files):
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder not in shown:
+                shown.add(folder)
+                rows.append(
+                    {
+                        "folder": True,
+                        "name": parts[depth - 1] + "/",
+                        "depth": depth - 1,
+                        "size": totals[folder],
+                        "path": folder,
+                    }
+                )
+        rows.append(
+            {
+                "folder": False,
+                "path": path,
+                "depth": len(parts) - 1,
+                "name": parts[-1],
+                "size": size,
+                "figure": path.lower().endswith(FIGURES),
+            }
+        )
+    return rows
 
 
 async def results_partial(request: Request) -> Response:
