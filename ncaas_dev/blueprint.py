@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -109,6 +109,8 @@ class CloudSpec(_Strict):
     # its subnets). A private subnet needs an S3 gateway endpoint (docs/cloud-path.md).
     subnet_id: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]{8,17}$")
     security_group_ids: list[str] = Field(default_factory=list)
+    # Types a submission's `instance_type` may choose (NeuroCAAS lets a submission pick one).
+    allowed_instance_types: list[str] = Field(default_factory=list)
 
     @field_validator("security_group_ids")
     @classmethod
@@ -127,6 +129,8 @@ class CloudSpec(_Strict):
 class Limits(_Strict):
     max_concurrent_jobs: int = Field(default=4, gt=0, le=1000)
     max_cost_usd: float = Field(default=300, ge=0)
+    # A folder dataset (a `dataname` ending in /) with more objects than this is rejected.
+    max_files_per_dataset: int = Field(default=10000, gt=0)
 
 
 class Group(_Strict):
@@ -144,6 +148,8 @@ class Group(_Strict):
 class Blueprint(_Strict):
     analysis: str
     description: str = ""
+    # neurocaas: job folders and files in NeuroCAAS's own layout (docs/neurocaas.md).
+    compat: Literal["none", "neurocaas"] = "none"
     image: ImageSpec = Field(default_factory=ImageSpec)
     run: RunSpec = Field(default_factory=RunSpec)
     resources: Resources = Field(default_factory=Resources)

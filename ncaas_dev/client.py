@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import NcaasError, UsageError
 from .layout import JobPaths, claim_key, group_prefix
 from .status import JobStatus
-from .storage import AccessDenied, NotFound, Progress, Storage
+from .storage import AccessDenied, NotFound, Progress, Storage, key_part
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class AnalysisClient:
             )
 
     def upload(self, path: Path, group: str, folder: str, progress: Progress | None = None) -> str:
+        if path.is_dir() and folder == "inputs":
+            return self.upload_folder(path, group)
         if not path.is_file():
             raise UsageError(
                 f"{path}: no such file", hint="check the path given to --data/--config"
@@ -44,6 +46,27 @@ class AnalysisClient:
         key = group_prefix(group, folder) + path.name
         self.storage.upload_file(path, self.bucket, key, progress)
         return key
+
+    def upload_folder(self, path: Path, group: str) -> str:
+        """A local folder as one dataset (NeuroCAAS's folder ``dataname``): every regular file
+        under it, sub-paths kept, to ``{group}/inputs/{folder name}/``; the prefix is the key.
+        The prefix then mirrors the folder: objects a former upload left there, which the
+        folder no longer holds, are removed, so the dataset is exactly the folder."""
+        files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.is_symlink()]
+        if not files:
+            raise UsageError(
+                f"{path}: the folder is empty (no files under it)",
+                hint="a folder dataset needs at least one file",
+            )
+        prefix = group_prefix(group, "inputs") + path.resolve().name + "/"
+        count = self.storage.upload_tree(path, self.bucket, prefix)
+        wanted = {prefix + key_part(p.relative_to(path)) for p in files}
+        for stale in self.storage.list_objects(self.bucket, prefix):
+            if stale.key not in wanted:
+                self.storage.delete(self.bucket, stale.key)
+        if count == 0:  # every file vanished between the listing and the upload
+            raise UsageError(f"{path}: no file could be uploaded from the folder")
+        return prefix
 
     def submit(
         self,
@@ -53,10 +76,11 @@ class AnalysisClient:
         timestamp: str | None = None,
     ) -> Submitted:
         stamp = timestamp or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        doc: dict[str, object] = {
-            "dataname": data_keys[0] if len(data_keys) == 1 else data_keys,
-            "timestamp": stamp,
-        }
+        doc: dict[str, object] = {"dataname": data_keys[0] if len(data_keys) == 1 else data_keys}
+        # Only a timestamp the user chose: with `compat: neurocaas` a taken one is rejected, and
+        # two submissions within a second must not be. Without one the dispatcher names the job.
+        if timestamp:
+            doc["timestamp"] = timestamp
         if config_key:
             doc["configname"] = config_key
         key = f"{group_prefix(group, 'submissions')}{stamp}-{secrets.token_hex(3)}_submit.json"

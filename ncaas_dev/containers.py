@@ -209,6 +209,18 @@ class Engine:
         return ExitInfo(exit_code=int(result.get("StatusCode", -1)), oom_killed=oom)
 
     @staticmethod
+    def usage(container: Any) -> dict[str, float] | None:
+        """Memory in use (bytes) and CPU time so far (seconds), from one quick sample (no
+        waiting for a second one); None if the engine cannot say (the container is gone)."""
+        try:
+            stats = container.stats(stream=False, one_shot=True)
+            memory = stats["memory_stats"]["usage"]
+            cpu_ns = stats["cpu_stats"]["cpu_usage"]["total_usage"]
+        except (docker.errors.APIError, requests.exceptions.RequestException, KeyError, TypeError):
+            return None
+        return {"memory_usage": int(memory), "cpu_usage": round(cpu_ns / 1e9, 3)}
+
+    @staticmethod
     def kill(container: Any) -> None:
         # Already gone, or the engine with it: the result is recorded either way.
         with contextlib.suppress(docker.errors.APIError, requests.exceptions.ConnectionError):

@@ -16,8 +16,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from .budget import Budget, cost_finished
+from .compat import neurocaas
 from .errors import NcaasError
 from .layout import JobPaths, open_marker
 from .status import JobStatus, render_certificate, settle, utcnow
@@ -118,6 +120,7 @@ class JobStore:
             status = JobStatus.model_validate(doc)
             was_done = status.state.terminal
             was_terminal = {name: ds.state.terminal for name, ds in status.datasets.items()}
+            before = neurocaas.dataset_docs(status) if neurocaas.is_compat(status) else None
             mutate(status)
             costs = cost_finished(status, was_terminal)
             settle(status)
@@ -131,7 +134,7 @@ class JobStore:
                     time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
             _last_seen.put(self.bucket, paths.status, new_doc, new_etag)
-            self._publish(status, paths)
+            self._publish(status, paths, before)
             if costs:
                 self._charge(status, costs)
             if status.state.terminal and not was_done:
@@ -150,11 +153,24 @@ class JobStore:
         except NcaasError as e:
             log.error("%s: could not charge the ledger of %s: %s", status.job, status.group, e)
 
-    def _publish(self, status: JobStatus, paths: JobPaths) -> None:
-        self.storage.put_text(self.bucket, paths.certificate, render_certificate(status))
+    def _publish(
+        self, status: JobStatus, paths: JobPaths, before: dict[str, Any] | None = None
+    ) -> None:
+        """certificate.txt (and, in NeuroCAAS's layout, each dataset's status file that
+        changed since ``before``), after every change of status.json."""
+        if not neurocaas.is_compat(status):
+            self.storage.put_text(self.bucket, paths.certificate, render_certificate(status))
+            return
+        for name, doc in neurocaas.dataset_docs(status).items():
+            if before is None or before.get(name) != doc:
+                self.storage.put_json(self.bucket, paths.dataset_status(name), doc)
+        self.storage.put_text(self.bucket, paths.certificate, neurocaas.render_certificate(status))
 
     def write_end(self, status: JobStatus) -> None:
         paths = JobPaths(status.group, status.job)
+        if neurocaas.is_compat(status):  # what NeuroCAAS clients wait for, word for word
+            self.storage.put_text(self.bucket, paths.end, neurocaas.END_MARKER + "\n")
+            return
         lines = [f"{status.job} {status.state.value} at {status.finished or utcnow()}"]
         if status.reason:
             lines.append(f"reason: {status.reason}")

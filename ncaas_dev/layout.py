@@ -65,7 +65,19 @@ def open_marker(group: str, job: str) -> str:
 
 
 def dataset_name(key: str) -> str:
-    return posixpath.basename(key)
+    """The dataset's name: a file key's last part, or a folder key's (``a/inputs/tifs/``)."""
+    return posixpath.basename(key.rstrip("/")) if is_folder_key(key) else posixpath.basename(key)
+
+
+def is_folder_key(key: str) -> bool:
+    """A ``dataname`` ending in ``/`` names a folder: every object under it is one dataset."""
+    return key.endswith("/")
+
+
+def name_claim_key(group: str, job: str) -> str:
+    """Taken by the first submission to name a job folder it may not share (a NeuroCAAS
+    timestamp): a second one finds it taken, whoever writes first."""
+    return f"{INTERNAL_PREFIX}/names/{group}/{job}.json"
 
 
 class InvalidKey(ValueError):
@@ -82,8 +94,9 @@ def _unprintable(key: str) -> bool:
     return any(unicodedata.category(ch) in _BAD_CATEGORIES for ch in key)
 
 
-def check_group_key(key: object, group: str, field: str) -> str:
-    """Return ``key`` if it is a plain object key inside ``group``'s own prefix."""
+def check_group_key(key: object, group: str, field: str, folder_ok: bool = False) -> str:
+    """Return ``key`` if it is a plain object key inside ``group``'s own prefix (or, with
+    ``folder_ok``, a folder prefix ending in ``/``)."""
     if not isinstance(key, str) or not key:
         raise InvalidKey(
             f"'{field}' must be an S3 key such as {group}/inputs/rec.bin, not {shown(key)}"
@@ -101,6 +114,8 @@ def check_group_key(key: object, group: str, field: str) -> str:
             f"such as {group}/inputs/rec.bin"
         )
     parts = key.split("/")
+    if folder_ok and is_folder_key(key):
+        parts = parts[:-1]
     if ".." in parts or "." in parts or "" in parts:
         raise InvalidKey(f"'{field}' {shown(key)} contains '..', '.' or an empty path segment")
     if parts[0] != group:
@@ -136,6 +151,10 @@ class JobPaths:
 
     def log(self, dataset: str) -> str:
         return f"{self.root}logs/{dataset}.log"
+
+    def dataset_status(self, dataset: str) -> str:
+        """NeuroCAAS's per-dataset status file (``compat: neurocaas`` only); JSON inside."""
+        return f"{self.root}logs/DATASET_NAME:{dataset}_STATUS.txt"
 
     def outputs(self, dataset: str) -> str:
         return f"{self.root}process_results/{dataset}/"

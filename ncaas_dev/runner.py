@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .compat import neurocaas
 from .containers import ContainerSpec, Engine, ExitInfo, ImageMissing, Mount, connect
 from .errors import NcaasError
 from .jobstore import JobStore
 from .launchers.base import DatasetTask
-from .layout import JobPaths, dataset_name
+from .layout import JobPaths, dataset_name, is_folder_key
 from .logship import LogShipper
 from .settings import Settings
 from .status import JobStatus, State, utcnow
@@ -58,13 +59,29 @@ def _size(n: int) -> str:
     return f"{n}b" if n < 1024 else f"{n // 1024}k"
 
 
+def tail_lines(path: Path, count: int, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last ``count`` non-empty lines of a log (read from its last ``max_bytes``)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    lines = [line.strip()[:500] for line in text.splitlines() if line.strip()]
+    return lines[-count:]
+
+
 def classify(exit: ExitInfo | None, task: DatasetTask) -> tuple[State, str | None]:
     """The dataset's final state and a reason a user can act on (pure)."""
     blueprint = task.record.blueprint
     if exit is None:
         return State.TIMED_OUT, (
-            f"killed at the timeout: still running after {blueprint.run.timeout} s "
-            "(raise run.timeout in the blueprint or give it a smaller dataset)"
+            f"killed at the timeout: still running after {task.timeout_seconds} s "
+            + (
+                "(raise run.timeout in the blueprint or give it a smaller dataset)"
+                if task.timeout is None
+                else "(the config's __duration__ set it; raise __duration__ up to run.timeout)"
+            )
         )
     if exit.oom_killed:
         return State.FAILED, (
@@ -140,23 +157,26 @@ class Runner:
             ds.state, ds.started, ds.runner, ds.reason = State.RUNNING, utcnow(), runner_id, None
             status.log(f"{task.dataset}: started on {runner_id}; fetching inputs")
 
-        current = store.update(task.group, task.job, started).datasets[task.dataset]
+        seen = store.update(task.group, task.job, started)
+        current = seen.datasets[task.dataset]
         if current.state.terminal:
             log.warning("%s: already %s; not running it", task.label, current.state.value)
             return current.state
+        compat = neurocaas.is_compat(seen)
+        live: list[Any] = []  # the container, once it runs (sampled for NeuroCAAS's usage)
         shipper = LogShipper(
             self.storage,
             task.bucket,
             paths.log(task.dataset),
             work / "run.log",
-            on_last_line=lambda line: self._last_output(store, task, line),
+            on_last_line=lambda line: self._last_output(store, task, line, work, compat, live),
         )
         container: Any = None
         state, exit_code = State.FAILED, None
         reason: str | None = "infrastructure error: the runner stopped early"
         extra: dict[str, Any] = {}
         try:
-            self.storage.download_file(task.bucket, task.data_key, work / "input" / task.dataset)
+            self._download_data(task, work / "input" / task.dataset)
             if task.config_key:
                 self.storage.download_file(
                     task.bucket, task.config_key, work / "config" / dataset_name(task.config_key)
@@ -167,6 +187,7 @@ class Runner:
                 container_spec(task, work, self.settings.analysis_network)
             )
             extra["image_id"] = container.image.id
+            live.append(container)
             store.update(
                 task.group,
                 task.job,
@@ -177,7 +198,7 @@ class Runner:
                 target=shipper.consume, args=(Engine.stream_output(container),), daemon=True
             )
             reader.start()
-            exit = Engine.wait(container, timeout=task.record.blueprint.run.timeout)
+            exit = Engine.wait(container, timeout=task.timeout_seconds)
             if exit is None:
                 Engine.kill(container)
             reader.join(timeout=10)
@@ -193,12 +214,23 @@ class Runner:
         finally:
             shipper.stop()
             extra["last_output"] = shipper.last_line
+            if compat:
+                extra["std"] = tail_lines(work / "run.log", neurocaas.STD_LINES)
             if container is not None:
                 Engine.remove(container)  # nothing of the analysis runs on past this point
             uploaded = self._upload_outputs(task, work, paths)
             self._finish(store, task, state, reason, exit_code, uploaded, extra)
             shutil.rmtree(work, ignore_errors=True)
         return state
+
+    def _download_data(self, task: DatasetTask, target: Path) -> None:
+        """The dataset: one object, or (a key ending in /) every object under the folder,
+        sub-paths kept, into a folder of its name."""
+        if not is_folder_key(task.data_key):
+            self.storage.download_file(task.bucket, task.data_key, target)
+            return
+        target.mkdir(parents=True, exist_ok=True)
+        self.storage.download_tree(task.bucket, task.data_key, target)
 
     def _upload_outputs(self, task: DatasetTask, work: Path, paths: JobPaths) -> int:
         try:
@@ -219,9 +251,28 @@ class Runner:
         status.log(f"{dataset}: analysis started on {runner}")
 
     @staticmethod
-    def _last_output(store: JobStore, task: DatasetTask, line: str) -> None:
+    def _last_output(
+        store: JobStore,
+        task: DatasetTask,
+        line: str,
+        work: Path,
+        compat: bool = False,
+        live: list[Any] | None = None,
+    ) -> None:
+        # NeuroCAAS's status file shows the last lines (`std`), not only the last one, and
+        # what the analysis uses (peak memory bytes seen, CPU seconds so far).
+        recent = tail_lines(work / "run.log", neurocaas.STD_LINES) if compat else None
+        usage = Engine.usage(live[0]) if compat and live else None
+
         def note(status: JobStatus) -> None:
-            status.datasets[task.dataset].last_output = line[:500]
+            ds = status.datasets[task.dataset]
+            ds.last_output = line[:500]
+            if recent is not None:
+                ds.std = recent  # type: ignore[attr-defined]
+            if usage is not None:
+                peak = (ds.model_extra or {}).get("memory_usage") or 0
+                ds.memory_usage = max(int(peak), int(usage["memory_usage"]))  # type: ignore[attr-defined]
+                ds.cpu_usage = usage["cpu_usage"]  # type: ignore[attr-defined]
 
         store.update(task.group, task.job, note)
 
@@ -243,6 +294,8 @@ class Runner:
             ds.state, ds.reason, ds.exit_code, ds.finished = state, reason, exit_code, utcnow()
             if extra.get("last_output"):
                 ds.last_output = str(extra["last_output"])[:500]
+            if neurocaas.is_compat(status) and "std" in extra:
+                ds.std = extra["std"]  # type: ignore[attr-defined]
             if "image_id" in extra:
                 status.provenance.setdefault("image_id", extra["image_id"])
             outcome = state.value + (f" ({reason})" if reason else "")

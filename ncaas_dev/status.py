@@ -29,7 +29,7 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _shown(stamp: str) -> str:
+def shown_time(stamp: str) -> str:
     """A stamp as certificate.txt shows it: to the second, like NeuroCAAS."""
     return stamp[:19] + "Z" if len(stamp) > 20 else stamp
 
@@ -128,7 +128,7 @@ def render_certificate(status: JobStatus) -> str:
     lines = [
         f"NCAAS JOB CERTIFICATE: {status.job}",
         f"ANALYSIS: {status.analysis} | GROUP: {status.group} | SUBMISSION: {status.submission}",
-        f"STATE: {status.state.value} | UPDATED: {_shown(status.updated)}"
+        f"STATE: {status.state.value} | UPDATED: {shown_time(status.updated)}"
         + (f" | COST: ${status.cost_usd:.4f}" if status.cost_usd is not None else ""),
         "",
         "DATASETS:",
@@ -136,14 +136,14 @@ def render_certificate(status: JobStatus) -> str:
     if not status.datasets:
         lines.append("(none)")
     for name, ds in status.datasets.items():
-        time = _shown(ds.finished or ds.started or status.updated)
+        time = shown_time(ds.finished or ds.started or status.updated)
         last = ds.last_output.replace("\n", " ")[:200]
         line = f"DATANAME: {name} | STATUS: {ds.state.value} | TIME: {time} | LAST OUTPUT: {last}"
         if ds.state == State.QUEUED and ds.reason:
             line += f" | WAITING: {ds.reason}"
         lines.append(line)
     lines += ["", "DISPATCHER LOG:"]
-    lines += [f"{_shown(e.time)} {e.message}" for e in status.events]
+    lines += [f"{shown_time(e.time)} {e.message}" for e in status.events]
     if status.reason and status.state in (
         State.REJECTED,
         State.FAILED,

@@ -225,6 +225,20 @@ class Storage:
                 ]
         return found
 
+    def list_up_to(self, bucket: str, prefix: str, limit: int) -> list[ObjectInfo]:
+        """The objects under ``prefix``, but no more than ``limit`` + 1 (enough to tell that
+        there are more than ``limit`` without listing them all)."""
+        found: list[ObjectInfo] = []
+        with self._t(f"list s3://{bucket}/{prefix}"):
+            for page in self.s3.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": limit + 1}
+            ):
+                found += [
+                    ObjectInfo(key=o["Key"], size=o["Size"], etag=o["ETag"].strip('"'))
+                    for o in page.get("Contents", [])
+                ]
+        return found[: limit + 1]
+
     def any_under(self, bucket: str, prefix: str) -> bool:
         """Whether any object's key starts with ``prefix`` (one request, however many)."""
         with self._t(f"list s3://{bucket}/{prefix}"):

@@ -17,7 +17,8 @@ from .layout import RESERVED_DATASET_NAMES, InvalidKey, check_group_key, dataset
 MAX_SUBMISSION_BYTES = 256 * 1024
 MAX_DATASETS = 1000
 TIMESTAMP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-FIELDS = ("dataname", "configname", "timestamp")
+FIELDS = ("dataname", "configname", "timestamp", "instance_type")
+INSTANCE_TYPE = re.compile(r"[a-z0-9][a-z0-9-]*\.[a-z0-9]+")
 UTF8_BOM = b"\xef\xbb\xbf"
 EXAMPLE = (
     '{"dataname": "GROUP/inputs/rec.bin", "configname": "GROUP/configs/params.yaml", '
@@ -34,6 +35,7 @@ class Submission:
     datanames: tuple[str, ...]
     configname: str | None
     timestamp: str | None
+    instance_type: str | None = None
 
     @property
     def datasets(self) -> dict[str, str]:
@@ -69,6 +71,16 @@ def _load(raw: bytes, example: str) -> Any:
         ) from e
 
 
+def _optional(
+    doc: dict[str, Any], field: str, pattern: re.Pattern[str], problem: str
+) -> str | None:
+    """An optional text field, which must match ``pattern`` when present."""
+    value = doc.get(field)
+    if value is not None and (not isinstance(value, str) or not pattern.fullmatch(value)):
+        raise InvalidSubmission(f"'{field}' {shown(value)} {problem}")
+    return value
+
+
 def parse_submission(raw: bytes, group: str) -> Submission:
     example = EXAMPLE.replace("GROUP", group)
     if len(raw) > MAX_SUBMISSION_BYTES:
@@ -95,7 +107,7 @@ def parse_submission(raw: bytes, group: str) -> Submission:
             f"'dataname' lists {len(names)} datasets; at most {MAX_DATASETS} per submission"
         )
     try:
-        keys = tuple(check_group_key(k, group, "dataname") for k in names)
+        keys = tuple(check_group_key(k, group, "dataname", folder_ok=True) for k in names)
         config = doc.get("configname")
         if config is not None:
             config = check_group_key(config, group, "configname")
@@ -115,12 +127,22 @@ def parse_submission(raw: bytes, group: str) -> Submission:
                 f"{shown(name)}; results are stored by file name, so rename one"
             )
         seen[name] = key
-    timestamp = doc.get("timestamp")
-    if timestamp is not None and (
-        not isinstance(timestamp, str) or not TIMESTAMP.fullmatch(timestamp)
-    ):
-        raise InvalidSubmission(
-            f"'timestamp' {shown(timestamp)} cannot name a folder: use letters, digits, '.', "
-            "'_', '-' (e.g. 20261124T203000Z), or leave it out"
-        )
-    return Submission(datanames=tuple(dict.fromkeys(keys)), configname=config, timestamp=timestamp)
+    timestamp = _optional(
+        doc,
+        "timestamp",
+        TIMESTAMP,
+        "cannot name a folder: use letters, digits, '.', '_', '-' (e.g. 20261124T203000Z), "
+        "or leave it out",
+    )
+    instance_type = _optional(
+        doc,
+        "instance_type",
+        INSTANCE_TYPE,
+        "is not an EC2 instance type such as m5.xlarge; leave it out to use the analysis's own",
+    )
+    return Submission(
+        datanames=tuple(dict.fromkeys(keys)),
+        configname=config,
+        timestamp=timestamp,
+        instance_type=instance_type,
+    )

@@ -84,7 +84,9 @@ def _finish(status: JobStatus) -> None:
 
 def run(
     blueprint_dir: Annotated[Path, typer.Argument(help="Blueprint folder.")],
-    data: Annotated[list[Path], typer.Option("--data", help="Dataset file (repeatable).")],
+    data: Annotated[
+        list[Path], typer.Option("--data", help="Dataset file or folder (repeatable).")
+    ],
     config: Annotated[Path | None, typer.Option("--config", help="Config file.")] = None,
     group: GroupOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Where results go.")] = Path("ncaas-results"),
@@ -103,7 +105,7 @@ def run(
             hint=f"choose one of {', '.join(g.name for g in loaded.blueprint.groups)}",
         )
     for path in [*data, *([config] if config else [])]:
-        if not path.is_file():
+        if not (path.is_file() or (path.is_dir() and path in data)):  # a folder: one dataset
             raise UsageError(f"{path}: no such file", hint="check --data and --config")
     if check_launcher(launcher) == "ec2" and not loaded.blueprint.cloud.ami:
         raise UsageError(
@@ -182,7 +184,8 @@ def submit(
 
     def key_of(item: str, folder: str) -> str:
         path = Path(item)
-        return _upload(client, path, group, folder, as_json) if path.is_file() else item
+        local = path.is_file() or (path.is_dir() and folder == "inputs")  # a folder: one dataset
+        return _upload(client, path, group, folder, as_json) if local else item
 
     keys = [key_of(item, "inputs") for item in data]
     submitted = client.submit(group, keys, key_of(config, "configs") if config else None, timestamp)

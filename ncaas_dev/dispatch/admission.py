@@ -20,14 +20,16 @@ from datetime import UTC, datetime
 from .. import __version__
 from ..analysis import AnalysisRecord, load_record
 from ..budget import Budget, Projection, ReservationClash, ReservationRequest
+from ..compat import neurocaas
 from ..errors import NcaasError
 from ..events import ObjectCreated
 from ..jobstore import JobStore
-from ..layout import claim_key, is_submission_key
+from ..layout import claim_key, is_folder_key, is_submission_key, name_claim_key
 from ..pricing import UnknownInstanceType, hourly_price
 from ..status import DatasetStatus, JobStatus, reject
 from ..storage import NotFound, PreconditionFailed, Storage
 from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
+from . import options
 from .claims import claim_doc, claim_is_stale
 from .ledger import ReservationBatcher
 
@@ -144,15 +146,18 @@ class Admission:
             submission = parse_submission(raw, group)
         except InvalidSubmission as e:
             problem = str(e)
-        status = self._open_job(store, group, event.key, record, submission)
+        status, taken_name = self._open_job(store, group, event.key, etag, record, submission)
         status.provenance["submission_etag"] = etag
+        problem = problem or taken_name
         if problem is None and record.blueprint.group(group) is None:
             problem = (
                 f"group '{group}' is not a user of analysis '{record.blueprint.analysis}'; "
                 "ask its developer to add your group to the blueprint"
             )
         if problem is None and submission is not None:
-            problem = self._check_inputs(event.bucket, submission, status)
+            problem = options.instance_type(record.blueprint, submission).problem
+        if problem is None and submission is not None:
+            problem = self._check_inputs(event.bucket, record, submission, status)
         if problem is None and submission is not None:
             problem = self._reserve_budget(event.bucket, record, status, submission)
         if problem is not None:
@@ -186,7 +191,7 @@ class Admission:
     def _rename(store: JobStore, status: JobStatus) -> str:
         """Give the job a fresh folder name: another submission took this one just now."""
         taken = status.job
-        base = "_".join(taken.split("_", 2)[:2])
+        base = taken if neurocaas.is_compat(status) else "_".join(taken.split("_", 2)[:2])
         status.job = f"{base}_{secrets.token_hex(3)}"
         while store.exists(status.group, status.job):
             status.job = f"{base}_{secrets.token_hex(3)}"
@@ -211,19 +216,41 @@ class Admission:
         store: JobStore,
         group: str,
         key: str,
+        etag: str,
         record: AnalysisRecord,
         submission: Submission | None,
-    ) -> JobStatus:
-        """A status for a fresh job folder; a folder that exists is never reused."""
+    ) -> tuple[JobStatus, str | None]:
+        """A status for a fresh job folder; a folder that exists is never reused. In
+        NeuroCAAS's layout a client computes the folder from its timestamp, so a timestamp
+        already taken is no name to move away from: the answer is a rejection, written to a
+        folder of its own (with the reason)."""
+        compat = record.blueprint.compat == neurocaas.NEUROCAAS
         stamp = submission.timestamp if submission and submission.timestamp else None
-        base = f"job_{stamp or datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        now = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        if compat:
+            base = neurocaas.job_name(record.blueprint.analysis, stamp or now)
+        else:
+            base = f"job_{stamp or now}"
         job = base
         notes: list[str] = []
+        problem: str | None = None
+        if (
+            compat
+            and stamp is not None
+            and (not self._take_name(store, group, base, key, etag) or store.exists(group, base))
+        ):
+            job = neurocaas.duplicate_name(base)
+            problem = (
+                f"timestamp {stamp!r} is already taken: job folder {base} belongs to "
+                "another submission; submit again with a new timestamp"
+            )
         while store.exists(group, job):
             taken = job
             job = f"{base}_{secrets.token_hex(3)}"
             notes.append(f"{taken} already exists; this job uses {job}")
-        instance_type = record.blueprint.cloud.instance_type
+        chosen = options.instance_type(record.blueprint, submission) if submission else None
+        instance_type = str(chosen.value) if chosen and chosen.value else None
+        instance_type = instance_type or record.blueprint.cloud.instance_type
         status = JobStatus(
             configname=submission.configname if submission else None,
             job=job,
@@ -244,27 +271,75 @@ class Admission:
         status.log(f"received submission {key}")
         for note in notes:
             status.log(note)
+        if compat:
+            neurocaas.mark_compat(status)
         if submission is not None:
             for name, data_key in submission.datasets.items():
                 status.datasets[name] = DatasetStatus(key=data_key)
-        return status
+        return status, problem
+
+    def _take_name(self, store: JobStore, group: str, job: str, key: str, etag: str) -> bool:
+        """Claim a job folder's name for this submission: the first writer wins it; the same
+        submission (a retaken claim) finds it its own."""
+        claim = name_claim_key(group, job)
+        doc = {"submission": key, "etag": etag}
+        try:
+            self.storage.put_json(store.bucket, claim, doc, if_none_match=True)
+            return True
+        except PreconditionFailed:
+            pass
+        try:
+            held, _ = self.storage.get_json(store.bucket, claim)
+        except NotFound:
+            return False
+        return isinstance(held, dict) and held.get("submission") == key and held.get("etag") == etag
 
     # -- checks ------------------------------------------------------------------------------
-    def _check_inputs(self, bucket: str, submission: Submission, status: JobStatus) -> str | None:
+    def _check_inputs(
+        self, bucket: str, record: AnalysisRecord, submission: Submission, status: JobStatus
+    ) -> str | None:
         missing: list[str] = []
         inputs: dict[str, str] = {}
+        config_size = 0
         for key in (*submission.datanames, *filter(None, [submission.configname])):
+            if is_folder_key(key):
+                limit = record.blueprint.limits.max_files_per_dataset
+                checked = options.folder(self.storage, bucket, key, limit)
+                if checked.problem:
+                    return checked.problem
+                inputs[key] = str(checked.value)
+                continue
             info = self.storage.head(bucket, key)
             if info is None:
                 missing.append(key)
             else:
                 inputs[key] = info.etag
+                config_size = info.size if key == submission.configname else config_size
         if missing:
             shown = ", ".join(missing[:5]) + (
                 f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             )
             return f"input not found: {shown}; upload it to s3://{bucket}/ first, then submit again"
         status.provenance["inputs"] = inputs
+        if submission.configname and 0 < config_size <= options.MAX_CONFIG_BYTES:
+            return self._duration(bucket, record, submission.configname, status)
+        return None
+
+    def _duration(
+        self, bucket: str, record: AnalysisRecord, config: str, status: JobStatus
+    ) -> str | None:
+        """Honour the config's ``__duration__`` (NeuroCAAS's per-job time limit)."""
+        try:
+            raw, _ = self.storage.get_bytes(bucket, config, max_bytes=options.MAX_CONFIG_BYTES)
+        except NotFound:
+            return f"input not found: {config} (deleted while it was checked); upload it again"
+        timeout = record.blueprint.run.timeout
+        checked = options.duration(raw, config, timeout)
+        if checked.problem or checked.value is None:
+            return checked.problem
+        status.provenance["timeout_seconds"] = checked.value
+        capped = " (capped at run.timeout)" if checked.value == timeout else ""
+        status.log(f"config {options.DURATION}: timeout {checked.value} s per dataset{capped}")
         return None
 
     def _reserve_budget(
@@ -272,7 +347,7 @@ class Admission:
     ) -> str | None:
         """Reserve the submission's worst-case cost in the group's ledger, or say why not."""
         blueprint = record.blueprint
-        instance_type = blueprint.cloud.instance_type
+        instance_type = str(status.provenance.get("instance_type", blueprint.cloud.instance_type))
         try:
             price = hourly_price(instance_type)
         except UnknownInstanceType as e:
@@ -284,7 +359,7 @@ class Admission:
             datasets=len(submission.datasets),
             instance_type=instance_type,
             price_per_hour=price,
-            timeout_seconds=blueprint.run.timeout,
+            timeout_seconds=int(status.provenance.get("timeout_seconds", blueprint.run.timeout)),
         )
         store = JobStore(self.storage, bucket)
         while True:

@@ -83,6 +83,8 @@ class Scheduler:
             record=record,
             endpoint_url=self.endpoint_url,
             region=self.region,
+            instance_type=status.provenance.get("instance_type"),
+            timeout=status.provenance.get("timeout_seconds"),
         )
 
     def _queue(self, task: DatasetTask) -> bool:

@@ -28,6 +28,18 @@ class DatasetTask(BaseModel):
     record: AnalysisRecord
     endpoint_url: str | None
     region: str
+    # The submission's own choices (None: the blueprint's): its `instance_type`, and the
+    # timeout its config's `__duration__` shortened run.timeout to.
+    instance_type: str | None = None
+    timeout: int | None = None
+
+    @property
+    def timeout_seconds(self) -> int:
+        return self.timeout or self.record.blueprint.run.timeout
+
+    @property
+    def cloud_instance_type(self) -> str:
+        return self.instance_type or self.record.blueprint.cloud.instance_type
 
     @property
     def label(self) -> str:

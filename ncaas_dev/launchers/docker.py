@@ -216,7 +216,7 @@ class DockerLauncher:
         for live in list(self._live):
             done, code = live.exit_code()
             if not done:
-                deadline = live.task.record.blueprint.run.timeout + RUNNER_GRACE_SECONDS
+                deadline = live.task.timeout_seconds + RUNNER_GRACE_SECONDS
                 if now - live.launched <= deadline:
                     continue
                 self._kill(live)

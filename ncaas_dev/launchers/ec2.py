@@ -36,6 +36,7 @@ from ..cloud.layout import (
     tags_of,
 )
 from ..errors import NcaasError
+from ..layout import is_folder_key
 from ..settings import Settings
 from ..storage import Storage
 from .base import DatasetTask, Finished, RetryableLaunchError
@@ -129,8 +130,11 @@ class Ec2Launcher:
         ec2 = self.regions.client(region)
         image = check_ami(ec2, ami, task.record.image_id, region, self.settings)
         root_device = image.get("RootDeviceName") or "/dev/sda1"
-        info = self.storage.head(task.bucket, task.data_key)
-        size = info.size if info else 0
+        if is_folder_key(task.data_key):  # a folder dataset: every object under it
+            size = sum(o.size for o in self.storage.list_objects(task.bucket, task.data_key))
+        else:
+            info = self.storage.head(task.bucket, task.data_key)
+            size = info.size if info else 0
         volume = root_volume_gb(size, blueprint.cloud.volume_gb, snapshot_gb(image))
         try:
             watchdog = watchdog_seconds(task, size, volume)
@@ -143,7 +147,7 @@ class Ec2Launcher:
             if is_retryable(e.__cause__):
                 raise RetryableLaunchError(e.message) from e.__cause__
             if error_code(e.__cause__) == "Unsupported":  # the type is not offered in that AZ
-                raise NcaasError(unsupported_here(ec2, blueprint, e.message)) from e.__cause__
+                raise NcaasError(unsupported_here(ec2, task, e.message)) from e.__cause__
             raise
         instance = reply["Instances"][0]["InstanceId"]
         self._live[instance] = _Watched(task, region, self.clock())
@@ -164,7 +168,7 @@ class Ec2Launcher:
             return ec2.run_instances(
                 **where,
                 ImageId=ami,
-                InstanceType=blueprint.cloud.instance_type,  # type: ignore[arg-type]
+                InstanceType=task.cloud_instance_type,  # type: ignore[arg-type]
                 MinCount=1,
                 MaxCount=1,
                 ClientToken=client_token(task),

@@ -152,7 +152,7 @@ def probe_on_ec2(
     folder = blueprint_copy(FIXTURES / "probe", tmp_path_factory.mktemp("probe") / "bp")
     ami = cloud.register_ami(build(engine, folder), region=PROBE_REGION)
     doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["cloud"] |= {"ami": ami, "region": PROBE_REGION}
+    doc["cloud"] |= {"ami": ami, "region": PROBE_REGION, "allowed_instance_types": ["c5.large"]}
     (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
     done = ncaas(["up", str(folder), "--launcher", "ec2", "--json"], cloud.env)
     assert done.returncode == 0, done.stderr
@@ -196,6 +196,33 @@ def test_instance_terminated_mid_run_ends_lost(
     while engine.client.containers.list(all=True, filters={"label": f"ncaas.job={job}"}):
         assert time.monotonic() < deadline, "the lost instance's container is still there"
         time.sleep(0.2)
+
+
+def test_a_folder_dataset_on_its_chosen_instance_type(probe_on_ec2: Lab, cloud: Cloud) -> None:
+    """The EC2 path treats a folder (NeuroCAAS's multi-file dataset) like any dataset, and
+    launches the instance type the submission chose."""
+    lab = probe_on_ec2
+    folder = f"frames{secrets.token_hex(2)}"
+    for name in ("f1.png", "nested/f2.png"):
+        lab.put("inputs", f"{folder}/{name}", name.encode())
+    submitted = lab.submit(
+        dataname=f"labA/inputs/{folder}/", configname=lab.config(lines=1), instance_type="c5.large"
+    )
+    job = lab.wait_job(submitted)
+    status = lab.wait_end(job, timeout=180)
+    assert status.state == State.SUCCEEDED, status.reason
+    assert str(status.datasets[folder].runner).startswith("ec2:i-")
+    facts = json.loads(lab.text(lab.paths(job).outputs(folder) + "facts.json"))
+    assert facts["files"] == ["f1.png", "nested/f2.png"]
+    ours = [{"Name": f"tag:{TAG_JOB}", "Values": [job]}]
+    reply = cloud.ec2(PROBE_REGION).describe_instances(Filters=ours)
+    assert [i["InstanceType"] for r in reply["Reservations"] for i in r["Instances"]] == [
+        "c5.large"
+    ]
+    deadline = time.monotonic() + 60  # its instance powers itself off after the runner
+    while cloud.live_instances(lab.bucket, PROBE_REGION):
+        assert time.monotonic() < deadline, "the folder dataset's instance is still up"
+        time.sleep(0.5)
 
 
 def test_failed_run_instances_puts_the_error_code_in_status(

@@ -167,12 +167,14 @@ def assert_confined(sub: Submission, group: str) -> None:
     assert 1 <= len(sub.datanames) <= MAX_DATASETS
     for key in keys:
         parts = key.split("/")
+        if key in sub.datanames and key.endswith("/"):  # a folder dataset: its prefix
+            parts = parts[:-1]
         assert parts[0] == group and len(parts) >= 3, key
         assert not {"", ".", ".."} & set(parts), key
         assert "\\" not in key and not key.startswith(("/", "s3://")), key
         assert not any(unicodedata.category(ch) in BAD_CATEGORIES for ch in key), key
         assert len(key.encode("utf-8")) <= 1024
-    names = [k.rsplit("/", 1)[1] for k in sub.datanames]
+    names = [k.rstrip("/").rsplit("/", 1)[1] for k in sub.datanames]
     assert len(names) == len(set(names)) and "end.txt" not in names
     assert sub.timestamp is None or TIMESTAMP.fullmatch(sub.timestamp)
 
@@ -220,7 +222,7 @@ def test_plain_keys_in_the_groups_prefix_are_accepted(keys: list[str]) -> None:
 def test_adversarial_keys_are_rejected_unless_plainly_inside(keys: list[str], bom: bool) -> None:
     result = parse_or_reason(encode({"dataname": keys}, ascii_only=True, bom=bom))
     plain = all(_plainly_inside(k) for k in keys)
-    names = [k.rsplit("/", 1)[-1] for k in keys]
+    names = [k.rstrip("/").rsplit("/", 1)[-1] if _plainly_inside(k) else k for k in keys]
     if plain and len(set(names)) == len(set(keys)) and "end.txt" not in names:
         assert isinstance(result, Submission), result
     else:
@@ -232,6 +234,8 @@ def _plainly_inside(key: str) -> bool:
     if "\\" in key or any(unicodedata.category(ch) in BAD_CATEGORIES for ch in key):
         return False
     parts = key.split("/")
+    if key.endswith("/"):  # a folder dataset (NeuroCAAS): the prefix must be plain
+        parts = parts[:-1]
     return (
         parts[0] == GROUP
         and len(parts) >= 3

@@ -95,7 +95,16 @@ REJECTED = {
     "s3 url": (raw({"dataname": "s3://spike-detect/labA/inputs/x"}), "is an absolute path"),
     "backslash": (raw({"dataname": "labA\\inputs\\x"}), "absolute path"),
     "empty segment": (raw({"dataname": "labA//x"}), "empty path segment"),
-    "trailing slash": (raw({"dataname": "labA/inputs/"}), "empty path segment"),
+    "trailing slash": (raw({"dataname": "labA/inputs/"}), "must point to a file"),
+    "folder config": (
+        raw({"dataname": "labA/inputs/x", "configname": "labA/configs/c/"}),
+        "empty path segment",
+    ),
+    "folder, empty segment": (raw({"dataname": "labA/inputs//"}), "empty path segment"),
+    "instance type not a type": (
+        raw({"dataname": "labA/inputs/x", "instance_type": "big one"}),
+        "not an EC2 instance type",
+    ),
     "no file part": (raw({"dataname": "labA/inputs"}), "must point to a file"),
     "group only": (raw({"dataname": "labA"}), "must point to a file"),
     "empty key": (raw({"dataname": ""}), "must be an S3 key such as labA/inputs/rec.bin"),

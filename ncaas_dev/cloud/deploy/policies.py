@@ -129,7 +129,11 @@ def run_instances_statements(blueprint: Blueprint) -> list[Doc]:
             "Resource": _ec2("instance/*"),
             "Condition": {
                 "StringEquals": {
-                    "ec2:InstanceType": [blueprint.cloud.instance_type],
+                    "ec2:InstanceType": list(
+                        dict.fromkeys(
+                            [blueprint.cloud.instance_type, *blueprint.cloud.allowed_instance_types]
+                        )
+                    ),
                     f"aws:RequestTag/{TAG_BUCKET}": blueprint.bucket,
                 }
             },

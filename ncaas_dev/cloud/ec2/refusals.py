@@ -24,9 +24,10 @@ def error_code(error: BaseException | None) -> str:
     return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else ""
 
 
-def unsupported_here(ec2: EC2Client, blueprint: Any, error: str) -> str:
+def unsupported_here(ec2: EC2Client, task: Any, error: str) -> str:
     """RunInstances' "Unsupported" as a reason a user can act on: the zones that offer the type."""
-    kind = blueprint.cloud.instance_type
+    blueprint = task.record.blueprint
+    kind = task.cloud_instance_type
     try:
         offers = ec2.describe_instance_type_offerings(
             LocationType="availability-zone",

@@ -78,7 +78,7 @@ def watchdog_seconds(task: DatasetTask, dataset_bytes: int = 0, volume_gb: int =
     WORST_CASE_MIB_S, the root volume initialised at VOLUME_INIT_MIB_S."""
     transfer = math.ceil(2 * dataset_bytes / (WORST_CASE_MIB_S * MIB))
     initialise = math.ceil(volume_gb * 1024 / VOLUME_INIT_MIB_S)
-    return task.record.blueprint.run.timeout + WATCHDOG_MARGIN_S + transfer + initialise
+    return task.timeout_seconds + WATCHDOG_MARGIN_S + transfer + initialise
 
 
 def render_user_data(

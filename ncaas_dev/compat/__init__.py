@@ -1,0 +1,1 @@
+"""NeuroCAAS interoperability: its job-folder layout (``compat: neurocaas``) and its blueprints."""
