@@ -46,6 +46,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: setup stack-images lint  ## lint, types, unit and integration tests against real Docker + LocalStack
+	scripts/ensure-test-packages.sh  # chromium for the web client's browser tests
 	$(BIN)/pytest
 
 bench: setup  ## the benchmark tables in docs/benchmarks.md

@@ -25,8 +25,8 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 SOCKET_NAME = "command.sock"
 # Commands whose own start-up is already a small fraction of a second (they import no boto3
 # or Docker SDK: see tests/unit/test_cli_startup.py) gain nothing from a fork of the server;
-# `dispatch` is the long-running loop itself.
-RUN_HERE = {"status", "down", "init", "dispatch", "--version", "--help", "-h"}
+# `dispatch` is the long-running loop itself, and `web` a long-running server.
+RUN_HERE = {"status", "down", "init", "dispatch", "web", "--version", "--help", "-h"}
 
 
 def _served(argv: list[str]) -> bool:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from .analysis import AnalysisRecord, save_record
 from .layout import GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
@@ -87,4 +90,60 @@ def provision(
                 ]
             },
         )
+    allow_browser_uploads(storage, bucket)  # the web client's uploads (below)
     save_record(storage, record, bucket)
+
+
+# The web client (`ncaas-dev web`) uploads from the browser straight to S3 with presigned
+# multipart requests: the bucket must let that page's origin PUT parts and read their ETags,
+# and parts of uploads a browser abandoned must not be kept (and billed) forever.
+WEB_ORIGINS = ("http://127.0.0.1:8765", "http://localhost:8765")
+CORS_RULE_ID = "ncaas-web"
+ABORT_RULE_ID = "abort-incomplete-uploads"  # the id deploy's template gives the same rule
+
+
+def allow_browser_uploads(storage: Storage, bucket: str, origins: Iterable[str] = ()) -> None:
+    """CORS for the web client's origins (ETag exposed) and a lifecycle rule that aborts
+    multipart uploads left incomplete for 7 days; other rules on the bucket are kept."""
+    s3, endpoint = storage.s3, storage.endpoint
+    with translated(f"set CORS on {bucket}", endpoint):
+        try:
+            rules: list[dict[str, Any]] = [
+                dict(r) for r in s3.get_bucket_cors(Bucket=bucket).get("CORSRules", [])
+            ]
+        except ClientError:
+            rules = []  # NoSuchCORSConfiguration: none yet
+        ours = next((r for r in rules if r.get("ID") == CORS_RULE_ID), None)
+        known = set(ours.get("AllowedOrigins", [])) if ours else set()
+        wanted = sorted(known | set(WEB_ORIGINS) | set(origins))
+        if ours is None or sorted(known) != wanted:
+            rules = [r for r in rules if r.get("ID") != CORS_RULE_ID]
+            rules.append(
+                {
+                    "ID": CORS_RULE_ID,
+                    "AllowedOrigins": wanted,
+                    "AllowedMethods": ["GET", "PUT", "HEAD"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": ["ETag"],
+                    "MaxAgeSeconds": 3000,
+                }
+            )
+            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})  # type: ignore[typeddict-item]
+    with translated(f"set lifecycle on {bucket}", endpoint):
+        try:
+            reply = s3.get_bucket_lifecycle_configuration(Bucket=bucket)
+            kept: list[dict[str, Any]] = [dict(r) for r in reply.get("Rules", [])]
+        except ClientError:
+            kept = []  # NoSuchLifecycleConfiguration
+        if any(r.get("ID") == ABORT_RULE_ID for r in kept):
+            return
+        rule: dict[str, Any] = {
+            "ID": ABORT_RULE_ID,
+            "Status": "Enabled",
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        }
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket,
+            LifecycleConfiguration={"Rules": [*kept, rule]},  # type: ignore[list-item]
+        )

@@ -20,6 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import NcaasError
+from ..web import cli as web_cli  # `ncaas-dev web` (issue 8)
 from . import bake, deploy, doctor, importing, jobs, project, stack
 from .common import console, err, escape
 
@@ -103,7 +104,13 @@ for _command in (
     jobs.results,
 ):
     app.command()(_command)
-for _register in (bake.register, deploy.register, doctor.register, importing.register):
+for _register in (
+    bake.register,
+    deploy.register,
+    doctor.register,
+    importing.register,
+    web_cli.register,
+):
     _register(app)
 
 

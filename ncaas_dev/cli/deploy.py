@@ -45,6 +45,8 @@ def _summary(result: DeployResult, where: str, dispatcher_running: bool) -> None
     )
     console.print(f"  runners    instance profile {result.outputs.get('InstanceProfileName')}")
     console.print(f"  dispatcher {result.dispatcher}")
+    if client_id := result.outputs.get("CognitoClientId"):  # the web client's sign-in
+        console.print(f"  web        ncaas-dev web --cloud --cognito-client-id {client_id}")
     if result.local:
         console.print(
             "  [dim]left out on LocalStack: the Lambda dispatcher, its log group, permissions "

@@ -84,6 +84,8 @@ def up(
             compose_up(ctx.settings, say=lambda line: None if as_json else err.print(line))
     bring_up(ctx, check_launcher(launcher), dirs, quiet=as_json)
     print_status(ctx, as_json)
+    if not as_json:  # the lab members' way in (issue 8)
+        console.print("web client: `ncaas-dev web` serves it and prints a sign-in URL")
 
 
 def down(endpoint_url: EndpointOpt = None) -> None:

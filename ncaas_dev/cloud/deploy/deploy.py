@@ -117,7 +117,7 @@ def deploy(
             # first, then the Lambda once the code lies there.
             action = deployer.apply(name, t.render_template(blueprint, t.TemplateOptions()))
         package_info["upload"] = upload_artifact(storage, bucket, package)
-    options = t.TemplateOptions(bucket=in_stack, dispatcher=code)
+    options = t.TemplateOptions(bucket=in_stack, dispatcher=code, cognito=not settings.local)
     second = deployer.apply(name, t.render_template(blueprint, options))
     action = second if action == "unchanged" else action
     stack = deployer.describe(name) or {}

@@ -60,6 +60,7 @@ class CodeLocation:
 class TemplateOptions:
     bucket: bool = True  # the stack creates and owns the bucket
     dispatcher: CodeLocation | None = None  # the Lambda dispatcher, or none (local SQS loop)
+    cognito: bool = False  # the web client's user pool (AWS only: LocalStack's community lacks it)
 
 
 # Spelled the same in a template and in S3's own API (bucket.py sets them on a bucket outside it).
@@ -97,6 +98,20 @@ def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
         "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
         # A killed upload leaves its multipart parts behind, invisible and billed; drop them.
         "LifecycleConfiguration": {"Rules": [ABORT_INCOMPLETE_UPLOADS]},
+        # The web client (`ncaas-dev web`) PUTs presigned parts from the browser and reads
+        # each part's ETag: its origin may do that, and nothing else.
+        "CorsConfiguration": {
+            "CorsRules": [
+                {
+                    "Id": "ncaas-web",
+                    "AllowedOrigins": ["http://127.0.0.1:8765", "http://localhost:8765"],
+                    "AllowedMethods": ["GET", "PUT", "HEAD"],
+                    "AllowedHeaders": ["*"],
+                    "ExposedHeaders": ["ETag"],
+                    "MaxAge": 3000,
+                }
+            ]
+        },
         "Tags": [{"Key": "ncaas:analysis", "Value": blueprint.analysis}],
     }
     resource: Doc = {
@@ -272,6 +287,12 @@ def render_template(blueprint: Blueprint, options: TemplateOptions | None = None
     }
     if options.dispatcher is not None:
         outputs["DispatcherFunctionName"] = {"Value": {"Ref": DISPATCHER_FUNCTION}}
+    if options.cognito:  # the web client's sign-in (cognito.py)
+        from .cognito import cognito_resources
+
+        pool_resources, pool_outputs = cognito_resources(blueprint)
+        resources.update(pool_resources)
+        outputs.update(pool_outputs)
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"ncaas-dev analysis {analysis}: bucket, group access, dispatcher, runners",

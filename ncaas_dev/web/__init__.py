@@ -1,0 +1,1 @@
+"""The web client (`ncaas-dev web`): Starlette + Jinja2 + htmx pages over the library."""

@@ -1,0 +1,44 @@
+"""`ncaas-dev web`: registered by the CLI; imports the web stack only when it runs."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+
+def web(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+    cloud: Annotated[bool, typer.Option("--cloud", help="Real AWS (Cognito sign-in).")] = False,
+    endpoint_url: Annotated[
+        str | None, typer.Option("--endpoint-url", help="S3 endpoint (default: LocalStack).")
+    ] = None,
+    cognito_client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--cognito-client-id",
+            envvar="NCAAS_COGNITO_CLIENT_ID",
+            help="The app client `deploy` printed (CognitoClientId); signs users in with Cognito.",
+        ),
+    ] = None,
+) -> None:
+    """The web client for analysis users: upload, submit, watch and download in a browser."""
+    from ..settings import Settings, check_cloud_environment
+    from .auth import CognitoConfig
+    from .server import serve
+
+    if cloud:
+        check_cloud_environment(os.environ, endpoint_url)
+    settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+    cognito = (
+        CognitoConfig(cognito_client_id, settings.region, os.environ.get("NCAAS_COGNITO_ENDPOINT"))
+        if cognito_client_id
+        else None
+    )
+    serve(settings, host, port, cognito)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(web)

@@ -1,0 +1,72 @@
+"""Build the web client for a stack and serve it with uvicorn (what `ncaas-dev web` runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from ..aws import s3_client
+from ..errors import NcaasError
+from ..settings import Settings
+from ..storage import Storage
+from .app import create_app
+from .auth import CognitoConfig, Tokens, signin_url
+from .backend import Backend
+from .common import WebConfig
+
+
+def make_config(
+    settings: Settings,
+    origin: str,
+    cognito: CognitoConfig | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> WebConfig:
+    backend = Backend(settings, Storage(s3_client(settings), settings.endpoint_url))
+    return WebConfig(backend=backend, origin=origin, tokens=Tokens(announce), cognito=cognito)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def prepare(config: WebConfig) -> None:
+    """Let this origin upload into every analysis's bucket (the stack may still be down)."""
+    backend = config.backend
+    with contextlib.suppress(NcaasError):
+        for bucket in backend.analyses(0):
+            backend.allow_browser(bucket, config.origin)
+
+
+def serve(settings: Settings, host: str, port: int, cognito: CognitoConfig | None = None) -> None:
+    origin = f"http://{host}:{port}"
+    config = make_config(settings, origin, cognito, announce=lambda url: _say(f"sign in: {url}"))
+    prepare(config)
+    if cognito:
+        _say(f"ncaas-dev web: open {origin}/login and sign in with your Cognito user")
+    else:
+        _say(f"ncaas-dev web: open {signin_url(origin, config.tokens.issue())}")
+        _say("(the link works once; opening the site without it prints a fresh one here)")
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+
+
+@contextlib.contextmanager
+def serving(config: WebConfig, host: str, port: int) -> Iterator[uvicorn.Server]:
+    """The app served on a thread of this process, for tests and benchmarks."""
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(config), host=host, port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("the web server did not start")
+        threading.Event().wait(0.05)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)
