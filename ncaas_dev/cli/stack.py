@@ -27,6 +27,12 @@ def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: boo
     )
 
     loaded = [load_blueprint(d) for d in blueprint_dirs]
+    if launcher == "slurm":  # before anything starts: the cluster answers, partitions exist
+        from ..slurmcheck import check_partition, require_slurm
+
+        require_slurm()
+        for item in loaded:
+            check_partition(item.blueprint)
     engine = Engine(connect()) if loaded else None
     with err.status("starting LocalStack") if not quiet else nullcontext():
         start_localstack(ctx.settings)
@@ -114,9 +120,7 @@ def dispatch(
     import logging
 
     from ..dispatcher import Dispatcher
-    from ..launchers.base import Launcher
-    from ..launchers.docker import DockerLauncher
-    from ..launchers.ec2 import Ec2Launcher
+    from ..launchers.factory import make_launcher
     from ..provision import ensure_queue
     from ..queue import QueueLoop
 
@@ -125,16 +129,9 @@ def dispatch(
     ctx = Context.create(endpoint_url)
     ctx.require_stack()
     queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
-    launcher_: Launcher
-    if launcher == "ec2":
-        launcher_ = Ec2Launcher(ctx.settings, ctx.storage)
-    else:
-        docker_launcher = DockerLauncher(ctx.settings.state_dir, ctx.settings.endpoint_url)
-        docker_launcher.warm()
-        launcher_ = docker_launcher
     dispatcher = Dispatcher(
         ctx.storage,
-        launcher_,
+        make_launcher(launcher, ctx.settings, ctx.storage),
         ctx.settings.endpoint_url,
         ctx.settings.region,
     )

@@ -24,7 +24,7 @@ from ..errors import NcaasError
 from ..events import ObjectCreated
 from ..jobstore import JobStore
 from ..layout import claim_key, is_submission_key
-from ..pricing import UnknownInstanceType, hourly_price
+from ..pricing import UnknownInstanceType, launcher_price
 from ..status import DatasetStatus, JobStatus, reject
 from ..storage import NotFound, PreconditionFailed, Storage
 from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
@@ -240,7 +240,8 @@ class Admission:
             },
         )
         with contextlib.suppress(UnknownInstanceType):  # refused by the budget check
-            status.provenance["price_usd_per_hour"] = hourly_price(instance_type)
+            priced = launcher_price(record.blueprint, self.launcher_name)[1]
+            status.provenance["price_usd_per_hour"] = priced
         status.log(f"received submission {key}")
         for note in notes:
             status.log(note)
@@ -272,9 +273,8 @@ class Admission:
     ) -> str | None:
         """Reserve the submission's worst-case cost in the group's ledger, or say why not."""
         blueprint = record.blueprint
-        instance_type = blueprint.cloud.instance_type
         try:
-            price = hourly_price(instance_type)
+            instance_type, price = launcher_price(blueprint, self.launcher_name)
         except UnknownInstanceType as e:
             return (
                 f"cannot check the budget: {e.message}; ask the analysis's developer to use "

@@ -232,11 +232,13 @@ class Scheduler:
             ds = status.datasets[task.dataset]
             if ds.state.terminal:
                 return
-            ds.state, ds.finished = State.FAILED, utcnow()
+            ds.state, ds.finished = finished.state or State.FAILED, utcnow()
             ds.reason = (
                 f"runner lost: {finished.detail} before recording a result "
                 "(infrastructure error; submit the dataset again)"
             )
+            if finished.state is not None:  # the launcher knows how it ended (e.g. SLURM)
+                ds.reason = finished.detail
             status.log(f"{task.dataset}: runner {finished.runner} ended without a result")
 
         try:
