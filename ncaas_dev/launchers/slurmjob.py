@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -19,10 +20,10 @@ from ..status import State
 from .base import DatasetTask
 
 # --time is run.timeout plus this, for fetching the inputs and uploading the outputs.
-STAGING_MARGIN_S = 600
+STAGING_MARGIN_S = int(os.environ.get("NCAAS_SLURM_STAGING_MARGIN_S", "600"))
 # SLURM sends the batch script SIGUSR1 this long before the time limit: the runner stops the
 # analysis, records timed_out and uploads the partial outputs before SLURM kills the job.
-SIGNAL_LEAD_S = 120
+SIGNAL_LEAD_S = int(os.environ.get("NCAAS_SLURM_SIGNAL_LEAD_S", "120"))
 TIME_LIMIT_SIGNAL = "USR1"
 NAME_PREFIX = "ncaas-"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
