@@ -77,7 +77,7 @@ def test_spike_detect_gives_the_same_results_as_docker(
     for name in ("spikes.csv", "summary.json"):
         assert (results[0] / name).read_bytes() == (results[1] / name).read_bytes(), name
     analysis = yaml.safe_load((folder / "blueprint.yaml").read_text())["analysis"]
-    assert [j["state"] for j in jobs_of(analysis)] == ["COMPLETED"]
+    wait_for("completed in SLURM", lambda: _states(analysis) == ["COMPLETED"], 30)
 
 
 def test_exit_3_fails_with_the_exit_code(slurm_lab: MakeLab) -> None:
