@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: setup system docker venv localstack base-image demo test lint unit integration bench clean
+.PHONY: setup system docker venv localstack base-image slurm demo test lint unit integration bench clean
 
 setup: system docker venv localstack base-image  ## everything a fresh machine needs
 
@@ -29,6 +29,9 @@ localstack/.venv/.installed: localstack/requirements.txt localstack/setup.sh
 base-image: docker
 	images/base/build.sh
 
+slurm: system  ## a real single-node SLURM cluster for --launcher slurm (not needed by demo)
+	scripts/ensure-slurm.sh
+
 demo: setup  ## run the bundled example end to end
 	@mkdir -p $(DEMO)
 	$(BIN)/python blueprints/spike-detect/generate_data.py --out $(DEMO)/rec.bin --truth $(DEMO)/truth.csv
@@ -40,7 +43,7 @@ lint: venv
 	$(BIN)/ruff format --check ncaas_dev tests benchmarks
 	$(BIN)/mypy
 
-test: setup lint  ## lint, types, unit and integration tests against real Docker + LocalStack
+test: setup slurm lint  ## lint, types, unit and integration tests against real Docker + LocalStack
 	$(BIN)/pytest
 
 bench: setup  ## the benchmark tables in docs/benchmarks.md

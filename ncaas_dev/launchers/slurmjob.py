@@ -143,11 +143,15 @@ exec {shlex.quote(python)} -m ncaas_dev.runner /dev/fd/3 "slurm:$SLURM_JOB_ID"
 def apptainer_command(task: DatasetTask, image_archive: str, work: str) -> list[str]:
     """How a site without Docker or runc would run the analysis under the container contract:
     ``apptainer exec`` of the image archive (``docker save``), with the same mounts, environment,
-    no network and no home. Rendered for docs/slurm.md; Apptainer is not installed here."""
+    no network and no home. Limits come from SLURM's allocation (--cpus-per-task, --mem) and
+    Apptainer runs as the submitting user, never root. Rendered for docs/slurm.md; Apptainer
+    is not installed here."""
     from ..runner import container_spec
 
     spec = container_spec(task, Path(work))
-    command = ["apptainer", "exec", "--containall", "--cleanenv", "--no-home"]
+    # No run.command: the image's own ENTRYPOINT/CMD, which `apptainer run` starts.
+    verb = "exec" if spec.command else "run"
+    command = ["apptainer", verb, "--containall", "--cleanenv", "--no-home"]
     if not spec.network:
         command += ["--net", "--network", "none"]
     for mount in spec.mounts:

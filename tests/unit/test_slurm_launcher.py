@@ -117,14 +117,21 @@ def test_apptainer_rendering_keeps_the_container_contract(make_task: MakeTask) -
     task = slurm_task(make_task, config_key="labA/configs/p.yaml")
     command = apptainer_command(task, "/images/spike-detect.tar", "/scratch/w")
     text = " ".join(command)
-    assert command[:2] == ["apptainer", "exec"]
+    assert command[:2] == ["apptainer", "run"]  # no run.command: the image's entrypoint
     assert "--containall" in command and "--no-home" in command
     assert "--net --network none" in text  # no network unless run.network
     assert "--bind /scratch/w/input:/ncaas/input:ro" in text
     assert "--bind /scratch/w/config:/ncaas/config:ro" in text
     assert "--bind /scratch/w/output:/ncaas/output:rw" in text
     assert "--env NCAAS_DATASET=rec1.bin" in text
-    assert "docker-archive:///images/spike-detect.tar" in command
+    assert command[-1] == "docker-archive:///images/spike-detect.tar"
+    given = slurm_task(make_task, run={"command": ["python3", "/app/main.py"]})
+    exec_form = apptainer_command(given, "/i.tar", "/w")
+    assert exec_form[1] == "exec" and exec_form[-3:] == [
+        "docker-archive:///i.tar",
+        "python3",
+        "/app/main.py",
+    ]
 
 
 @pytest.mark.parametrize(
