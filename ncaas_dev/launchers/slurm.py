@@ -85,6 +85,7 @@ class SlurmLauncher:
         self._live: dict[str, _Watched] = {}  # SLURM job id -> its dataset
         self._jobs: dict[str, SlurmJob] = {}  # the last squeue
         self._polled = -1e9  # monotonic time of the last squeue
+        self._reaped = -1e9  # the squeue the last reap read (active() may poll in between)
         self._launched: set[str] = set()  # launched since the last squeue
         self._adopted = False
 
@@ -211,14 +212,14 @@ class SlurmLauncher:
         """Jobs of ours that left SLURM's live states, with what their end means."""
         if not self._live and self._adopted:
             return []
-        before = self._polled
         try:
             jobs = self.poll()
         except NcaasError as e:  # the controller is away: nothing is decided meanwhile
             log.error("squeue failed: %s", e)
             return []
-        if self._polled == before and self._adopted:
-            return []  # no fresh news from SLURM this pass
+        if self._polled == self._reaped and self._adopted:
+            return []  # no news from SLURM since the last reap
+        self._reaped = self._polled
         if not self._adopted:
             self._adopt()
         ended: list[Finished] = []

@@ -307,3 +307,20 @@ def test_sbatch_refusals(make_task: MakeTask, tmp_path: Path) -> None:
     oci = slurm_task(make_task, slurm={"container": "oci"})
     with pytest.raises(NcaasError, match=r"slurm\.container: oci"):
         slurm.launch(oci)
+
+
+def test_reap_reads_the_squeue_active_took(
+    make_task: MakeTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass's squeue may come from active() (the cap); reap must not skip it."""
+    monkeypatch.setattr("ncaas_dev.launchers.slurm.POLL_SECONDS", 1e9)
+    fake = FakeSlurm()
+    slurm = launcher(tmp_path, fake)
+    job_id = slurm.launch(slurm_task(make_task)).removeprefix("slurm:")
+    assert slurm.reap() == []
+    name, _, comment = fake.jobs[job_id]
+    fake.jobs[job_id] = (name, "CANCELLED", comment)
+    slurm._polled = -1e9  # the next squeue is due, and active() takes it
+    assert slurm.active("spike-detect") == 0
+    (finished,) = slurm.reap()
+    assert finished.state == State.CANCELLED and fake.calls.count("squeue") == 2
