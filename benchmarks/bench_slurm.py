@@ -37,6 +37,7 @@ NCAAS = str(ROOT / ".venv" / "bin" / "ncaas-dev")
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+from bench_run import breakdown  # noqa: E402
 from load import free_port  # noqa: E402
 
 
@@ -155,6 +156,12 @@ def main() -> int:
         one: dict[str, list[float]] = {}
         for launcher in ("docker", "slurm"):
             one[launcher] = timed_runs(env, noop, launcher, empty, args.repeat)
+        for launcher in ("docker", "slurm"):  # where one warm run's time goes
+            started = time.time()
+            doc = run(env, noop, launcher, [empty], "--out", str(work / "steps"))
+            ended = time.time()
+            status = Path(doc["results_dir"]) / "logs" / "status.json"
+            report[f"steps_{launcher}"] = breakdown(json.loads(status.read_text()), started, ended)
         medians = {k: statistics.median(v) for k, v in one.items()}
         report["one_dataset_run_s"] = {
             k: {"median": round(medians[k], 2), "runs": [round(x, 2) for x in v]}
