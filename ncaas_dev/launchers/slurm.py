@@ -157,7 +157,11 @@ class SlurmLauncher:
     def _existing(self, task: DatasetTask) -> str | None:
         """A live job of this dataset, by this pass's squeue (no extra call per launch)."""
         ident = (task.bucket, task.group, task.job, task.dataset)
-        for job_id, job in self.poll().items():
+        try:
+            jobs = self.poll()
+        except NcaasError as e:  # SLURM away: try the launch again later, never fail it now
+            raise RetryableLaunchError(e.message) from e
+        for job_id, job in jobs.items():
             if job.live and job.identity() == ident:
                 return job_id
         return None
@@ -166,9 +170,14 @@ class SlurmLauncher:
     def active(self, analysis: str) -> int:
         """Counted in SLURM (queued or running), not in memory: jobs of an earlier or another
         dispatcher count too; plus those launched since the last squeue."""
+        try:
+            jobs = self.poll()
+        except NcaasError as e:  # SLURM away: no room until it answers again
+            log.error("squeue failed: %s", e)
+            return sys.maxsize
         counted = {
             job_id
-            for job_id, job in self.poll().items()
+            for job_id, job in jobs.items()
             if job.live and (job.identity() or ("",))[0] == analysis
         }
         recent = {j for j in self._launched if j in self._live}

@@ -324,3 +324,17 @@ def test_reap_reads_the_squeue_active_took(
     assert slurm.active("spike-detect") == 0
     (finished,) = slurm.reap()
     assert finished.state == State.CANCELLED and fake.calls.count("squeue") == 2
+
+
+def test_slurm_not_answering_launches_nothing_and_fails_nothing(
+    make_task: MakeTask, tmp_path: Path
+) -> None:
+    def down(args: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        error = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+        return subprocess.CompletedProcess(args, 1, "", error)
+
+    slurm = launcher(tmp_path, down)  # type: ignore[arg-type]
+    assert slurm.active("spike-detect") > 1000  # no room while SLURM does not answer
+    assert slurm.reap() == []
+    with pytest.raises(RetryableLaunchError):  # the dataset stays queued, retried later
+        slurm.launch(slurm_task(make_task))
