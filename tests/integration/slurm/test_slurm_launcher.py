@@ -21,7 +21,7 @@ from ncaas_dev.status import JobStatus, State
 
 from ..jobs import ROOT, Lab, copy_blueprint, ncaas
 from ..test_limits import launches
-from .conftest import MakeLab, jobs_of, scontrol, squeue
+from .conftest import MakeLab, jobs_of, scontrol, squeue, switch_dispatcher
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def running_in_slurm(lab: Lab, job: str) -> str:
 
 
 def test_spike_detect_gives_the_same_results_as_docker(
-    cli_env: dict[str, str], slurm_node: str, tmp_path: Path, settings: Settings
+    cli_env: dict[str, str], slurm_dispatcher: None, tmp_path: Path, settings: Settings
 ) -> None:
     folder = copy_blueprint(ROOT / "blueprints" / "spike-detect", tmp_path / "bp", "ncaas-slurm")
     data = tmp_path / "rec.bin"
@@ -68,9 +68,8 @@ def test_spike_detect_gives_the_same_results_as_docker(
             done = ncaas(args, cli_env)
             assert done.returncode == 0, done.stderr[-2000:]
             runs[launcher] = json.loads(done.stdout)
-    finally:
-        PidFile(settings.state_dir, "dispatcher").stop()
-        start_dispatcher(settings, "docker")
+    finally:  # `run` switched the dispatcher twice: back to the module's (and its settings)
+        switch_dispatcher(settings, "slurm")
     assert runs["slurm"]["provenance"]["launcher"] == "slurm"  # type: ignore[index]
     assert str(runs["slurm"]["datasets"]["rec.bin"]["runner"]).startswith("slurm:")  # type: ignore[index]
     results = [Path(str(r["results_dir"])) / "process_results" / "rec.bin" for r in runs.values()]
