@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ncaas_dev.containers import Engine
 from ncaas_dev.pricing import runtime_seconds
 from ncaas_dev.settings import Settings
 from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.status import JobStatus, State
 
 from ..jobs import ROOT, Lab, copy_blueprint, ncaas
-from ..test_limits import launches
+from ..test_limits import analysis_containers, launches
 from .conftest import MakeLab, jobs_of, scontrol, squeue, switch_dispatcher
 
 pytestmark = pytest.mark.integration
@@ -115,7 +116,7 @@ def test_slurm_time_limit_warning_records_timed_out_with_partial_outputs(
     assert runtime_seconds(ds.started, ds.finished) < 50
 
 
-def test_scancel_from_outside_is_cancelled(slurm_lab: MakeLab) -> None:
+def test_scancel_from_outside_is_cancelled(slurm_lab: MakeLab, engine: Engine) -> None:
     lab = slurm_lab()
     job = lab.wait_job(lab.submit(dataname=lab.dataset(), configname=lab.config(sleep=120)))
     slurm_id = running_in_slurm(lab, job)
@@ -124,6 +125,8 @@ def test_scancel_from_outside_is_cancelled(slurm_lab: MakeLab) -> None:
     (ds,) = status.datasets.values()
     assert status.state == State.CANCELLED and "scancel" in (ds.reason or ""), status
     assert any("runner stopped by SIGTERM" in e.message for e in status.events)
+    # The runner removed the analysis's container before SLURM's KillWait ran out.
+    wait_for("no container left", lambda: not analysis_containers(engine, lab.bucket), 30)
 
 
 def test_node_down_under_a_running_job_is_an_infrastructure_failure(
