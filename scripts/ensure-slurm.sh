@@ -18,7 +18,8 @@ NODE=$(hostname -s)
 
 die() { echo "ensure-slurm: $*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# /proc, not kill -0: a user who is not root may not signal the root daemons, only see them.
+alive() { [ -f "$1" ] && [ -d "/proc/$(cat "$1")" ]; }
 node_state() { timeout 5 sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1; }
 
 # 1. packages (only those missing)
