@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: setup system docker venv localstack base-image stack-images demo test lint unit integration bench clean
+.PHONY: setup system docker venv localstack base-image stack-images slurm demo test lint unit integration bench clean
 
 setup: system docker venv localstack base-image  ## everything a fresh machine needs
 
@@ -34,6 +34,9 @@ base-image: docker
 stack-images: venv localstack base-image
 	$(BIN)/python -m ncaas_dev.stack_images
 
+slurm: system  ## a real single-node SLURM cluster for --launcher slurm (not needed by demo)
+	scripts/ensure-slurm.sh
+
 demo: setup  ## run the bundled example end to end
 	@mkdir -p $(DEMO)
 	$(BIN)/python blueprints/spike-detect/generate_data.py --out $(DEMO)/rec.bin --truth $(DEMO)/truth.csv
@@ -45,7 +48,7 @@ lint: venv
 	$(BIN)/ruff format --check ncaas_dev tests benchmarks
 	$(BIN)/mypy
 
-test: setup stack-images lint  ## lint, types, unit and integration tests against real Docker + LocalStack
+test: setup stack-images slurm lint  ## lint, types, unit and integration tests against real Docker + LocalStack
 	scripts/ensure-test-packages.sh  # chromium for the web client's browser tests
 	$(BIN)/pytest
 

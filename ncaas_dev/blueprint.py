@@ -126,6 +126,17 @@ class CloudSpec(_Strict):
         return None if value is None else _bucket_name(value)
 
 
+class SlurmSpec(_Strict):
+    """How the SLURM launcher submits each dataset (docs/slurm.md)."""
+
+    partition: str | None = None  # None: the cluster's default partition
+    account: str | None = None
+    qos: str | None = None
+    container: Literal["docker", "oci"] = "docker"  # how the analysis runs on the node
+    extra_args: list[str] = Field(default_factory=list)  # passed to sbatch as given
+    price_per_cpu_hour: float = Field(default=0, ge=0)  # USD per core-hour, for the budget
+
+
 class Limits(_Strict):
     max_concurrent_jobs: int = Field(default=4, gt=0, le=1000)
     max_cost_usd: float = Field(default=300, ge=0)
@@ -155,6 +166,7 @@ class Blueprint(_Strict):
     resources: Resources = Field(default_factory=Resources)
     cloud: CloudSpec = Field(default_factory=CloudSpec)
     limits: Limits = Field(default_factory=Limits)
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
     groups: list[Group] = Field(min_length=1)
 
     @field_validator("analysis")

@@ -15,9 +15,12 @@ import sys
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import NcaasError
+
+if TYPE_CHECKING:
+    from .blueprint import Blueprint
 
 PRICE_TABLE = Path(__file__).with_name("prices.json")
 # EC2 bills Linux on-demand instances per second with a one-minute minimum.
@@ -27,6 +30,19 @@ PRICE_LIST_LOCATION = "US East (N. Virginia)"
 
 class UnknownInstanceType(NcaasError):
     """The price table has no price for this instance type."""
+
+
+def launcher_price(
+    blueprint: Blueprint, launcher: str, instance_type: str | None = None
+) -> tuple[str, float]:
+    """What one dataset is costed as, and its USD per hour: on SLURM, the cores it asks for at
+    ``slurm.price_per_cpu_hour``; elsewhere ``instance_type`` (a submission's own choice) or
+    the blueprint's instance type."""
+    if launcher == "slurm":
+        cores = math.ceil(blueprint.resources.cpus)
+        return f"slurm ({cores} core(s))", blueprint.slurm.price_per_cpu_hour * cores
+    chosen = instance_type or blueprint.cloud.instance_type
+    return chosen, hourly_price(chosen)
 
 
 @cache

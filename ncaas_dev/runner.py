@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -33,6 +34,30 @@ log = logging.getLogger(__name__)
 # Who the analysis runs as when ncaas-dev runs as root: nobody:nogroup, which every Debian or
 # Ubuntu image knows, and which owns nothing on the host.
 SANDBOX_UID = SANDBOX_GID = 65534
+
+
+class Stopped(Exception):
+    """A signal from outside while the analysis ran: SIGUSR1 is SLURM's warning ahead of the
+    time limit (``sbatch --signal``); SIGTERM is scancel, a lost node, or a person."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_armed = False  # raise Stopped only while the analysis runs, never while results upload
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    global _armed
+    if _armed:
+        _armed = False
+        raise Stopped(signum)
+
+
+def _arm(on: bool) -> None:
+    global _armed
+    _armed = on
 
 
 def sandbox_ids() -> tuple[int, int]:
@@ -175,7 +200,9 @@ class Runner:
         state, exit_code = State.FAILED, None
         reason: str | None = "infrastructure error: the runner stopped early"
         extra: dict[str, Any] = {}
+        stopped_by: str | None = None
         try:
+            _arm(True)
             self._download_data(task, work / "input" / task.dataset)
             if task.config_key:
                 self.storage.download_file(
@@ -204,6 +231,16 @@ class Runner:
             reader.join(timeout=10)
             state, reason = classify(exit, task)
             exit_code = exit.exit_code if exit else None
+        except Stopped as e:
+            state, reason = (
+                State.TIMED_OUT,
+                (
+                    "stopped ahead of SLURM's time limit: fetching, running and uploading took "
+                    "longer than allowed (raise run.timeout or give it a smaller dataset)"
+                ),
+            )
+            if e.signum != signal.SIGUSR1:  # how it ended is SLURM's to say (the launcher's)
+                stopped_by = str(e)
         except ImageMissing as e:
             reason = f"image missing: {e}"
         except NcaasError as e:
@@ -212,6 +249,7 @@ class Runner:
             log.exception("runner crashed")
             reason = f"infrastructure error: the runner crashed ({type(e).__name__}: {e})"
         finally:
+            _arm(False)
             shipper.stop()
             extra["last_output"] = shipper.last_line
             if compat:
@@ -219,7 +257,11 @@ class Runner:
             if container is not None:
                 Engine.remove(container)  # nothing of the analysis runs on past this point
             uploaded = self._upload_outputs(task, work, paths)
-            self._finish(store, task, state, reason, exit_code, uploaded, extra)
+            if stopped_by:  # stopped from outside: the launcher records how it ended
+                note = f"{task.dataset}: runner stopped by {stopped_by}; {uploaded} output file(s)"
+                store.update(task.group, task.job, lambda s: s.log(note))
+            else:
+                self._finish(store, task, state, reason, exit_code, uploaded, extra)
             shutil.rmtree(work, ignore_errors=True)
         return state
 
@@ -245,8 +287,9 @@ class Runner:
     @staticmethod
     def _container_started(status: JobStatus, dataset: str, runner: str) -> None:
         ds = status.datasets[dataset]
-        # On EC2 the instance is what the dispatcher watches; the container is a detail of it.
-        if not (ds.runner or "").startswith("ec2:"):
+        # On EC2 (SLURM) the instance (job) is what the dispatcher watches; the container is a
+        # detail of it.
+        if not (ds.runner or "").startswith(("ec2:", "slurm:")):
             ds.runner = runner
         status.log(f"{dataset}: analysis started on {runner}")
 
@@ -345,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     ready = _make_clients(args[1]) if spare and len(args) > 1 else None
     task_file = _await_task() if spare else Path(args[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
+    for signum in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(signum, _on_signal)
     task = DatasetTask.model_validate_json(task_file.read_text())
     clients = ready if ready and ready.endpoint_url == task.endpoint_url else None
     clients = clients or _make_clients(task.endpoint_url)

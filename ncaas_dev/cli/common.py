@@ -75,13 +75,18 @@ CloudOpt = Annotated[
 ]
 GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Group (default: the first).")]
 LauncherOpt = Annotated[
-    str, typer.Option("--launcher", help="docker (local containers) or ec2 (the cloud path).")
+    str,
+    typer.Option(
+        "--launcher", help="docker (local containers), ec2 (the cloud path) or slurm (a cluster)."
+    ),
 ]
 
 
 def check_launcher(launcher: str) -> str:
-    if launcher not in ("docker", "ec2"):
-        raise UsageError(f"unknown launcher {launcher!r}", hint="use --launcher docker or ec2")
+    if launcher not in ("docker", "ec2", "slurm"):  # ncaas_dev.launchers.factory.LAUNCHERS
+        raise UsageError(
+            f"unknown launcher {launcher!r}", hint="use --launcher docker, ec2 or slurm"
+        )
     return launcher
 
 

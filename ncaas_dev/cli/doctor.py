@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, escape
+from .common import (
+    CloudOpt,
+    EndpointOpt,
+    JsonOpt,
+    LauncherOpt,
+    check_launcher,
+    console,
+    emit_json,
+    escape,
+)
 from .context import Context
 
 
@@ -16,6 +25,7 @@ def doctor(
         Path | None, typer.Argument(help="Blueprint whose AMI to check as well.")
     ] = None,
     cloud: CloudOpt = False,
+    launcher: LauncherOpt = "docker",
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -29,6 +39,10 @@ def doctor(
     loaded = load_blueprint(blueprint_dir) if blueprint_dir else None
     ctx = Context.create(endpoint_url, cloud=cloud)
     checks = diagnose(ctx.settings, loaded)
+    if check_launcher(launcher) == "slurm":
+        from ..slurmcheck import slurm_checks
+
+        checks += slurm_checks()
     failed = any(c.level == Level.FAIL for c in checks)
     if as_json:
         emit_json({"ok": not failed, "checks": [c.as_dict() for c in checks]})

@@ -29,6 +29,12 @@ def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: boo
     )
 
     loaded = [load_blueprint(d) for d in blueprint_dirs]
+    if launcher == "slurm":  # before anything starts: the cluster answers, partitions exist
+        from ..slurmcheck import check_partition, require_slurm
+
+        require_slurm()
+        for item in loaded:
+            check_partition(item.blueprint)
     engine = Engine(connect()) if loaded else None
     # The compose stack (`up --containers`) runs LocalStack and the dispatcher itself.
     in_containers = containers_status(ctx.settings.state_dir) is not None
@@ -143,10 +149,7 @@ def dispatch(
     import logging
 
     from ..dispatcher import Dispatcher
-    from ..launchers.base import Launcher
-    from ..launchers.docker import DockerLauncher
-    from ..launchers.ec2 import Ec2Launcher
-    from ..launchers.sibling import SiblingLauncher, wants_sibling_runners
+    from ..launchers.factory import make_launcher
     from ..provision import ensure_queue
     from ..queue import QueueLoop
 
@@ -155,18 +158,9 @@ def dispatch(
     ctx = Context.create(endpoint_url)
     ctx.require_stack()
     queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
-    launcher_: Launcher
-    if launcher == "ec2":
-        launcher_ = Ec2Launcher(ctx.settings, ctx.storage)
-    elif wants_sibling_runners():  # in the compose stack: runners are containers of their own
-        launcher_ = SiblingLauncher.beside_this_container(ctx.settings.state_dir)
-    else:
-        docker_launcher = DockerLauncher(ctx.settings.state_dir, ctx.settings.endpoint_url)
-        docker_launcher.warm()
-        launcher_ = docker_launcher
     dispatcher = Dispatcher(
         ctx.storage,
-        launcher_,
+        make_launcher(launcher, ctx.settings, ctx.storage),
         ctx.settings.endpoint_url,
         ctx.settings.region,
     )

@@ -25,7 +25,7 @@ from ..errors import NcaasError
 from ..events import ObjectCreated
 from ..jobstore import JobStore
 from ..layout import claim_key, is_folder_key, is_submission_key, name_claim_key
-from ..pricing import UnknownInstanceType, hourly_price
+from ..pricing import UnknownInstanceType, launcher_price
 from ..status import DatasetStatus, JobStatus, reject
 from ..storage import NotFound, PreconditionFailed, Storage
 from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
@@ -267,7 +267,8 @@ class Admission:
             },
         )
         with contextlib.suppress(UnknownInstanceType):  # refused by the budget check
-            status.provenance["price_usd_per_hour"] = hourly_price(instance_type)
+            priced = launcher_price(record.blueprint, self.launcher_name, instance_type)[1]
+            status.provenance["price_usd_per_hour"] = priced
         status.log(f"received submission {key}")
         for note in notes:
             status.log(note)
@@ -347,9 +348,9 @@ class Admission:
     ) -> str | None:
         """Reserve the submission's worst-case cost in the group's ledger, or say why not."""
         blueprint = record.blueprint
-        instance_type = str(status.provenance.get("instance_type", blueprint.cloud.instance_type))
+        chosen = str(status.provenance.get("instance_type", blueprint.cloud.instance_type))
         try:
-            price = hourly_price(instance_type)
+            instance_type, price = launcher_price(blueprint, self.launcher_name, chosen)
         except UnknownInstanceType as e:
             return (
                 f"cannot check the budget: {e.message}; ask the analysis's developer to use "

@@ -195,6 +195,8 @@ class Scheduler:
         The first refusal's time is in status.json, so the bound holds across dispatchers."""
         now = self.clock()
         attempts = 0
+        # Who refused: EC2 (an AWS error) or SLURM (sbatch, squeue).
+        where, source = ("SLURM", "SLURM") if self.launcher.name == "slurm" else ("EC2", "AWS")
 
         def retry(status: JobStatus) -> None:
             nonlocal attempts
@@ -209,14 +211,14 @@ class Scheduler:
                 ds.state, ds.finished = State.FAILED, _stamp(now)
                 ds.reason = (
                     f"infrastructure error: could not start a runner in {waited / 60:.0f} min "
-                    f"({attempts} attempts); last AWS error: {error}"
+                    f"({attempts} attempts); last {source} error: {error}"
                 )
                 status.log(f"{task.dataset}: {ds.reason}")
                 return
             ds.runner = ds.claimed_by = ds.claimed_at = None
             extra.update(launch_refused_since=since, launch_attempts=attempts)
             until = _stamp(parse_time(since).timestamp() + self.retry_seconds)
-            ds.reason = f"waiting for EC2, retrying until {until}: {error}"
+            ds.reason = f"waiting for {where}, retrying until {until}: {error}"
             status.log(f"{task.dataset}: launch refused (attempt {attempts}), retrying: {error}")
 
         current = store.update(task.group, task.job, retry).datasets[task.dataset]
@@ -234,11 +236,13 @@ class Scheduler:
             ds = status.datasets[task.dataset]
             if ds.state.terminal:
                 return
-            ds.state, ds.finished = State.FAILED, utcnow()
+            ds.state, ds.finished = finished.state or State.FAILED, utcnow()
             ds.reason = (
                 f"runner lost: {finished.detail} before recording a result "
                 "(infrastructure error; submit the dataset again)"
             )
+            if finished.state is not None:  # the launcher knows how it ended (e.g. SLURM)
+                ds.reason = finished.detail
             status.log(f"{task.dataset}: runner {finished.runner} ended without a result")
 
         try:

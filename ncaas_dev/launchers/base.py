@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from ..analysis import AnalysisRecord
 from ..errors import NcaasError
+from ..status import State
 
 
 class RetryableLaunchError(NcaasError):
@@ -48,12 +49,15 @@ class DatasetTask(BaseModel):
 
 @dataclass(frozen=True)
 class Finished:
-    """A runner that ended; ``exit_code`` is the runner's own, not the analysis's."""
+    """A runner that ended; ``exit_code`` is the runner's own, not the analysis's. ``state``:
+    what its dataset ends as if the runner recorded nothing (None: failed, runner lost), with
+    ``detail`` as the reason (the SLURM launcher maps SLURM's end states this way)."""
 
     task: DatasetTask
     runner: str
     exit_code: int | None
     detail: str
+    state: State | None = None
 
 
 class Launcher(Protocol):
