@@ -103,3 +103,15 @@ class LogShipper:
                     last_report = time.monotonic()
             except Exception:  # a failed upload must not kill the run; the next tick retries
                 continue
+
+
+def tail_lines(path: Path, count: int, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last ``count`` non-empty lines of a log (read from its last ``max_bytes``)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    lines = [line.strip()[:500] for line in text.splitlines() if line.strip()]
+    return lines[-count:]

@@ -24,9 +24,10 @@ from .errors import NcaasError
 from .jobstore import JobStore
 from .launchers.base import DatasetTask
 from .layout import JobPaths, dataset_name, is_folder_key
-from .logship import LogShipper
+from .logship import LogShipper, tail_lines
 from .settings import Settings
 from .status import JobStatus, State, utcnow
+from .stopping import Stopped, arm, install_handlers
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -34,30 +35,6 @@ log = logging.getLogger(__name__)
 # Who the analysis runs as when ncaas-dev runs as root: nobody:nogroup, which every Debian or
 # Ubuntu image knows, and which owns nothing on the host.
 SANDBOX_UID = SANDBOX_GID = 65534
-
-
-class Stopped(Exception):
-    """A signal from outside while the analysis ran: SIGUSR1 is SLURM's warning ahead of the
-    time limit (``sbatch --signal``); SIGTERM is scancel, a lost node, or a person."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_armed = False  # raise Stopped only while the analysis runs, never while results upload
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    global _armed
-    if _armed:
-        _armed = False
-        raise Stopped(signum)
-
-
-def _arm(on: bool) -> None:
-    global _armed
-    _armed = on
 
 
 def sandbox_ids() -> tuple[int, int]:
@@ -82,18 +59,6 @@ def _size(n: int) -> str:
         if n >= factor and n % factor == 0:
             return f"{n // factor}{unit}"
     return f"{n}b" if n < 1024 else f"{n // 1024}k"
-
-
-def tail_lines(path: Path, count: int, max_bytes: int = 64 * 1024) -> list[str]:
-    """The last ``count`` non-empty lines of a log (read from its last ``max_bytes``)."""
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - max_bytes))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    lines = [line.strip()[:500] for line in text.splitlines() if line.strip()]
-    return lines[-count:]
 
 
 def classify(exit: ExitInfo | None, task: DatasetTask) -> tuple[State, str | None]:
@@ -202,7 +167,7 @@ class Runner:
         extra: dict[str, Any] = {}
         stopped_by: str | None = None
         try:
-            _arm(True)
+            arm(True)
             self._download_data(task, work / "input" / task.dataset)
             if task.config_key:
                 self.storage.download_file(
@@ -249,7 +214,7 @@ class Runner:
             log.exception("runner crashed")
             reason = f"infrastructure error: the runner crashed ({type(e).__name__}: {e})"
         finally:
-            _arm(False)
+            arm(False)
             shipper.stop()
             extra["last_output"] = shipper.last_line
             if compat:
@@ -388,8 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     ready = _make_clients(args[1]) if spare and len(args) > 1 else None
     task_file = _await_task() if spare else Path(args[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
-    for signum in (signal.SIGTERM, signal.SIGUSR1):
-        signal.signal(signum, _on_signal)
+    install_handlers()
     task = DatasetTask.model_validate_json(task_file.read_text())
     clients = ready if ready and ready.endpoint_url == task.endpoint_url else None
     clients = clients or _make_clients(task.endpoint_url)
