@@ -4,7 +4,6 @@ the cheapest instance type that fits (step 2 of the developer's guide: choosing 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,19 +47,20 @@ class ProfileReport:
 
 def profile(
     bp: BlueprintLike,
-    data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    data: str | os.PathLike[str],
     config: str | os.PathLike[str] | None = None,
     *,
     headroom: float = DEFAULT_HEADROOM,
     write: bool = False,
     on_progress: OnProgress | None = None,
 ) -> ProfileReport:
-    """Run the analysis once on ``data`` (a local file; the first of a list) under the
+    """Run the analysis once on ``data`` (a local file) under the
     container contract with generous limits, sampling its cgroup for peak memory and CPU time.
     Recommends the cheapest instance type in the price table with memory >= peak x
     ``headroom`` and enough vCPUs. With ``write``, puts ``resources.cpus``,
     ``resources.memory`` and ``cloud.instance_type`` into blueprint.yaml, keeping comments."""
     from ..profiling.run import profile_run
 
-    paths = [Path(data)] if isinstance(data, str | os.PathLike) else [Path(p) for p in data]
-    return profile_run(bp, paths, Path(config) if config else None, headroom, write, on_progress)
+    return profile_run(
+        bp, Path(data), Path(config) if config else None, headroom, write, on_progress
+    )
