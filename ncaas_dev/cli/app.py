@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import NcaasError
-from . import bake, deploy, doctor, jobs, project, stack
+from . import bake, deploy, doctor, jobs, measure, project, stack
 from .common import console, err, escape
 
 
@@ -103,7 +103,7 @@ for _command in (
     jobs.results,
 ):
     app.command()(_command)
-for _register in (bake.register, deploy.register, doctor.register):
+for _register in (bake.register, deploy.register, doctor.register, measure.register):
     _register(app)
 
 

@@ -56,7 +56,7 @@ def lay_out(
     check_files(data, config)
     for sub in ("input", "config"):
         (work / sub).mkdir(parents=True, exist_ok=True)
-    out = output or work / "output"
+    out = (output or work / "output").resolve()
     out.mkdir(parents=True, exist_ok=True)
     if data is not None:
         shutil.copyfile(data, work / "input" / data.name)
