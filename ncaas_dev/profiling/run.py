@@ -18,9 +18,9 @@ from ..settings import Settings
 from .cgroup import CgroupSampler
 from .contract import check_files, lay_out
 from .recommend import cheapest, cost_per_dataset, need_of, size_text
+from .report import ProfileReport
 
 if TYPE_CHECKING:
-    from ..api.profile import ProfileReport
     from ..api.progress import OnProgress
     from ..api.project import BlueprintLike
 
@@ -45,7 +45,6 @@ def profile_run(
     write: bool,
     on_progress: OnProgress | None,
 ) -> ProfileReport:
-    from ..api.profile import ProfileReport
     from ..api.progress import emit
     from ..api.project import cached_build, loaded
     from ..errors import UsageError
