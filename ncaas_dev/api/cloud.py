@@ -123,7 +123,7 @@ def deploy_report(
         storage = Storage(s3_client(settings), settings.endpoint_url)
         bucket = item.blueprint.bucket
         record = load_record(storage, bucket)
-        if record is None or record.image_id != image_id:
+        if record is None or record.image_id is None:  # a record `run`/`up` wrote stays
             save_record(storage, AnalysisRecord.of(item, image_id), bucket)
     return result
 
