@@ -113,6 +113,14 @@ def run_shell(
 
 
 def _pass_through(container: Any) -> None:
+    """The command's output to this process's stdout: its bytes, or text where stdout has no
+    byte buffer (a notebook's, a redirected StringIO)."""
+    out = sys.stdout
+    buffer = getattr(out, "buffer", None)
     for chunk in Engine.stream_output(container):
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.buffer.flush()
+        if buffer is not None:
+            buffer.write(chunk)
+            buffer.flush()
+        else:
+            out.write(chunk.decode("utf-8", "replace"))
+            out.flush()
