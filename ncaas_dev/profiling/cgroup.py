@@ -36,12 +36,17 @@ def _read_int(path: Path) -> int | None:
 
 def cgroup_paths(pid: int, root: Path = CGROUP_ROOT) -> tuple[Path | None, Path | None, str]:
     """(memory folder, cpu folder, "v1"|"v2") of process ``pid``."""
-    memory = cpu = None
-    version = ""
     try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        return parse_cgroup(Path(f"/proc/{pid}/cgroup").read_text(), root)
     except OSError:
         return None, None, ""
+
+
+def parse_cgroup(text: str, root: Path = CGROUP_ROOT) -> tuple[Path | None, Path | None, str]:
+    """The folders ``/proc/{pid}/cgroup``'s ``text`` names (pure)."""
+    memory = cpu = None
+    version = ""
+    lines = text.splitlines()
     for line in lines:
         _, controllers, path = line.split(":", 2)
         names = controllers.split(",")
@@ -60,8 +65,14 @@ def cgroup_paths(pid: int, root: Path = CGROUP_ROOT) -> tuple[Path | None, Path 
 class CgroupSampler:
     """Samples process ``pid``'s cgroup in a thread until ``stop()``."""
 
-    def __init__(self, pid: int, interval: float = 0.05, root: Path = CGROUP_ROOT) -> None:
-        self.memory, self.cpu, self.version = cgroup_paths(pid, root)
+    def __init__(
+        self,
+        pid: int,
+        interval: float = 0.05,
+        root: Path = CGROUP_ROOT,
+        paths: tuple[Path | None, Path | None, str] | None = None,
+    ) -> None:
+        self.memory, self.cpu, self.version = paths or cgroup_paths(pid, root)
         self.usage = Usage(source=f"cgroup {self.version}: {self.memory}")
         self.interval = interval
         self._stop = threading.Event()
