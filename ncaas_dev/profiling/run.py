@@ -17,6 +17,7 @@ from ..runner import give_back
 from ..settings import Settings
 from .cgroup import CgroupSampler
 from .contract import check_files, lay_out
+from .gpu import GpuSampler
 from .recommend import cheapest, cost_per_dataset, need_of, size_text
 from .report import ProfileReport
 
@@ -74,6 +75,7 @@ def profile_run(
         container = engine.start(spec)
         container.reload()
         sampler = CgroupSampler(int(container.attrs["State"]["Pid"] or 0)).start()
+        gpu = GpuSampler(sampler.memory if limits.gpu else None).start()
         reader = threading.Thread(
             target=_relay, args=(Engine.stream_output(container), data.name, on_progress)
         )
@@ -84,6 +86,7 @@ def profile_run(
         if exit is None:
             Engine.kill(container)
         usage = sampler.stop()
+        gpu_peak = gpu.stop()
         reader.join(timeout=10)
         give_back(laid.output)
         output_bytes = _folder_bytes(laid.output)
@@ -98,20 +101,28 @@ def profile_run(
         "wall_seconds": round(wall, 3),
         "output_bytes": output_bytes,
         "headroom": headroom,
+        "gpu_memory_bytes": gpu_peak,
     }
     reasoning.append(f"sampled {usage.samples} time(s) from {usage.source}")
     failure = _failure(exit, item.blueprint.run.timeout)
     if failure is not None:
         reasoning.append("the run failed, so nothing is recommended")
         return ProfileReport(succeeded=False, reason=failure, reasoning=reasoning, **measured)
-    need = need_of(usage.peak_memory_bytes, usage.cpu_seconds, wall, headroom, gpu=limits.gpu)
+    need = need_of(
+        usage.peak_memory_bytes, usage.cpu_seconds, wall, headroom, limits.gpu, gpu_peak or 0
+    )
     reasoning.append(
         f"needs {size_text(need.memory_bytes)} memory (peak {size_text(usage.peak_memory_bytes)} "
         f"x {headroom:g}) and {need.cpus} vCPU(s) ({usage.cpu_seconds:.1f} s CPU in "
         f"{wall:.1f} s = {usage.cpu_seconds / wall if wall else 0:.2f} busy core(s) x {headroom:g})"
     )
-    if limits.gpu:
-        reasoning.append("GPU memory is not measured here; any current NVIDIA type is considered")
+    if limits.gpu and gpu_peak is None:
+        reasoning.append("GPU memory not measured (no nvidia-smi): any current NVIDIA type fits")
+    elif limits.gpu:
+        reasoning.append(
+            f"needs {size_text(need.gpu_memory_bytes)} of GPU memory (peak "
+            f"{size_text(gpu_peak or 0)} x {headroom:g})"
+        )
     kind = cheapest(need)
     if kind is None:
         reasoning.append("no instance type in the price table fits")

@@ -131,3 +131,14 @@ def test_write_never_leaves_an_invalid_blueprint(tmp_path: Path) -> None:
     assert (tmp_path / "blueprint.yaml").read_text() == BLUEPRINT
     assert load_blueprint(tmp_path).blueprint.resources.cpus == 4
     assert "cloud:" in with_fields("analysis: x\n", {("cloud", "instance_type"): "m5.large"})
+
+
+def test_gpu_memory_counts_only_the_containers_processes() -> None:
+    from ncaas_dev.profiling.gpu import parse_compute_apps
+
+    text = "1234, 2048\n999, 4096\n1300, 512\n[Not Supported]\n"
+    assert parse_compute_apps(text, {1234, 1300}) == (2048 + 512) * MIB
+    assert parse_compute_apps("", {1}) == 0
+    need = need_of(MIB, 1, 1, 1.5, gpu=True, gpu_memory=12 * GIB)  # 18 GiB with headroom
+    kind = cheapest(need)
+    assert kind is not None and kind.gpu_memory_bytes >= 18 * GIB  # a 24 GiB A10G/L4, no T4
