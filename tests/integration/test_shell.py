@@ -127,3 +127,36 @@ def test_interrupting_the_shell_leaves_no_container(
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr  # Typer answers an interrupt with exit 130, quietly
     assert _shell_containers(engine, analysis) == []
+
+
+def test_an_interactive_shell_on_a_terminal(
+    probe: LoadedBlueprint, cli_env: dict[str, str], engine: Engine, tmp_path: Path
+) -> None:
+    """On a terminal (a pty from util-linux's `script`) the shell is interactive: a prompt,
+    a tty, the contract's environment; exiting it leaves no container."""
+    data, _ = _files(tmp_path)
+    command = f"{NCAAS_DEV} shell {probe.folder} --data {data} --out {tmp_path / 'o'}"
+    process = subprocess.Popen(
+        ["script", "-qec", command, "/dev/null"],
+        env=cli_env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    analysis = probe.blueprint.analysis
+    deadline = time.monotonic() + 60
+    while not _shell_containers(engine, analysis) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _shell_containers(engine, analysis), "the shell's container never started"
+    time.sleep(1)  # the exec'd shell reads the terminal from here on
+    assert process.stdin is not None
+    process.stdin.write('echo "tty=$(tty) ds=$NCAAS_DATASET"\nexit 3\n')
+    process.stdin.flush()
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 3, output
+    assert "tty=/dev/pts/" in output and "ds=rec.bin" in output
+    deadline = time.monotonic() + 10
+    while _shell_containers(engine, analysis) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _shell_containers(engine, analysis) == []
