@@ -4,6 +4,7 @@ so `profile` and `shell` run the analysis exactly as a job does."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from ..analysis import AnalysisRecord
 from ..blueprint import LoadedBlueprint
-from ..containers import ContainerSpec, Mount
+from ..containers import ContainerSpec, Engine, Mount
 from ..errors import UsageError
 from ..launchers.base import DatasetTask
 from ..layout import group_prefix
@@ -85,3 +86,10 @@ def lay_out(
     uid, gid = sandbox_ids()
     shutil.chown(out, uid, gid)  # the sandbox user may write here (as a runner arranges)
     return Laid(task, spec, work, out)
+
+
+def remove_labelled(engine: Engine, label: str) -> None:
+    """Remove every container carrying ``label`` (``key=value``); gone already is as good."""
+    with contextlib.suppress(Exception):
+        for found in engine.client.containers.list(all=True, filters={"label": label}):
+            Engine.remove(found)

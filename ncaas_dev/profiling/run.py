@@ -4,6 +4,7 @@ cgroup sampled for peak memory and CPU time, then the cheapest instance type tha
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -16,7 +17,7 @@ from ..containers import Engine, connect
 from ..runner import give_back
 from ..settings import Settings
 from .cgroup import CgroupSampler
-from .contract import check_files, lay_out
+from .contract import check_files, lay_out, remove_labelled
 from .gpu import GpuSampler
 from .recommend import cheapest, cost_per_dataset, need_of, size_text
 from .report import ProfileReport
@@ -67,9 +68,11 @@ def profile_run(
     work = Path(tempfile.mkdtemp(prefix="profile-", dir=settings.state_dir))
     engine = Engine(connect())
     container: Any = None
+    token = secrets.token_hex(8)  # finds the container should an interrupt beat `start`
     try:
         laid = lay_out(item, image_id, settings, work, data, config)
-        spec = replace(laid.spec, cpus=cpus, memory=memory, labels={**laid.spec.labels})
+        labels = {**laid.spec.labels, "ncaas.profile": token}
+        spec = replace(laid.spec, cpus=cpus, memory=memory, labels=labels)
         emit(on_progress, "step", f"running {item.blueprint.analysis} on {data.name}")
         started = time.monotonic()
         container = engine.start(spec)
@@ -93,6 +96,7 @@ def profile_run(
     finally:
         if container is not None:
             Engine.remove(container)
+        remove_labelled(engine, f"ncaas.profile={token}")
         shutil.rmtree(work, ignore_errors=True)
     measured: dict[str, Any] = {
         "exit_code": exit.exit_code if exit else None,

@@ -13,6 +13,7 @@ placeholder once its ``sleep`` (the run's own timeout) ends.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ from ..containers import Engine, connect
 from ..errors import NcaasError
 from ..runner import give_back
 from ..settings import Settings
-from .contract import check_files, lay_out
+from .contract import check_files, lay_out, remove_labelled
 
 if TYPE_CHECKING:
     from ..api.project import BlueprintLike
@@ -74,11 +75,14 @@ def run_shell(
     work = Path(tempfile.mkdtemp(prefix="shell-", dir=settings.state_dir))
     engine = Engine(connect())
     container: Any = None
+    # Labels this shell's containers: an interrupt between their creation and `start`
+    # returning leaves `container` unset, and they are found by it instead.
+    token = secrets.token_hex(8)
     try:
         with _terminations_interrupt():
             laid = lay_out(item, image_id, settings, work, data, config, group, out, "shell")
             timeout = item.blueprint.run.timeout
-            labels = {**laid.spec.labels, "ncaas.shell": "1"}
+            labels = {**laid.spec.labels, "ncaas.shell": token}
             if command is not None:
                 spec = replace(laid.spec, entrypoint=["sh", "-c"], command=[command], labels=labels)
                 container = engine.start(spec)
@@ -107,6 +111,7 @@ def run_shell(
     finally:
         if container is not None:
             Engine.remove(container)
+        remove_labelled(engine, f"ncaas.shell={token}")
         with contextlib.suppress(OSError):
             give_back(out)
         shutil.rmtree(work, ignore_errors=True)

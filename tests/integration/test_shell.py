@@ -33,12 +33,10 @@ exit 4
 """
 
 
-def _shell_containers(engine: Engine, analysis: str) -> list[object]:
-    return list(
-        engine.client.containers.list(
-            all=True, filters={"label": ["ncaas.shell=1", f"ncaas.analysis={analysis}"]}
-        )
-    )
+def _shell_containers(engine: Engine, analysis: str) -> list[str]:
+    """Ids of the shell's containers (one listing call: no inspect that could race a removal)."""
+    labels = ["ncaas.shell", f"ncaas.analysis={analysis}"]
+    return [c["Id"] for c in engine.client.api.containers(all=True, filters={"label": labels})]
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:
@@ -118,12 +116,16 @@ def test_interrupting_the_shell_leaves_no_container(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while not _shell_containers(engine, analysis) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _shell_containers(engine, analysis), "the shell's container never started"
-    process.send_signal(sig)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not _shell_containers(engine, analysis) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _shell_containers(engine, analysis), "the shell's container never started"
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.communicate()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr  # Typer answers an interrupt with exit 130, quietly
     assert _shell_containers(engine, analysis) == []
@@ -145,15 +147,19 @@ def test_an_interactive_shell_on_a_terminal(
         text=True,
     )
     analysis = probe.blueprint.analysis
-    deadline = time.monotonic() + 60
-    while not _shell_containers(engine, analysis) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _shell_containers(engine, analysis), "the shell's container never started"
-    time.sleep(1)  # the exec'd shell reads the terminal from here on
-    assert process.stdin is not None
-    process.stdin.write('echo "tty=$(tty) ds=$NCAAS_DATASET"\nexit 3\n')
-    process.stdin.flush()
-    output, _ = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not _shell_containers(engine, analysis) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _shell_containers(engine, analysis), "the shell's container never started"
+        time.sleep(1)  # the exec'd shell reads the terminal from here on
+        assert process.stdin is not None
+        process.stdin.write('echo "tty=$(tty) ds=$NCAAS_DATASET"\nexit 3\n')
+        process.stdin.flush()
+        output, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.communicate()
     assert process.returncode == 3, output
     assert "tty=/dev/pts/" in output and "ds=rec.bin" in output
     deadline = time.monotonic() + 10
