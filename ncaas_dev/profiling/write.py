@@ -9,27 +9,16 @@ import io
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.util import load_yaml_guess_indent
 
 from ..blueprint import BLUEPRINT_FILE, LoadedBlueprint, load_blueprint
-from ..cloud.bake.record import _atomic_write, _mapping_indent
+from ..cloud.bake.record import _atomic_write, round_trip
 from ..errors import BlueprintError
 
 
 def with_fields(text: str, fields: dict[tuple[str, str], Any]) -> str:
     """``text`` with each ``(section, key)`` set to its value; everything else kept."""
-    _, sequence_indent, offset = load_yaml_guess_indent(text)
-    rt = YAML()
-    rt.preserve_quotes = True
-    rt.width = 4096  # never re-wrap a user's long lines
-    rt.indent(mapping=_mapping_indent(text), sequence=sequence_indent, offset=offset)
-    try:
-        doc = rt.load(text)
-    except YAMLError as e:
-        raise BlueprintError(f"blueprint.yaml is not valid YAML: {e}") from e
+    rt, doc = round_trip(text)
     for (section, key), value in fields.items():
         mapping = doc.get(section)
         if mapping is None:
