@@ -57,6 +57,10 @@ class ContainerSpec:
     user: str
     # With ``network``: the Docker network to join (None: the engine's default network).
     network_name: str | None = None
+    # `ncaas-dev shell` only: replace the image's ENTRYPOINT, and let the engine remove the
+    # container when it stops (so not even a killed ncaas-dev leaves one behind).
+    entrypoint: list[str] | None = None
+    auto_remove: bool = False
 
 
 def pids_limit(cpus: float) -> int:
@@ -157,6 +161,10 @@ class Engine:
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
         }
+        if spec.entrypoint is not None:
+            kwargs["entrypoint"] = spec.entrypoint
+        if spec.auto_remove:
+            kwargs["auto_remove"] = True
         if not spec.network:
             kwargs["network_mode"] = "none"
         elif spec.network_name:

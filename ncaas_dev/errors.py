@@ -41,3 +41,7 @@ class StorageError(NcaasError):
 
 class JobFailed(NcaasError):
     """A job ended in any state but succeeded."""
+
+
+class JobTimeout(NcaasError):
+    """A job did not end within the time a caller waited for it (``Job.wait(timeout=...)``)."""

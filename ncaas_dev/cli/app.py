@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from ..errors import NcaasError
 from ..web import cli as web_cli  # `ncaas-dev web` (issue 8)
-from . import bake, deploy, doctor, importing, jobs, project, stack
+from . import bake, deploy, doctor, importing, jobs, measure, project, stack
 from .common import console, err, escape
 
 
@@ -109,6 +109,7 @@ for _register in (
     deploy.register,
     doctor.register,
     importing.register,
+    measure.register,
     web_cli.register,
 ):
     _register(app)

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape, target_settings
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
+
+    from ..api.progress import Progress as ProgressEvent
 
 
 class RichReporter:
@@ -53,6 +55,15 @@ class RichReporter:
         self._finish()
         self.task = None
 
+    def on_progress(self, event: ProgressEvent) -> None:
+        """The API's progress events, as the bake's reporter calls."""
+        if event.kind == "step":
+            self.step(event.message, event.total)
+        elif event.kind == "advance":
+            self.advance(event.amount)
+        elif event.kind == "line":
+            self.line(event.message)
+
 
 def register(app: typer.Typer) -> None:
     """Add the command to ``app``."""
@@ -69,17 +80,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Bake the analysis into an AMI (LocalStack's EC2 unless --cloud); record it in the
         blueprint as cloud.ami."""
-        from ..blueprint import load_blueprint
-        from ..cloud.bake.bake import bake
-        from ..cloud.bake.packer import packer_binary
-        from ..containers import Engine, connect
+        from ..api.cloud import bake_report
+        from ..api.project import load_blueprint
+        from ..settings import Settings
 
         loaded = load_blueprint(blueprint_dir)
-        packer_binary()  # before LocalStack starts: a missing Packer is the first thing to say
-        engine = Engine(connect())
-        settings = target_settings(loaded, endpoint_url, cloud, quiet=as_json)
         if as_json:
-            result = bake(loaded, settings, engine, cloud=cloud, force=force)
+            result = bake_report(loaded, cloud, force=force, endpoint_url=endpoint_url)
             emit_json(result.as_json())
             return
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -96,9 +103,16 @@ def register(app: typer.Typer) -> None:
         with progress:
             reporter = RichReporter(progress)
             try:
-                result = bake(loaded, settings, engine, cloud=cloud, force=force, reporter=reporter)
+                result = bake_report(
+                    loaded,
+                    cloud,
+                    force=force,
+                    endpoint_url=endpoint_url,
+                    on_progress=reporter.on_progress,
+                )
             finally:
                 reporter.close()
+        settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
         where = "AWS" if cloud else f"LocalStack ({settings.endpoint_url})"
         if not result.baked:
             say(

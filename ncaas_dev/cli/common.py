@@ -7,9 +7,7 @@ docker are imported inside the commands that use them, so `--help` and `status` 
 from __future__ import annotations
 
 import json
-import os
 import sys
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,9 +16,6 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from ..blueprint import LoadedBlueprint
-    from ..settings import Settings
 
 
 class _LazyConsole:
@@ -92,22 +87,3 @@ def check_launcher(launcher: str) -> str:
 
 def emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-
-
-def target_settings(
-    loaded: LoadedBlueprint, endpoint_url: str | None, cloud: bool, quiet: bool
-) -> Settings:
-    """Where `bake` and `deploy` work: with --cloud, real AWS in the blueprint's region (settings
-    that only make sense against LocalStack are refused); else LocalStack, started if need be."""
-    from dataclasses import replace
-
-    from ..settings import Settings, check_cloud_environment
-    from ..stack import start_localstack
-
-    if cloud:
-        check_cloud_environment(os.environ, endpoint_url)
-        return replace(Settings.from_env(cloud=True), region=loaded.blueprint.cloud.region)
-    settings = Settings.from_env(endpoint_url=endpoint_url)
-    with err.status("starting LocalStack") if not quiet else nullcontext():
-        start_localstack(settings)
-    return settings

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape, target_settings
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape
 
 if TYPE_CHECKING:
+    from ..api.progress import Progress
     from ..cloud.deploy.deploy import DeployResult
 
 _STYLE = {"COMPLETE": "green", "FAILED": "red", "PROGRESS": "yellow"}
@@ -79,26 +80,32 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Create or update the analysis's stack (bucket, group access, dispatcher, instance
         role) with CloudFormation: LocalStack unless --cloud."""
-        from ..blueprint import load_blueprint
-        from ..cloud.deploy.deploy import deploy as run_deploy
+        from ..api.cloud import deploy_report
+        from ..api.project import load_blueprint
+        from ..settings import Settings
 
         loaded = load_blueprint(blueprint_dir)
-        settings = target_settings(loaded, endpoint_url, cloud, quiet=as_json)
-        where = f"AWS {settings.region}" if cloud else f"LocalStack ({settings.endpoint_url})"
+        if cloud:
+            where = f"AWS {loaded.blueprint.cloud.region}"
+        else:
+            where = f"LocalStack ({Settings.from_env(endpoint_url=endpoint_url).endpoint_url})"
         if as_json:
-            result = run_deploy(loaded, settings)
+            result = deploy_report(loaded, cloud, endpoint_url=endpoint_url)
             emit_json(result.as_json())
         else:
             with err.status(f"deploying {loaded.blueprint.analysis} to {where}") as status:
 
-                def show(event: dict[str, Any]) -> None:
-                    err.print(_event_line(event))
-                    status.update(f"deploying: {escape(str(event.get('LogicalResourceId')))}")
+                def show(event: Progress) -> None:
+                    if event.kind == "resource":
+                        err.print(_event_line(dict(event.detail)))
+                        status.update(f"deploying: {escape(event.message)}")
+                    elif event.kind in ("step", "line"):
+                        status.update(escape(event.message[:100]))
 
-                result = run_deploy(loaded, settings, on_event=show)
+                result = deploy_report(loaded, cloud, endpoint_url=endpoint_url, on_progress=show)
             from ..stack import PidFile
 
-            running = PidFile(settings.state_dir, "dispatcher").read().running
+            running = PidFile(Settings.from_env().state_dir, "dispatcher").read().running
             _summary(result, where, running)
         if result.missing:
             raise typer.Exit(1)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import JobFailed, NcaasError, UsageError
+from ..errors import JobFailed
 from .common import (
     EndpointOpt,
     GroupOpt,
@@ -21,30 +19,11 @@ from .common import (
     err,
     escape,
 )
-from .context import Context, open_analysis
-from .follow import follow_job
-from .stack import bring_up
+from .render import Renderer, event_line
 
 if TYPE_CHECKING:
-    from ..blueprint import LoadedBlueprint
+    from ..api.progress import OnProgress, Progress
     from ..status import JobStatus
-
-
-def _require_ami(ctx: Context, loaded: LoadedBlueprint) -> None:
-    """Refuse to submit work no instance could start; ``cloud.ami`` is set (checked before)."""
-    from ..aws import ec2_client
-    from ..containers import Engine, connect
-    from ..launchers.ec2 import check_ami
-
-    ami = loaded.blueprint.cloud.ami
-    assert ami is not None
-    image_id = Engine(connect()).image_id(loaded.blueprint.image_tag)
-    try:
-        region = loaded.blueprint.cloud.region
-        ec2 = ec2_client(replace(ctx.settings, region=region))
-        check_ami(ec2, ami, image_id, region, ctx.settings)
-    except NcaasError as e:
-        raise UsageError(e.message, hint=e.hint) from e
 
 
 def _job_doc(status: JobStatus, results: Path | None = None) -> dict[str, Any]:
@@ -95,75 +74,28 @@ def run(
     as_json: JsonOpt = False,
 ) -> None:
     """Build, start the local stack, upload, submit, follow, download: the whole job."""
-    from ..blueprint import load_blueprint
+    from ..api.jobs import run as run_job
 
-    loaded = load_blueprint(blueprint_dir)
-    group = group or loaded.blueprint.groups[0].name
-    if loaded.blueprint.group(group) is None:
-        raise UsageError(
-            f"group {group!r} is not in {loaded.folder}/blueprint.yaml",
-            hint=f"choose one of {', '.join(g.name for g in loaded.blueprint.groups)}",
+    check_launcher(launcher)
+    render = Renderer(err.print if as_json else console.print, quiet=as_json)
+    try:
+        job = run_job(
+            blueprint_dir,
+            data,
+            config,
+            group,
+            out,
+            launcher=launcher,
+            endpoint_url=endpoint_url,
+            on_progress=render,
         )
-    for path in [*data, *([config] if config else [])]:
-        if not (path.is_file() or (path.is_dir() and path in data)):  # a folder: one dataset
-            raise UsageError(f"{path}: no such file", hint="check --data and --config")
-    if check_launcher(launcher) == "ec2" and not loaded.blueprint.cloud.ami:
-        raise UsageError(
-            f"{loaded.folder}/blueprint.yaml has no cloud.ami, and the ec2 launcher starts each "
-            "dataset's instance from the baked AMI",
-            hint=f"run `ncaas-dev bake {blueprint_dir}` first, or use --launcher docker",
-        )
-    ctx = Context.create(endpoint_url)
-    say = err.print if as_json else console.print
-    bring_up(ctx, launcher, [loaded.folder], quiet=as_json)
-    if launcher == "ec2":
-        _require_ami(ctx, loaded)
-    from ..client import AnalysisClient
-
-    client = AnalysisClient(ctx.storage, loaded.blueprint.analysis)
-    data_keys = [_upload(client, path, group, "inputs", as_json) for path in data]
-    config_key = _upload(client, config, group, "configs", as_json) if config else None
-    submitted = client.submit(group, data_keys, config_key)
-    say(f"submitted s3://{client.bucket}/{submitted.key}")
-    job = _wait_for_job(client, submitted, ctx)
-    say(f"job {job}")
-    final = follow_job(client, group, job, say if not as_json else (lambda _: None))
-    results = client.download(group, job, out)
+    finally:
+        render.close()
     if as_json:
-        emit_json(_job_doc(final, results))
+        emit_json(_job_doc(job.status, job.results_dir))
     else:
-        _summary(final, results)
-    _finish(final)
-
-
-def _upload(client: Any, path: Path, group: str, folder: str, quiet: bool) -> str:
-    size = path.stat().st_size
-    if quiet or size < 8 * 1024**2:
-        return str(client.upload(path, group, folder))
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-    ) as progress:
-        bar = progress.add_task(f"upload {path.name}", total=size)
-        return str(client.upload(path, group, folder, lambda n: progress.advance(bar, n)))
-
-
-def _wait_for_job(client: Any, submitted: Any, ctx: Context, timeout: float = 60) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.job_of(submitted)
-        if job:
-            return str(job)
-        time.sleep(0.05)
-    raise NcaasError(
-        f"no dispatcher picked up {submitted.key} within {timeout:.0f} s",
-        hint=f"is it running? `ncaas-dev status`; its log: {ctx.settings.state_dir}/dispatcher.log",
-    )
+        _summary(job.status, job.results_dir)
+    _finish(job.status)
 
 
 def submit(
@@ -179,31 +111,46 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Upload files (or use keys already in S3) and write a submission; print the job."""
-    opened = open_analysis(analysis, endpoint_url, group)
-    ctx, client, group = opened.ctx, opened.client, opened.group
+    from ..api.jobs import submit as submit_job
 
-    def key_of(item: str, folder: str) -> str:
-        path = Path(item)
-        local = path.is_file() or (path.is_dir() and folder == "inputs")  # a folder: one dataset
-        return _upload(client, path, group, folder, as_json) if local else item
-
-    keys = [key_of(item, "inputs") for item in data]
-    submitted = client.submit(group, keys, key_of(config, "configs") if config else None, timestamp)
-    job = _wait_for_job(client, submitted, ctx)
+    render = Renderer(err.print if as_json else console.print, quiet=as_json)
+    try:
+        job = submit_job(
+            analysis,
+            data,
+            config,
+            group,
+            timestamp=timestamp,
+            endpoint_url=endpoint_url,
+            on_progress=None if as_json else _quiet_steps(render),
+        )
+    finally:
+        render.close()
+    submission = job.status.submission
     if not wait:
         if as_json:
-            emit_json({"submission": submitted.key, "job": job, "group": group})
+            emit_json({"submission": submission, "job": job.name, "group": job.group})
         else:
-            console.print(f"submitted {submitted.key} -> {job}")
+            console.print(f"submitted {submission} -> {job.name}")
         return
     say = err.print if as_json else console.print
-    say(f"submitted {submitted.key} -> {job}")
-    final = follow_job(client, group, job, say if not as_json else (lambda _: None))
+    say(f"submitted {submission} -> {job.name}")
+    job.wait(on_progress=Renderer(say))
     if as_json:
-        emit_json(_job_doc(final))
+        emit_json(_job_doc(job.status))
     else:
-        _summary(final, None)
-    _finish(final)
+        _summary(job.status, None)
+    _finish(job.status)
+
+
+def _quiet_steps(render: Renderer) -> OnProgress:
+    """Submit's own steps are said once it returns; transfers still get their bar."""
+
+    def show(event: Progress) -> None:
+        if event.kind != "step" or event.total:
+            render(event)
+
+    return show
 
 
 def jobs(
@@ -213,8 +160,9 @@ def jobs(
     as_json: JsonOpt = False,
 ) -> None:
     """List a group's jobs and their states."""
-    opened = open_analysis(analysis, endpoint_url, group)
-    found = opened.client.jobs(opened.group)
+    from ..api.jobs import jobs as list_jobs
+
+    found = [j.status for j in reversed(list_jobs(analysis, group, endpoint_url=endpoint_url))]
     if as_json:
         emit_json([_job_doc(s) for s in found])
         return
@@ -237,22 +185,24 @@ def logs(
     endpoint_url: EndpointOpt = None,
 ) -> None:
     """Print a job's dispatcher log and analysis output (``-f`` follows until it ends)."""
-    opened = open_analysis(analysis, endpoint_url, group)
-    client, group = opened.client, opened.group
+    from ..api.jobs import job as find_job
+
+    found = find_job(analysis, job, group, endpoint_url=endpoint_url)
     if follow:
-        final = follow_job(client, group, job, console.print, dataset=dataset)
+        for event in found.watch(dataset=dataset):
+            line = event_line(event)
+            if line is not None:
+                console.print(line)
         console.print(
-            f"{final.job}: {final.state.value}" + (f" ({final.reason})" if final.reason else "")
+            f"{found.name}: {found.state.value}" + (f" ({found.reason})" if found.reason else "")
         )
         return
-    status_ = client.status(group, job)
-    for event in status_.events:
-        console.print(f"[dim]{event.time}[/dim] {escape(event.message)}")
-    for name in status_.datasets:
+    for logged in found.status.events:
+        console.print(f"[dim]{logged.time}[/dim] {escape(logged.message)}")
+    for name in found.datasets:
         if dataset and name != dataset:
             continue
-        text = client.log_since(group, job, name, 0).decode("utf-8", "replace")
-        for line in text.splitlines():
+        for line in found.logs(name):
             console.print(f"[cyan]{name}[/cyan] | {escape(line)}")
 
 
@@ -265,11 +215,11 @@ def results(
     as_json: JsonOpt = False,
 ) -> None:
     """Download a job folder into OUT/{job}/ and print its summary."""
-    opened = open_analysis(analysis, endpoint_url, group)
-    client, group = opened.client, opened.group
-    status_ = client.status(group, job)
-    folder = client.download(group, job, out)
+    from ..api.jobs import job as find_job
+
+    found = find_job(analysis, job, group, endpoint_url=endpoint_url)
+    folder = found.download(out)
     if as_json:
-        emit_json(_job_doc(status_, folder))
+        emit_json(_job_doc(found.status, folder))
     else:
-        _summary(status_, folder)
+        _summary(found.status, folder)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .common import JsonOpt, console, emit_json, err, escape
+
+if TYPE_CHECKING:
+    from ..api.progress import Progress
 
 
 def init(name: Annotated[Path, typer.Argument(help="Folder of the new blueprint.")]) -> None:
@@ -25,14 +28,18 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build the analysis image (cached by Docker's layer cache)."""
-    from ..blueprint import load_blueprint
-    from ..containers import Engine, connect
+    from ..api.project import build as build_image
+    from ..api.project import load_blueprint
 
     loaded = load_blueprint(blueprint_dir)
-    engine = Engine(connect())
     started = time.monotonic()
     with err.status(f"building {loaded.blueprint.image_tag}") as spinner:
-        image_id = engine.build(loaded, on_line=lambda line: spinner.update(escape(line[:100])))
+
+        def show(event: Progress) -> None:
+            if event.kind == "line":
+                spinner.update(escape(event.message[:100]))
+
+        image_id = build_image(loaded, on_progress=show)
     if as_json:
         emit_json({"image": loaded.blueprint.image_tag, "image_id": image_id})
     else:

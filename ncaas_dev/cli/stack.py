@@ -2,67 +2,17 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ..errors import UsageError
 from .common import EndpointOpt, JsonOpt, LauncherOpt, check_launcher, console, emit_json, err
 from .context import Context
+from .render import Renderer
 
-
-def bring_up(ctx: Context, launcher: str, blueprint_dirs: list[Path], quiet: bool) -> None:
-    from ..analysis import AnalysisRecord, load_record
-    from ..blueprint import load_blueprint
-    from ..buildcache import cached_build
-    from ..compose import containers_status
-    from ..containers import Engine, connect
-    from ..provision import provision
-    from ..stack import (
-        PidFile,
-        start_command_server,
-        start_dispatcher,
-        start_localstack,
-        start_standin,
-    )
-
-    loaded = [load_blueprint(d) for d in blueprint_dirs]
-    if launcher == "slurm":  # before anything starts: the cluster answers, partitions exist
-        from ..slurmcheck import check_partition, require_slurm
-
-        require_slurm()
-        for item in loaded:
-            check_partition(item.blueprint)
-    engine = Engine(connect()) if loaded else None
-    # The compose stack (`up --containers`) runs LocalStack and the dispatcher itself.
-    in_containers = containers_status(ctx.settings.state_dir) is not None
-    with err.status("starting LocalStack") if not quiet else nullcontext():
-        if not in_containers:
-            start_localstack(ctx.settings)
-    for item in loaded:
-        assert engine is not None
-        # A changed analysis must never run as its stale image: build unless the context
-        # is provably unchanged since the last build of this tag.
-        with err.status(f"building {item.blueprint.image_tag}") if not quiet else nullcontext():
-            image_id = cached_build(item, ctx.settings.state_dir, engine.build, engine.image_id)
-        # Provisioning again is skipped when the stack already holds this exact record.
-        record = AnalysisRecord.of(item, image_id)
-        if load_record(ctx.storage, record.blueprint.analysis) != record:
-            provision(ctx.storage, ctx.sqs, ctx.settings, record)
-    if in_containers:
-        return  # the compose stack's dispatcher serves what was just provisioned
-    if launcher == "ec2" and ctx.settings.local:
-        start_standin(ctx.settings)
-    start_command_server(ctx.settings)
-    info = start_dispatcher(ctx.settings, launcher)
-    if info.detail.get("launcher", launcher) != launcher:
-        # Runners run in sessions of their own and finish whatever the dispatcher does.
-        if not quiet:
-            err.print(f"switching the dispatcher from {info.detail['launcher']} to {launcher}")
-        PidFile(ctx.settings.state_dir, "dispatcher").stop()
-        start_dispatcher(ctx.settings, launcher)
+if TYPE_CHECKING:
+    from ..api.stack import StackStatus
 
 
 def up(
@@ -77,41 +27,34 @@ def up(
     ] = False,
 ) -> None:
     """Start the local stack (LocalStack + dispatcher) and provision blueprints on it."""
-    ctx = Context.create(endpoint_url)
+    from ..api.stack import up as bring_up
+
     dirs = blueprint_dirs
     if dirs is None:
         dirs = sorted(p.parent for p in Path("blueprints").glob("*/blueprint.yaml"))
-    if containers:
-        from ..compose import up as compose_up
-
-        if check_launcher(launcher) != "docker":
-            raise UsageError("--containers runs datasets with the docker launcher only")
-        with err.status("starting the stack in containers") if not as_json else nullcontext():
-            compose_up(ctx.settings, say=lambda line: None if as_json else err.print(line))
-    bring_up(ctx, check_launcher(launcher), dirs, quiet=as_json)
-    print_status(ctx, as_json)
+    render = Renderer(err.print, quiet=as_json)
+    doc = bring_up(
+        dirs,
+        launcher=check_launcher(launcher),
+        endpoint_url=endpoint_url,
+        containers=containers,
+        on_progress=render,
+    )
+    print_status(doc, as_json)
     if not as_json:  # the lab members' way in (issue 8)
         console.print("web client: `ncaas-dev web` serves it and prints a sign-in URL")
 
 
 def down(endpoint_url: EndpointOpt = None) -> None:
-    """Stop what `up` started (the command server, the dispatcher, the EC2 stand-in, then
-    LocalStack)."""
-    from ..compose import down as compose_down
-    from ..stack import STACK_PROCESSES, PidFile
+    """Stop what `up` started (the stack in containers, or the command server, the dispatcher,
+    the EC2 stand-in, then LocalStack)."""
+    from ..api.stack import down as stop
 
-    ctx = Context.create(endpoint_url)
-    if stopped_stack := compose_down(ctx.settings):
-        console.print(f"containers: stopped (compose project {stopped_stack.project})")
-    for name in STACK_PROCESSES:
-        stopped = PidFile(ctx.settings.state_dir, name).stop()
+    for name, stopped in stop(endpoint_url=endpoint_url).items():
         console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
 
 
-def print_status(ctx: Context, as_json: bool) -> None:
-    from ..stack_status import stack_status
-
-    doc = stack_status(ctx.settings)
+def print_status(doc: StackStatus, as_json: bool) -> None:
     if as_json:
         emit_json(doc)
         return
@@ -138,7 +81,9 @@ def print_status(ctx: Context, as_json: bool) -> None:
 
 def status(endpoint_url: EndpointOpt = None, as_json: JsonOpt = False) -> None:
     """Say what runs: LocalStack, the dispatcher, the analyses provisioned."""
-    print_status(Context.create(endpoint_url), as_json)
+    from ..api.stack import status as stack_status
+
+    print_status(stack_status(endpoint_url=endpoint_url), as_json)
 
 
 def dispatch(

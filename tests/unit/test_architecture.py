@@ -100,3 +100,12 @@ def test_no_module_is_over_400_lines() -> None:
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, long
+
+
+def test_the_package_exports_what_it_lists() -> None:
+    import ncaas_dev
+
+    assert sorted(ncaas_dev.__all__) == sorted(ncaas_dev._EXPORTS)
+    for name in ncaas_dev.__all__:
+        assert getattr(ncaas_dev, name) is not None, name
+    assert callable(ncaas_dev.status)  # not shadowed by the module ncaas_dev/status.py

@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
@@ -26,18 +27,24 @@ def _mapping_indent(text: str) -> int:
     return 2
 
 
-def with_ami(blueprint_text: str, ami: str, note: str) -> str:
-    """``blueprint_text`` with ``cloud.ami: AMI  # NOTE``; comments, order, quotes and
-    indentation of everything else survive (ruamel.yaml round trip)."""
+def round_trip(blueprint_text: str) -> tuple[YAML, Any]:
+    """A ruamel.yaml dumper that writes ``blueprint_text`` back as it was (comments, order,
+    quotes, indentation), and the document it loaded."""
     _, sequence_indent, offset = load_yaml_guess_indent(blueprint_text)
     rt = YAML()
     rt.preserve_quotes = True
     rt.width = 4096  # never re-wrap a user's long lines
     rt.indent(mapping=_mapping_indent(blueprint_text), sequence=sequence_indent, offset=offset)
     try:
-        doc = rt.load(blueprint_text)
+        return rt, rt.load(blueprint_text)
     except YAMLError as e:
         raise BlueprintError(f"blueprint.yaml is not valid YAML: {e}") from e
+
+
+def with_ami(blueprint_text: str, ami: str, note: str) -> str:
+    """``blueprint_text`` with ``cloud.ami: AMI  # NOTE``; comments, order, quotes and
+    indentation of everything else survive (ruamel.yaml round trip)."""
+    rt, doc = round_trip(blueprint_text)
     cloud = doc.get("cloud")
     if cloud is None:
         cloud = doc["cloud"] = CommentedMap()

@@ -1,0 +1,166 @@
+"""``Job``: one job folder of one analysis, as its status.json, logs and results describe it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import JobTimeout, UsageError
+from .progress import OnProgress, Progress
+
+if TYPE_CHECKING:
+    from ..client import AnalysisClient
+    from ..status import DatasetStatus, JobStatus, State
+
+
+class Job:
+    """A job, read from S3. Its attributes come from status.json, read when the ``Job`` was
+    made and again by ``refresh()`` and ``wait()``; nothing here starts or changes the job.
+
+    - ``name``: the job folder (``job_20261124T203000Z``); ``analysis``, ``group``;
+    - ``state``: a ``State`` (a ``str``: ``"succeeded"``, ``"failed"``, ...);
+    - ``reason``: why it did not succeed, in plain words (None when it did);
+    - ``datasets``: per dataset name, its ``DatasetStatus`` (state, exit_code, reason, times);
+    - ``cost_usd``: what its runs cost at the blueprint's instance price (None until known);
+    - ``status``: the whole status.json as a ``JobStatus``;
+    - ``results_dir``: where ``download`` (or ``run(out=...)``) put the job folder, if it did.
+    """
+
+    def __init__(self, client: AnalysisClient, group: str, name: str) -> None:
+        self._client = client
+        self.group = group
+        self.name = name
+        self.results_dir: Path | None = None
+        self._status = client.status(group, name)
+
+    def __repr__(self) -> str:
+        return f"Job({self.analysis}/{self.group}/{self.name}: {self.state.value})"
+
+    # -- from status.json ------------------------------------------------------------------------
+    @property
+    def status(self) -> JobStatus:
+        return self._status
+
+    @property
+    def analysis(self) -> str:
+        return self._status.analysis
+
+    @property
+    def state(self) -> State:
+        return self._status.state
+
+    @property
+    def reason(self) -> str | None:
+        return self._status.reason
+
+    @property
+    def datasets(self) -> dict[str, DatasetStatus]:
+        return dict(self._status.datasets)
+
+    @property
+    def cost_usd(self) -> float | None:
+        return self._status.cost_usd
+
+    @property
+    def finished(self) -> bool:
+        """True once the job ended, however it ended (its end.txt exists)."""
+        return self._client.finished(self.group, self.name)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state.value == "succeeded"
+
+    def refresh(self) -> Job:
+        """Read status.json again; returns the job itself."""
+        self._status = self._client.status(self.group, self.name)
+        return self
+
+    # -- following, logs, results ----------------------------------------------------------------
+    def wait(
+        self,
+        timeout: float | None = None,
+        on_progress: OnProgress | None = None,
+        *,
+        logs: bool = True,
+        interval: float = 0.1,
+    ) -> State:
+        """Block until the job ends; return its final state (whatever it is).
+
+        Raises ``JobTimeout`` if it has not ended after ``timeout`` seconds (None: no limit).
+        With ``on_progress``, each new dispatcher log line (``event``) and, if ``logs``, each
+        new line of the analysis's output (``log``) is passed to it as it reaches S3.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for event in self.watch(logs=logs and on_progress is not None, interval=interval):
+            if on_progress is not None and event.kind != "step":
+                on_progress(event)
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobTimeout(
+                    f"job {self.name} of {self.analysis} is still {self.state.value} "
+                    f"after {timeout:g} s",
+                    hint="wait longer (job.wait(timeout=...)) or look at job.logs(dataset)",
+                )
+        return self.state
+
+    def watch(
+        self, *, logs: bool = True, dataset: str | None = None, interval: float = 0.1
+    ) -> Iterator[Progress]:
+        """Yield the job's new dispatcher log lines and analysis output lines until it ends;
+        ``Job``'s attributes are kept current meanwhile. Between polls, a ``step`` event with
+        the current state is yielded, so a consumer can stop or time out while nothing
+        happens."""
+        offsets: dict[str, int] = {}
+        partial: dict[str, str] = {}
+        seen = 0
+        while True:
+            done = self.finished  # read before status: end.txt is written last
+            self.refresh()
+            for event in self._status.events[seen:]:
+                yield Progress("event", event.message, time=event.time)
+            seen = len(self._status.events)
+            for name in self._status.datasets if logs else ():
+                if dataset and name != dataset:
+                    continue
+                chunk = self._client.log_since(self.group, self.name, name, offsets.get(name, 0))
+                if chunk:
+                    offsets[name] = offsets.get(name, 0) + len(chunk)
+                    text = partial.get(name, "") + chunk.decode("utf-8", "replace")
+                    *lines, partial[name] = text.split("\n")
+                    for line in lines:
+                        yield Progress("log", line, dataset=name)
+            if done:
+                for name, rest in partial.items():
+                    if rest:
+                        yield Progress("log", rest, dataset=name)
+                self.refresh()
+                return
+            yield Progress("step", self.state.value)
+            time.sleep(interval)
+
+    def logs(self, dataset: str) -> Iterator[str]:
+        """The lines the analysis has written for ``dataset`` so far (stdout and stderr)."""
+        if dataset not in self._status.datasets:
+            self.refresh()
+        if dataset not in self._status.datasets:
+            raise UsageError(
+                f"job {self.name} has no dataset {dataset!r}",
+                hint=f"its datasets: {', '.join(self._status.datasets) or '(none)'}",
+            )
+        text = self._client.log_since(self.group, self.name, dataset, 0)
+        yield from text.decode("utf-8", "replace").splitlines()
+
+    def download(self, dir: str | os.PathLike[str]) -> Path:
+        """Download the job folder into ``dir/{job}/``; return that folder."""
+        self.results_dir = self._client.download(self.group, self.name, Path(dir))
+        return self.results_dir
+
+    def check(self) -> Job:
+        """Raise ``JobFailed`` (with the reason) unless the job succeeded; return the job."""
+        from ..errors import JobFailed
+
+        if not self.succeeded:
+            raise JobFailed(f"job {self.name} {self.state.value}: {self.reason}")
+        return self

@@ -1,0 +1,147 @@
+"""The local stack: LocalStack, the dispatcher and the analyses provisioned on it.
+
+Light to import (``status`` is run all day): heavy modules are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+
+from .context import Context
+from .progress import OnProgress, emit
+
+if TYPE_CHECKING:
+    from .project import BlueprintLike
+
+
+class ProcessState(TypedDict):
+    running: bool
+    pid: int | None
+
+
+class DispatcherState(ProcessState):
+    launcher: str
+
+
+class StackStatus(TypedDict):
+    """What ``status()`` returns (and ``ncaas-dev status --json`` prints)."""
+
+    endpoint: str | None
+    endpoint_answers: bool
+    localstack: ProcessState
+    dispatcher: DispatcherState
+    ec2_standin: ProcessState
+    analyses: list[str]
+    state_dir: str
+    # Which kind of stack runs: "host" (`up`), "containers" (`up --containers`), "external"
+    # (an endpoint this state folder did not start), or None.
+    stack: str | None
+    containers: NotRequired[dict[str, Any]]  # the compose stack's containers, when it runs
+
+
+def status(*, endpoint_url: str | None = None) -> StackStatus:
+    """What runs: LocalStack, the dispatcher (and its launcher), the analyses provisioned."""
+    from ..stack_status import stack_status
+
+    doc: Any = stack_status(Context.create(endpoint_url).settings)
+    return doc  # type: ignore[no-any-return]
+
+
+def up(
+    blueprints: Sequence[BlueprintLike] = (),
+    *,
+    launcher: str = "docker",
+    endpoint_url: str | None = None,
+    containers: bool = False,
+    on_progress: OnProgress | None = None,
+) -> StackStatus:
+    """Start the local stack (LocalStack, the command server, the dispatcher with
+    ``launcher``) and provision ``blueprints`` on it, building each image first when its
+    context changed. Starting what already runs is a no-op; returns ``status()``.
+
+    ``containers``: the same stack in containers (``docker-compose.yml``, images built
+    offline); its dispatcher runs datasets with the docker launcher only."""
+    from ..cli.common import check_launcher
+    from ..errors import UsageError
+
+    ctx = Context.create(endpoint_url)
+    launcher = check_launcher(launcher)
+    if containers:
+        from ..compose import up as compose_up
+
+        if launcher != "docker":
+            raise UsageError(
+                "--containers runs datasets with the docker launcher only",
+                hint="drop --launcher, or start the host stack (`ncaas-dev up`) for it",
+            )
+        emit(on_progress, "step", "starting the stack in containers")
+        compose_up(ctx.settings, say=lambda line: emit(on_progress, "step", line))
+    bring_up(ctx, launcher, blueprints, on_progress)
+    return status(endpoint_url=endpoint_url)
+
+
+def down(*, endpoint_url: str | None = None) -> dict[str, bool]:
+    """Stop what ``up`` started (the compose stack first, if one runs here); per process,
+    whether it was running."""
+    from ..compose import down as compose_down
+    from ..stack import STACK_PROCESSES, PidFile
+
+    ctx = Context.create(endpoint_url)
+    stopped: dict[str, bool] = {}
+    if compose_down(ctx.settings) is not None:
+        stopped["containers"] = True
+    for name in STACK_PROCESSES:
+        stopped[name] = PidFile(ctx.settings.state_dir, name).stop()
+    return stopped
+
+
+def bring_up(
+    ctx: Context,
+    launcher: str,
+    blueprints: Sequence[BlueprintLike],
+    on_progress: OnProgress | None = None,
+) -> None:
+    from ..analysis import AnalysisRecord, load_record
+    from ..compose import containers_status
+    from ..provision import provision
+    from ..stack import (
+        PidFile,
+        start_command_server,
+        start_dispatcher,
+        start_localstack,
+        start_standin,
+    )
+    from .project import cached_build, loaded
+
+    items = [loaded(bp) for bp in blueprints]
+    if launcher == "slurm":  # before anything starts: the cluster answers, partitions exist
+        from ..slurmcheck import check_partition, require_slurm
+
+        require_slurm()
+        for item in items:
+            check_partition(item.blueprint)
+    # The compose stack (`up --containers`) runs LocalStack and the dispatcher itself.
+    in_containers = containers_status(ctx.settings.state_dir) is not None
+    if not in_containers:
+        emit(on_progress, "step", "starting LocalStack")
+        start_localstack(ctx.settings)
+    for item in items:
+        # A changed analysis must never run as its stale image: build unless the context
+        # is provably unchanged since the last build of this tag.
+        image_id = cached_build(item, ctx.settings.state_dir, on_progress)
+        # Provisioning again is skipped when the stack already holds this exact record.
+        record = AnalysisRecord.of(item, image_id)
+        if load_record(ctx.storage, record.blueprint.analysis) != record:
+            provision(ctx.storage, ctx.sqs, ctx.settings, record)
+    if in_containers:
+        return  # the compose stack's dispatcher serves what was just provisioned
+    if launcher == "ec2" and ctx.settings.local:
+        start_standin(ctx.settings)
+    start_command_server(ctx.settings)
+    info = start_dispatcher(ctx.settings, launcher)
+    if info.detail.get("launcher", launcher) != launcher:
+        # Runners run in sessions of their own and finish whatever the dispatcher does.
+        emit(on_progress, "step", f"switching the dispatcher from {info.detail['launcher']}")
+        PidFile(ctx.settings.state_dir, "dispatcher").stop()
+        start_dispatcher(ctx.settings, launcher)
