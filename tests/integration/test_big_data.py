@@ -68,26 +68,46 @@ class Measured:
         return size / 1024**2 / self.seconds
 
 
+# The process is started by a small Python of its own, which reports the process's own peak
+# RSS. Measured straight from pytest it would be wrong: Linux carries a process's high-water
+# mark across exec, so a child forked from a pytest that has grown (browser tests, say) would
+# report pytest's size, not its own.
+_REPORT_PEAK = """
+import json, os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump({"maxrss_kib": usage.ru_maxrss, "exit": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
 def measured(args: list[str], env: dict[str, str], timeout: float = 1800) -> Measured:
     """Run a process to its end; its wall time and its own peak RSS (``wait4`` rusage)."""
-    log = Path(env["NCAAS_STATE_DIR"]) / f"proc-{secrets.token_hex(3)}.log"
+    state = Path(env["NCAAS_STATE_DIR"])
+    token = secrets.token_hex(3)
+    log, report = state / f"proc-{token}.log", state / f"proc-{token}.json"
     started = time.monotonic()
     with log.open("wb") as out:
-        process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(f"{args} still running after {timeout} s")
-            time.sleep(0.05)
-    process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _REPORT_PEAK, str(report), *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a timeout stops the process and its reporter together
+        )
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise AssertionError(f"{args} still running after {timeout} s") from None
+    assert process.returncode == 0, f"the peak reporter failed: {log.read_text()[-2000:]}"
+    doc = json.loads(report.read_text())
     return Measured(
         seconds=time.monotonic() - started,
-        peak_rss_mib=usage.ru_maxrss / 1024,  # Linux reports KiB
-        returncode=process.returncode,
+        peak_rss_mib=doc["maxrss_kib"] / 1024,  # Linux reports KiB
+        returncode=doc["exit"],
         output=log.read_text(errors="replace")[-3000:],
     )
 
