@@ -92,7 +92,11 @@ def test_exit_3_fails_with_the_exit_code(slurm_lab: MakeLab) -> None:
 
 
 def test_timeout_is_timed_out_with_partial_outputs(slurm_lab: MakeLab) -> None:
-    lab = slurm_lab(run={"timeout": 3})
+    # The runner's own timeout, so SLURM's warning must not come first. SLURM checks time
+    # limits only every 30 s or so, and may signal that much ahead of the lead: with the
+    # module's 1 min limit the warning can come at once. A 5 min limit (extra_args win) puts
+    # it minutes after the runner's 3 s.
+    lab = slurm_lab(run={"timeout": 3}, slurm={"extra_args": ["--time=5"]})
     status = lab.run(dataname=lab.dataset(), configname=lab.config(lines=1, sleep=60))
     (name, ds), = status.datasets.items()  # fmt: skip
     assert status.state == State.TIMED_OUT and "killed at the timeout" in (ds.reason or "")
