@@ -108,16 +108,18 @@ def test_timeout_is_timed_out_with_partial_outputs(slurm_lab: MakeLab) -> None:
 def test_slurm_time_limit_warning_records_timed_out_with_partial_outputs(
     slurm_lab: MakeLab,
 ) -> None:
-    # --time: 50 s + the test's 10 s margin = 1 min; SIGUSR1 45 s before it, long before the
-    # runner's own 50 s timeout would stop the analysis.
-    lab = slurm_lab(run={"timeout": 50})
-    status = lab.run(dataname=lab.dataset(), configname=lab.config(lines=1, sleep=58), timeout=150)
+    # --time: 110 s + the test's 10 s margin = 2 min; SIGUSR1 45 s before it (SLURM may send
+    # it up to a check interval, ~30 s, earlier): 45-75 s into the job, when the runner is
+    # surely up (a 1 min limit could signal a runner still starting), and long before the
+    # runner's own 110 s timeout would stop the analysis.
+    lab = slurm_lab(run={"timeout": 110})
+    status = lab.run(dataname=lab.dataset(), configname=lab.config(lines=1, sleep=150), timeout=300)
     (name, ds), = status.datasets.items()  # fmt: skip
     assert status.state == State.TIMED_OUT, status
     assert "SLURM's time limit" in (ds.reason or ""), ds.reason
     outputs = lab.storage.list_objects(lab.bucket, lab.paths(status.job).outputs(name))
     assert any(o.key.endswith("/facts.json") for o in outputs)
-    assert runtime_seconds(ds.started, ds.finished) < 50
+    assert runtime_seconds(ds.started, ds.finished) < 110
 
 
 def test_scancel_from_outside_is_cancelled(slurm_lab: MakeLab, engine: Engine) -> None:
