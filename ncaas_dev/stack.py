@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,6 +42,9 @@ SERVICES = "s3,sqs,sts,iam,ec2,cloudformation,lambda,logs"
 # What `up` may start, in the order `down` stops it: new commands first, LocalStack last.
 STACK_PROCESSES = ("cmdserver", "dispatcher", "ec2-standin", "localstack")
 LOCALSTACK_HINT = "start it with `ncaas-dev up` (after `make setup`)"
+# How long `dispatch` waits for LocalStack at start: in the compose stack it starts beside it, and
+# LocalStack's first request loads a service (measured up to 17 s on a busy machine).
+DISPATCH_WAIT_SECONDS = float(os.environ.get("NCAAS_DISPATCH_WAIT_SECONDS", "60"))
 
 
 @dataclass(frozen=True)
@@ -297,11 +301,25 @@ def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subproces
     return process
 
 
-def require_localstack(settings: Settings) -> None:
-    if settings.endpoint_url and not endpoint_answers(settings.endpoint_url):
-        raise ServiceUnavailable(
-            f"LocalStack does not answer at {settings.endpoint_url}", hint=LOCALSTACK_HINT
-        )
+def require_localstack(
+    settings: Settings, wait: float = 0, say: Callable[[str], None] | None = None
+) -> None:
+    """Fail unless the endpoint answers; polled for up to ``wait`` seconds first (a LocalStack
+    starting beside the dispatcher, or loading its first service, answers late)."""
+    endpoint = settings.endpoint_url
+    if not endpoint or endpoint_answers(endpoint):
+        return
+    deadline = time.monotonic() + wait
+    if wait > 0 and say is not None:
+        say(f"waiting up to {wait:g} s for LocalStack at {endpoint}")
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if endpoint_answers(endpoint):
+            return
+    waited = f" within {wait:g} s" if wait > 0 else ""
+    raise ServiceUnavailable(
+        f"LocalStack does not answer at {endpoint}{waited}", hint=LOCALSTACK_HINT
+    )
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -23,24 +23,8 @@ alive() { [ -f "$1" ] && [ -d "/proc/$(cat "$1")" ]; }
 node_state() { timeout 5 sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1; }
 
 # 1. packages (only those missing)
-missing=()
-for p in "${PKGS[@]}"; do
-  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
-  [ "$st" = installed ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  is_root || die "missing ${missing[*]}; run as root: sudo $0"
-  log=$(mktemp /tmp/ensure-slurm.XXXXXX.log)
-  export DEBIAN_FRONTEND=noninteractive
-  aptopts=(-q -y -o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-  if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
-    apt-get "${aptopts[@]}" update >"$log" 2>&1 || die "apt-get update failed (see $log)"
-  fi
-  apt-get "${aptopts[@]}" install --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
-    || die "apt-get install ${missing[*]} failed (see $log)"
-  rm -f "$log"
-  echo "ensure-slurm: installed ${missing[*]}"
-fi
+source "$(dirname "$0")/lib/apt.sh"
+ensure_apt_packages ensure-slurm "${PKGS[@]}"
 
 # A site's own cluster: check it, change nothing.
 if [ -e "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then

@@ -5,6 +5,7 @@ Clients are built when first used, and their modules (boto3, pydantic) imported 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -42,10 +43,10 @@ class Context:
 
         return sqs_client(self.settings)
 
-    def require_stack(self) -> None:
+    def require_stack(self, wait: float = 0, say: Callable[[str], None] | None = None) -> None:
         from ..stack import require_localstack
 
-        require_localstack(self.settings)
+        require_localstack(self.settings, wait, say)
 
 
 @dataclass(frozen=True)

@@ -97,11 +97,12 @@ def dispatch(
     from ..launchers.factory import make_launcher
     from ..provision import ensure_queue
     from ..queue import QueueLoop
+    from ..stack import DISPATCH_WAIT_SECONDS
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(message)s")
     check_launcher(launcher)
     ctx = Context.create(endpoint_url)
-    ctx.require_stack()
+    ctx.require_stack(DISPATCH_WAIT_SECONDS, logging.getLogger(__name__).info)
     queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
     dispatcher = Dispatcher(
         ctx.storage,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -251,6 +252,10 @@ class Admission:
         chosen = options.instance_type(record.blueprint, submission) if submission else None
         instance_type = str(chosen.value) if chosen and chosen.value else None
         instance_type = instance_type or record.blueprint.cloud.instance_type
+        slurm: dict[str, int] = {}
+        if self.launcher_name == "slurm":  # no instance runs it: it is costed by its cores
+            instance_type = None
+            slurm["slurm_cpus"] = math.ceil(record.blueprint.resources.cpus)
         status = JobStatus(
             configname=submission.configname if submission else None,
             job=job,
@@ -264,6 +269,7 @@ class Admission:
                 "ncaas_version": __version__,
                 "launcher": self.launcher_name,
                 "instance_type": instance_type,
+                **slurm,
             },
         )
         with contextlib.suppress(UnknownInstanceType):  # refused by the budget check
@@ -348,7 +354,7 @@ class Admission:
     ) -> str | None:
         """Reserve the submission's worst-case cost in the group's ledger, or say why not."""
         blueprint = record.blueprint
-        chosen = str(status.provenance.get("instance_type", blueprint.cloud.instance_type))
+        chosen = str(status.provenance.get("instance_type") or blueprint.cloud.instance_type)
         try:
             instance_type, price = launcher_price(blueprint, self.launcher_name, chosen)
         except UnknownInstanceType as e:

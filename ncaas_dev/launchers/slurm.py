@@ -23,6 +23,7 @@ from ..errors import NcaasError
 from ..settings import Settings
 from ..storage import Storage
 from .base import DatasetTask, Finished, RetryableLaunchError
+from .docker import remove_containers
 from .slurmjob import (
     SQUEUE_FORMAT,
     SlurmJob,
@@ -249,6 +250,12 @@ class SlurmLauncher:
                 code = int(job.exit_code.split(":")[0]) if job.exit_code[:1].isdigit() else None
                 ended.append(Finished(watched.task, f"slurm:{job_id}", code, reason, state))
             del self._live[job_id]
+            if job is None or job.state != "COMPLETED":
+                # SLURM SIGKILLs a runner that outlives its KillWait (scancel, time limit,
+                # node failure; the exit code still reads 0:N): its analysis container would
+                # run on. Only a COMPLETED runner removed its own. This Docker is the node's
+                # on a one-node cluster; on a real cluster it finds nothing there.
+                remove_containers(watched.task)
         return ended
 
     # -- cancelling --------------------------------------------------------------------------

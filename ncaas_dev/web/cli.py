@@ -11,6 +11,13 @@ import typer
 def web(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+    origin: Annotated[
+        str | None,
+        typer.Option(
+            "--origin",
+            help="The address browsers open (scheme://host:port); needed with --host 0.0.0.0.",
+        ),
+    ] = None,
     cloud: Annotated[bool, typer.Option("--cloud", help="Real AWS (Cognito sign-in).")] = False,
     endpoint_url: Annotated[
         str | None, typer.Option("--endpoint-url", help="S3 endpoint (default: LocalStack).")
@@ -37,7 +44,7 @@ def web(
         if cognito_client_id
         else None
     )
-    serve(settings, host, port, cognito)
+    serve(settings, host, port, cognito, origin)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from ..aws import s3_client
-from ..errors import NcaasError
+from ..errors import NcaasError, UsageError
 from ..settings import Settings
 from ..storage import Storage
 from .app import create_app
@@ -41,8 +43,38 @@ def prepare(config: WebConfig) -> None:
             backend.allow_browser(bucket, config.origin)
 
 
-def serve(settings: Settings, host: str, port: int, cognito: CognitoConfig | None = None) -> None:
-    origin = f"http://{host}:{port}"
+def web_origin(host: str, port: int, origin: str | None = None) -> str:
+    """The origin browsers reach this client at: the bucket's CORS rule, the sign-in links and
+    the secure-cookie choice follow it. A wildcard address names no host a browser can open."""
+    if origin is not None:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise UsageError(
+                f"--origin {origin!r} is not an origin",
+                hint="give scheme://host[:port] as browsers open it, e.g. http://lab-pc:8765",
+            )
+        return f"{parts.scheme}://{parts.netloc}"
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host.strip("[]"))
+        if address.is_unspecified:
+            raise UsageError(
+                f"--host {host} listens on every interface, so the address browsers open is "
+                "unknown",
+                hint=f"add --origin http://THIS-MACHINE:{port} (the name users type)",
+            )
+        if address.version == 6:
+            return f"http://[{address}]:{port}"
+    return f"http://{host}:{port}"
+
+
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    cognito: CognitoConfig | None = None,
+    origin: str | None = None,
+) -> None:
+    origin = web_origin(host, port, origin)
     config = make_config(settings, origin, cognito, announce=lambda url: _say(f"sign in: {url}"))
     prepare(config)
     if cognito:

@@ -3,8 +3,10 @@ against a scripted squeue/sbatch. The real daemons: tests/integration/slurm/."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +268,47 @@ def test_end_states_come_back_from_reap(make_task: MakeTask, tmp_path: Path) -> 
     fake.jobs[job_id] = (name, "NODE_FAIL", comment)
     (finished,) = slurm.reap()
     assert finished.state == State.FAILED and "infrastructure error" in finished.detail
+
+
+def test_a_killed_jobs_analysis_container_is_removed(make_task: MakeTask, tmp_path: Path) -> None:
+    """SLURM SIGKILLs a runner that outlives SIGTERM; its container must not run on."""
+    from ncaas_dev.containers import connect
+
+    client = connect()
+    fake = FakeSlurm()
+    slurm = launcher(tmp_path, fake)
+    unique = f"rec-{uuid.uuid4().hex[:8]}"
+    task, other = (slurm_task(make_task, dataset=f"{unique}-{n}.bin") for n in range(2))
+    left = [
+        client.containers.run(
+            "ncaas/base:bookworm",
+            ["sleep", "120"],
+            detach=True,
+            labels={
+                "ncaas": "run",
+                "ncaas.analysis": t.record.blueprint.analysis,
+                "ncaas.group": t.group,
+                "ncaas.job": t.job,
+                "ncaas.dataset": t.dataset,
+            },
+        )
+        for t in (task, other)
+    ]
+    try:
+        job_id = slurm.launch(task).removeprefix("slurm:")
+        name, _, comment = fake.jobs[job_id]
+        fake.jobs[job_id] = (name, "CANCELLED", comment)
+        slurm._polled = -1e9
+        (finished,) = slurm.reap()
+        assert finished.state == State.CANCELLED
+        found = client.containers.list(all=True, filters={"label": f"ncaas.dataset={task.dataset}"})
+        assert found == [], "the cancelled dataset's container was left behind"
+        left[1].reload()  # another dataset's container is untouched
+        assert left[1].status == "running"
+    finally:
+        for container in left:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
 
 
 def test_a_job_slurm_forgot_is_lost_only_after_the_grace(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
+from ncaas_dev.errors import UsageError
 from ncaas_dev.web.auth import Tokens, id_token_claims, safe_next
 from ncaas_dev.web.backend import MAX_OBJECT, MAX_PARTS, MIN_PART, part_size, submission_id
 from ncaas_dev.web.configcheck import config_problem
 from ncaas_dev.web.live import event
+from ncaas_dev.web.server import web_origin
 
 
 @pytest.mark.parametrize(
@@ -79,3 +84,49 @@ def test_id_token_claims_and_submission_id() -> None:
     assert submission_id("labA/submissions/20261130T000000Z-abc123_submit.json") == (
         "20261130T000000Z-abc123"
     )
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "expected"),
+    [
+        ("127.0.0.1", None, "http://127.0.0.1:8765"),
+        ("localhost", None, "http://localhost:8765"),
+        ("::1", None, "http://[::1]:8765"),
+        ("192.168.1.5", None, "http://192.168.1.5:8765"),
+        ("0.0.0.0", "http://lab-pc:8765/", "http://lab-pc:8765"),
+        ("::", "https://ncaas.lab.example", "https://ncaas.lab.example"),
+    ],
+)
+def test_web_origin_is_the_address_browsers_open(
+    host: str, origin: str | None, expected: str
+) -> None:
+    assert web_origin(host, 8765, origin) == expected
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "named"),
+    [
+        ("0.0.0.0", None, "--origin http://THIS-MACHINE:8765"),
+        ("::", None, "--origin http://THIS-MACHINE:8765"),
+        ("0.0.0.0", "lab-pc:8765", "scheme://host[:port]"),
+        ("0.0.0.0", "http://lab-pc:8765/app", "scheme://host[:port]"),
+    ],
+)
+def test_web_origin_refuses_what_no_browser_opens(
+    host: str, origin: str | None, named: str
+) -> None:
+    with pytest.raises(UsageError) as refused:
+        web_origin(host, 8765, origin)
+    assert named in (refused.value.hint or "")
+
+
+def test_web_on_every_interface_without_origin_is_a_usage_error() -> None:
+    # Before: it served with the CORS origin http://0.0.0.0:8765, which no browser sends.
+    done = subprocess.run(
+        [sys.executable, "-m", "ncaas_dev", "web", "--host", "0.0.0.0", "--port", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "listens on every interface" in done.stderr and "--origin" in done.stderr

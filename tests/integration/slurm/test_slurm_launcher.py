@@ -89,6 +89,9 @@ def test_exit_3_fails_with_the_exit_code(slurm_lab: MakeLab) -> None:
     assert (ds.runner or "").startswith("slurm:")  # the job SLURM ran it as
     wait_for("completed in SLURM", lambda: _states(lab.bucket) == ["COMPLETED"], 30)
     assert status.provenance["launcher"] == "slurm"
+    # No instance runs a SLURM job: it is costed by the cores it asks for, not cloud.instance_type.
+    assert status.provenance["instance_type"] is None, status.provenance
+    assert status.provenance["slurm_cpus"] >= 1, status.provenance
 
 
 def test_timeout_is_timed_out_with_partial_outputs(slurm_lab: MakeLab) -> None:
