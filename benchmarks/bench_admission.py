@@ -40,12 +40,11 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from counting import Counted  # noqa: E402
-from load import free_port, percentiles, stop_stack  # noqa: E402
+from load import free_port, noop_blueprint, percentiles, stop_stack  # noqa: E402
 
 from ncaas_dev import jobstore  # noqa: E402
 from ncaas_dev.analysis import AnalysisRecord  # noqa: E402
 from ncaas_dev.aws import sqs_client  # noqa: E402
-from ncaas_dev.blueprint import load_blueprint  # noqa: E402
 from ncaas_dev.client import AnalysisClient, Submitted  # noqa: E402
 from ncaas_dev.containers import Engine, connect  # noqa: E402
 from ncaas_dev.dispatch.admission import Admission  # noqa: E402
@@ -140,17 +139,12 @@ def main() -> int:
     parser.add_argument("--soak", type=int, default=2000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    import yaml
 
     work = Path(tempfile.mkdtemp(prefix="ncaas-admission-"))
     settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=work / "state")
-    folder = work / "noop"
-    shutil.copytree(HERE / "noop", folder)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = "ncaas-admission-noop"
-    doc["limits"] = {"max_concurrent_jobs": 4, "max_cost_usd": 100000}
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
-    loaded = load_blueprint(folder)
+    loaded = noop_blueprint(
+        work, "ncaas-admission-noop", limits={"max_concurrent_jobs": 4, "max_cost_usd": 100000}
+    )
     bucket = loaded.blueprint.analysis
     engine = Engine(connect())
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))

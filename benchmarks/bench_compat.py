@@ -31,11 +31,10 @@ sys.path.insert(0, str(HERE))
 
 from bench_admission import requests_per_admission  # noqa: E402
 from counting import Counted  # noqa: E402
-from load import free_port, percentiles, stop_stack  # noqa: E402
+from load import free_port, noop_blueprint, percentiles, stop_stack  # noqa: E402
 
 from ncaas_dev.analysis import AnalysisRecord  # noqa: E402
 from ncaas_dev.aws import sqs_client  # noqa: E402
-from ncaas_dev.blueprint import load_blueprint  # noqa: E402
 from ncaas_dev.containers import Engine, connect  # noqa: E402
 from ncaas_dev.provision import QUEUE_NAME, provision  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
@@ -69,17 +68,10 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    import yaml
 
     work = Path(tempfile.mkdtemp(prefix="ncaas-compat-"))
     settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=work / "state")
-    folder = work / "noop"
-    shutil.copytree(HERE / "noop", folder)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = "ncaas-compat-noop"
-    doc["groups"] = [{"name": GROUP}]
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
-    loaded = load_blueprint(folder)
+    loaded = noop_blueprint(work, "ncaas-compat-noop", groups=[{"name": GROUP}])
     engine = Engine(connect())
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     report: dict[str, Any] = {

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from load import free_port, stop_stack  # noqa: E402
+from load import free_port, noop_blueprint, stop_stack  # noqa: E402
 
 MiB = 1024**2
 CHROMIUM_ARGS = [
@@ -103,12 +103,10 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    import yaml
     from playwright.sync_api import expect, sync_playwright
 
     from ncaas_dev.analysis import AnalysisRecord
     from ncaas_dev.aws import s3_client, sqs_client
-    from ncaas_dev.blueprint import load_blueprint
     from ncaas_dev.containers import Engine, connect
     from ncaas_dev.provision import provision
     from ncaas_dev.settings import Settings
@@ -117,13 +115,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="ncaas-web-bench-"))
     settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=work / "state")
-    folder = work / "noop"
-    shutil.copytree(HERE / "noop", folder)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = "ncaas-web-bench"
-    doc["groups"] = [{"name": "bench", "users": ["ana"]}]
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
-    loaded = load_blueprint(folder)
+    loaded = noop_blueprint(work, "ncaas-web-bench", groups=[{"name": "bench", "users": ["ana"]}])
     bucket = loaded.blueprint.analysis
     engine = Engine(connect())
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))

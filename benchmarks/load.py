@@ -184,6 +184,21 @@ def stop_stack(settings: Any, engine: Any, analysis: str) -> None:
         container.remove(force=True)
 
 
+def noop_blueprint(work: Path, analysis: str, **changes: object) -> Any:
+    """The no-op analysis copied into ``work/noop`` as ``analysis``, with ``changes`` (top-level
+    blueprint sections) applied; returns it loaded (a ``LoadedBlueprint``)."""
+    import yaml
+
+    from ncaas_dev.blueprint import load_blueprint
+
+    folder = work / "noop"
+    shutil.copytree(HERE / "noop", folder)
+    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
+    doc.update(analysis=analysis, **changes)
+    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
+    return load_blueprint(folder)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -200,11 +215,8 @@ def main() -> int:
     args = parser.parse_args()
     count = max(1, min(args.count, 2000))
 
-    import yaml
-
     from ncaas_dev.analysis import AnalysisRecord
     from ncaas_dev.aws import s3_client, sqs_client
-    from ncaas_dev.blueprint import load_blueprint
     from ncaas_dev.containers import Engine, connect
     from ncaas_dev.provision import provision
     from ncaas_dev.settings import Settings
@@ -212,13 +224,9 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="ncaas-load-"))
     settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=work / "state")
-    folder = work / "noop"
-    shutil.copytree(HERE / "noop", folder)
-    doc = yaml.safe_load((folder / "blueprint.yaml").read_text())
-    doc["analysis"] = "ncaas-load-noop"
-    doc["limits"] = {"max_concurrent_jobs": args.cap, "max_cost_usd": 1000}
-    (folder / "blueprint.yaml").write_text(yaml.safe_dump(doc))
-    loaded = load_blueprint(folder)
+    loaded = noop_blueprint(
+        work, "ncaas-load-noop", limits={"max_concurrent_jobs": args.cap, "max_cost_usd": 1000}
+    )
     engine = Engine(connect())
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr))
     try:
