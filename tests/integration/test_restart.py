@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -88,6 +88,44 @@ def assert_nothing_left_running(lab: Lab, engine: Engine, *state_dirs: Path) -> 
                 time.sleep(0.2)
 
 
+def assert_a_killed_dispatcher_loses_nothing(
+    lab: Lab,
+    engine: Engine,
+    state_dir: Path,
+    kill: Callable[[], None],
+    restart: Callable[[], None],
+    sleep: float,
+    wait: float = 30,
+    end_wait: float = 120,
+) -> None:
+    """At cap 2 (``lab``'s limit), two datasets running and more queued behind them: the
+    dispatcher killed, three submissions written while none runs, the dispatcher started
+    again. Every dataset then succeeds, launched once; the cap held across the restart; one job
+    per submission; nothing left running. (Also the compose stack's `docker kill` test.)"""
+    config = lab.config(lines=1, sleep=sleep)
+    before = [lab.submit(dataname=[lab.dataset(), lab.dataset()], configname=config)]
+    before += [lab.submit(dataname=lab.dataset(), configname=config) for _ in range(3)]
+    jobs = [lab.wait_job(s, timeout=wait) for s in before]
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        states = [d.state for j in jobs for d in lab.client.status("labA", j).datasets.values()]
+        if states.count(State.RUNNING) == 2:
+            break
+        time.sleep(0.05)
+    kill()
+    # Written while no dispatcher runs: their events wait in the queue.
+    after = [lab.submit(dataname=lab.dataset(), configname=config) for _ in range(3)]
+    restart()
+    finals = [lab.wait_end(lab.wait_job(s, timeout=wait), timeout=end_wait) for s in before + after]
+    assert [f.state for f in finals] == [State.SUCCEEDED] * 7
+    assert all(launches(f, name) == 1 for f in finals for name in f.datasets)
+    assert max_overlap(finals) == 2  # the runners left running were counted after the restart
+    counts = jobs_by_submission(lab)
+    assert sorted(counts) == sorted(s.key for s in before + after)
+    assert set(counts.values()) == {1}
+    assert_nothing_left_running(lab, engine, state_dir)
+
+
 def test_sigkill_while_jobs_run_and_submissions_wait(
     storage: Storage,
     settings: Settings,
@@ -96,28 +134,14 @@ def test_sigkill_while_jobs_run_and_submissions_wait(
     restarts_dispatcher: None,
 ) -> None:
     lab = variant_lab(storage, settings, probe, "r", limits={"max_concurrent_jobs": 2})
-    config = lab.config(lines=1, sleep=1.5)
-    before = [lab.submit(dataname=[lab.dataset(), lab.dataset()], configname=config)]
-    before += [lab.submit(dataname=lab.dataset(), configname=config) for _ in range(3)]
-    jobs = [lab.wait_job(s) for s in before]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        states = [d.state for j in jobs for d in lab.client.status("labA", j).datasets.values()]
-        if states.count(State.RUNNING) == 2:
-            break
-        time.sleep(0.05)
-    kill_dispatcher(settings)
-    # Written while no dispatcher runs: their events wait in the queue.
-    after = [lab.submit(dataname=lab.dataset(), configname=config) for _ in range(3)]
-    start_dispatcher(settings, "docker")
-    finals = [lab.wait_end(lab.wait_job(s), timeout=120) for s in before + after]
-    assert [f.state for f in finals] == [State.SUCCEEDED] * 7
-    assert all(launches(f, name) == 1 for f in finals for name in f.datasets)
-    assert max_overlap(finals) == 2  # the runners left running were counted after the restart
-    counts = jobs_by_submission(lab)
-    assert sorted(counts) == sorted(s.key for s in before + after)
-    assert set(counts.values()) == {1}
-    assert_nothing_left_running(lab, engine, settings.state_dir)
+    assert_a_killed_dispatcher_loses_nothing(
+        lab,
+        engine,
+        settings.state_dir,
+        kill=lambda: kill_dispatcher(settings),
+        restart=lambda: start_dispatcher(settings, "docker"),
+        sleep=1.5,
+    )
 
 
 def restart_and_wait_for_the_sweep(settings: Settings) -> None:

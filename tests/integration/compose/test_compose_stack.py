@@ -22,8 +22,7 @@ from ncaas_dev.status import State
 
 from ..jobs import Lab, ncaas
 from ..test_analysis_outcomes import variant_lab
-from ..test_limits import launches, max_overlap
-from ..test_restart import assert_nothing_left_running, jobs_by_submission
+from ..test_restart import assert_a_killed_dispatcher_loses_nothing
 from .conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -161,28 +160,16 @@ def test_docker_kill_of_the_dispatcher_loses_and_duplicates_nothing(
     lab = variant_lab(
         stack.storage, stack.settings, compose_probe, "r", limits={"max_concurrent_jobs": 2}
     )
-    config = lab.config(lines=1, sleep=3)
-    before = [lab.submit(dataname=[lab.dataset(), lab.dataset()], configname=config)]
-    before += [lab.submit(dataname=lab.dataset(), configname=config) for _ in range(3)]
-    jobs = [lab.wait_job(s, timeout=60) for s in before]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        states = [d.state for j in jobs for d in lab.client.status("labA", j).datasets.values()]
-        if states.count(State.RUNNING) == 2:
-            break
-        time.sleep(0.05)
-    dispatcher_container(stack, engine).kill()  # type: ignore[attr-defined]
-    # Written while no dispatcher runs: their events wait in the queue.
-    after = [lab.submit(dataname=lab.dataset(), configname=config) for _ in range(3)]
-    compose.up(stack.settings, say=lambda line: None)
-    finals = [lab.wait_end(lab.wait_job(s, timeout=60), timeout=180) for s in before + after]
-    assert [f.state for f in finals] == [State.SUCCEEDED] * 7
-    assert all(launches(f, name) == 1 for f in finals for name in f.datasets)
-    assert max_overlap(finals) == 2  # the runners left running were counted after the restart
-    counts = jobs_by_submission(lab)
-    assert sorted(counts) == sorted(s.key for s in before + after)
-    assert set(counts.values()) == {1}
-    assert_nothing_left_running(lab, engine, stack.settings.state_dir)
+    assert_a_killed_dispatcher_loses_nothing(
+        lab,
+        engine,
+        stack.settings.state_dir,
+        kill=lambda: dispatcher_container(stack, engine).kill(),  # type: ignore[attr-defined]
+        restart=lambda: compose.up(stack.settings, say=lambda line: None),
+        sleep=3,
+        wait=60,
+        end_wait=180,
+    )
     deadline = time.monotonic() + 30  # every runner container reaped, none left behind
     while engine.client.containers.list(all=True, filters=runner_filters(stack.record.state_dir)):
         assert time.monotonic() < deadline, "runner containers left behind"
