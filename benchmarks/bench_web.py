@@ -35,17 +35,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (tests/browser.py)
 from load import free_port, noop_blueprint, stop_stack  # noqa: E402
 
 MiB = 1024**2
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -135,7 +128,7 @@ def main() -> int:
         web, link = start_web(settings, port)
         origin = f"http://127.0.0.1:{port}"
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(link)
             page.click("form.choice button[value='ana']")

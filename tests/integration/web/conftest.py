@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import CHROMIUM, CHROMIUM_ARGS  # tests/ is on sys.path: pytest's rootdir conftest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
 from integration.jobs import ROOT, copy_blueprint, pin_image, remove_image
@@ -32,15 +33,6 @@ from ncaas_dev.web.auth import signin_url
 from ncaas_dev.web.common import WebConfig
 from ncaas_dev.web.server import make_config, prepare, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 SHOTS = Path(os.environ.get("NCAAS_WEB_SCREENSHOTS", ROOT / "build" / "web-screenshots"))
 
 
