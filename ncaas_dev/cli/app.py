@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from ..errors import NcaasError
 from ..web import cli as web_cli  # `ncaas-dev web` (issue 8)
 from . import bake, deploy, doctor, importing, jobs, measure, project, stack
-from .common import console, err, escape
+from .common import console, err, escape, piped, strip_ansi
 
 
 def _pass_through(params: Any) -> None:
@@ -125,10 +125,14 @@ def main() -> None:
     except NcaasError as e:
         if state["debug"]:
             raise
-        # soft_wrap: the reason stays one line whatever the terminal's width (scripts grep it).
-        err.print(f"[red]error:[/red] {escape(e.message)}", soft_wrap=True)
-        if e.hint:
-            err.print(f"[dim]hint: {escape(e.hint)}[/dim]", soft_wrap=True)
+        # soft_wrap: the reason stays one line whatever the terminal's width (scripts grep it);
+        # a pipe gets no escape codes, not even those in a build's output quoted by the hint.
+        message, hint = e.message, e.hint
+        if piped(to_err=True):
+            message, hint = strip_ansi(message), hint and strip_ansi(hint)
+        err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
+        if hint:
+            err.print(f"[dim]hint: {escape(hint)}[/dim]", soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted")

@@ -7,6 +7,7 @@ docker are imported inside the commands that use them, so `--help` and `status` 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +17,7 @@ from ..errors import UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
 
 class _LazyConsole:
@@ -83,6 +85,55 @@ def check_launcher(launcher: str) -> str:
             f"unknown launcher {launcher!r}", hint="use --launcher docker, ec2 or slurm"
         )
     return launcher
+
+
+# CSI sequences (colours, cursor moves), OSC sequences (titles, links) and two-byte escapes.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[=>@-Z\\-_]")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def piped(to_err: bool = False) -> bool:
+    """Whether the stream is not a terminal (a pipe, a file): it then gets plain, whole lines."""
+    return not (err if to_err else console).is_terminal
+
+
+def data_line(markup: str, plain: str, to_err: bool = False) -> None:
+    """A line of data (a log line, a job's name) is never wrapped or cut: a pipe gets ``plain``
+    as it is, without escape codes (scripts and `awk` read it); a terminal gets ``markup``
+    soft-wrapped, so the terminal folds a long line and a copy gives it back whole."""
+    if piped(to_err):
+        stream = sys.stderr if to_err else sys.stdout
+        stream.write(strip_ansi(plain) + "\n")
+        stream.flush()
+        return
+    (err if to_err else console).print(markup, soft_wrap=True, highlight=False)
+
+
+def print_table(table: Table, to_err: bool = False) -> None:
+    """A table whose ``no_wrap`` columns (its keys: a job's name, a resource's id) stay whole:
+    a pipe gets the table at its natural width without colour; a terminal gets it at its own
+    width, the key columns as wide as their longest cell and the others folded, never cut."""
+    from rich.console import Console
+    from rich.measure import Measurement
+    from rich.text import Text
+
+    target = err if to_err else console
+    for column in table.columns:
+        if column.no_wrap:
+            cells = [Text.from_markup(c) if isinstance(c, str) else c for c in column.cells]
+            longest = max((c.cell_len for c in cells if isinstance(c, Text)), default=0)
+            column.min_width = max(column.min_width or 0, longest, len(str(column.header)))
+        else:
+            column.overflow = "fold"
+    if not piped(to_err):
+        target.print(table)
+        return
+    stream = sys.stderr if to_err else sys.stdout
+    natural = Measurement.get(target, target.options.update_width(1 << 16), table).maximum
+    Console(file=stream, width=max(natural, 20), color_system=None, soft_wrap=False).print(table)
 
 
 def emit_json(doc: Any) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape
+from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape, print_table
 
 if TYPE_CHECKING:
     from ..api.progress import Progress
@@ -35,11 +35,20 @@ def _summary(result: DeployResult, where: str, dispatcher_running: bool) -> None
         f"[{style}]{result.action}[/{style}] stack {result.stack_name} in {where}: "
         f"{result.status} ({result.seconds:.1f} s)"
     )
-    table = Table("resource", "type", "name", "really there", "detail", box=None)
+    table = Table(box=None)
+    for key in ("resource", "type", "name", "really there"):
+        table.add_column(key, no_wrap=True)  # ids to copy: kept whole (print_table)
+    table.add_column("detail")
     for check in result.checks:
         mark = "[green]yes[/green]" if check.present else "[red]NO[/red]"
-        table.add_row(check.logical_id, check.kind, check.name, mark, escape(check.detail))
-    console.print(table)
+        table.add_row(
+            escape(check.logical_id),
+            escape(check.kind),
+            escape(check.name),
+            mark,
+            escape(check.detail),
+        )
+    print_table(table)
     console.print(
         f"  bucket     s3://{result.outputs.get('BucketName', '?')} "
         f"({'in the stack' if result.bucket_in_stack else 'made outside the stack'})"

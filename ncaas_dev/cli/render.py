@@ -2,32 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .common import err, escape
+from .common import data_line, err, escape
 
 if TYPE_CHECKING:
     from ..api.progress import Progress
 
-Printer = Callable[[str], None]
 
-
-def event_line(event: Progress) -> str | None:
-    """A job's dispatcher-log line or analysis-output line as the commands print it."""
+def event_line(event: Progress) -> tuple[str, str] | None:
+    """A job's dispatcher-log line or analysis-output line as the commands print it: its
+    markup (for a terminal) and its plain text (for a pipe)."""
     if event.kind == "event":
-        return f"[dim]{event.time}[/dim] {escape(event.message)}"
+        return log_line(event.time or "", event.message)
     if event.kind == "log":
-        return f"[cyan]{escape(event.dataset or '')}[/cyan] | {escape(event.message)}"
+        return output_line(event.dataset or "", event.message)
     return None
 
 
-class Renderer:
-    """``on_progress`` for a command: job lines through ``say``; phases as dim lines (with a
-    transfer bar for a step of known size) on stderr; nothing at all when ``quiet``."""
+def log_line(time: str, message: str) -> tuple[str, str]:
+    return f"[dim]{time}[/dim] {escape(message)}", f"{time} {message}"
 
-    def __init__(self, say: Printer, quiet: bool = False) -> None:
-        self.say = say
+
+def output_line(dataset: str, line: str) -> tuple[str, str]:
+    return f"[cyan]{escape(dataset)}[/cyan] | {escape(line)}", f"{dataset} | {line}"
+
+
+def show_event(event: Progress, to_err: bool = False) -> None:
+    line = event_line(event)
+    if line is not None:
+        data_line(*line, to_err=to_err)
+
+
+class Renderer:
+    """``on_progress`` for a command: job lines on stdout (stderr if ``to_err``), whole (see
+    ``data_line``); phases as dim lines (with a transfer bar for a step of known size) on
+    stderr; nothing at all when ``quiet``."""
+
+    def __init__(self, to_err: bool = False, quiet: bool = False) -> None:
+        self.to_err = to_err
         self.quiet = quiet
         self._bar: Any = None
         self._task: Any = None
@@ -37,7 +50,7 @@ class Renderer:
             return
         line = event_line(event)
         if line is not None:
-            self.say(line)
+            data_line(*line, to_err=self.to_err)
         elif event.kind == "step":
             self.close()
             if event.total:
