@@ -121,6 +121,16 @@ def reject(status: JobStatus, reason: str) -> None:
     status.reason = reason
     status.log(f"rejected: {reason}")
     status.finished = status.updated
+    settle_rejected(status)
+
+
+def settle_rejected(status: JobStatus) -> None:
+    """End every unfinished dataset of a rejected job as ``rejected``, with the job's reason: a
+    script polling a dataset's state must see it end, not wait on ``queued`` forever."""
+    for ds in status.datasets.values():
+        if not ds.state.terminal:
+            ds.state, ds.reason = State.REJECTED, status.reason
+            ds.finished = ds.finished or status.finished or status.updated
 
 
 def render_certificate(status: JobStatus) -> str:

@@ -18,7 +18,7 @@ import yaml
 from ncaas_dev.client import AnalysisClient, Submitted
 from ncaas_dev.containers import Engine
 from ncaas_dev.layout import JobPaths
-from ncaas_dev.status import JobStatus
+from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage
 
 
@@ -85,6 +85,13 @@ class Lab:
     def run(self, timeout: float = 120, **doc: object) -> JobStatus:
         submitted = self.submit(**doc)
         return self.wait_end(self.wait_job(submitted), timeout=timeout)
+
+
+def assert_no_dataset_left_open(status: JobStatus) -> None:
+    """A rejected job's datasets end too, saying why: none stays queued (nothing ran)."""
+    for ds in status.datasets.values():
+        assert ds.state == State.REJECTED and ds.runner is None and ds.started is None, ds
+        assert ds.reason == status.reason and ds.finished, ds
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 from ncaas_dev.submission import MAX_SUBMISSION_BYTES
 
-from .jobs import Lab
+from .jobs import Lab, assert_no_dataset_left_open
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +37,7 @@ def assert_rejected(lab: Lab, body: bytes, expect: str, group: str | None = None
     assert "STATE: rejected" in certificate
     assert f"REASON: {status.reason}" in certificate
     assert "rejected" in lab.text(paths.end)
-    assert status.datasets == {} or all(
-        d.state == State.QUEUED and d.runner is None for d in status.datasets.values()
-    )
+    assert_no_dataset_left_open(status)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab
+from .jobs import Lab, assert_no_dataset_left_open
 from .test_analysis_outcomes import variant_lab
 
 pytestmark = pytest.mark.integration
@@ -141,12 +141,14 @@ def test_budget_is_costed_recorded_and_enforced(
     assert "4 dataset(s) x m5.xlarge at $0.192/h x run.timeout 60 s" in reason
     assert "REASON: budget exceeded" in lab.text(lab.paths(too_many.job).certificate)
     assert not any(d.started for d in too_many.datasets.values())  # nothing ran
+    assert_no_dataset_left_open(too_many)
 
     # Three fit; while they run, their reservation keeps a fourth out.
     first = lab.submit(dataname=[lab.dataset() for _ in range(3)], configname=lab.config(sleep=1))
     first_job = lab.wait_job(first)
     meanwhile = lab.run(dataname=lab.dataset())
     assert meanwhile.state == State.REJECTED and "reserved" in (meanwhile.reason or "")
+    assert_no_dataset_left_open(meanwhile)
     done = lab.wait_end(first_job)
     assert done.state == State.SUCCEEDED
     price = hourly_price("m5.xlarge")

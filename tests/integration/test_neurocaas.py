@@ -24,7 +24,7 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, ncaas
+from .jobs import Lab, assert_no_dataset_left_open, ncaas
 
 pytestmark = pytest.mark.integration
 
@@ -191,6 +191,7 @@ def test_a_duplicate_timestamp_never_touches_the_first_jobs_folder(nc_lab: Lab) 
     assert loser.startswith(f"{first_folder}_duplicate-")
     lost = nc_lab.wait_end(loser)
     assert lost.state == State.REJECTED and "already taken" in (lost.reason or "")
+    assert_no_dataset_left_open(lost)
     assert lost.submission == jobs[loser].key
     won = nc_lab.wait_end(first_folder)
     assert won.state == State.SUCCEEDED and won.submission == jobs[first_folder].key

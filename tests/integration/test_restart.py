@@ -35,7 +35,7 @@ from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.status import DatasetStatus, JobStatus, State
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab
+from .jobs import Lab, assert_no_dataset_left_open
 from .test_analysis_outcomes import variant_lab
 from .test_limits import analysis_containers, launches, max_overlap
 
@@ -288,6 +288,27 @@ def test_a_lost_event_is_found_by_the_sweep(
     sqs.purge_queue(QueueUrl=url)
     start_dispatcher(settings, "docker")
     assert lab.wait_end(lab.wait_job(submitted, timeout=30)).state == State.SUCCEEDED
+
+
+def test_a_bad_submission_found_by_the_sweep_leaves_no_dataset_open(
+    storage: Storage,
+    settings: Settings,
+    probe: LoadedBlueprint,
+    restarts_dispatcher: None,
+) -> None:
+    """The restart's sweep rejects what the event path would, and ends every dataset too."""
+    lab = variant_lab(storage, settings, probe, "e2")
+    kill_dispatcher(settings)
+    submitted = lab.submit(dataname=[lab.dataset(), "labA/inputs/never-uploaded.bin"])
+    sqs = sqs_client(settings)
+    url = sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"]
+    time.sleep(0.5)  # let S3 deliver the notification, then lose it
+    sqs.purge_queue(QueueUrl=url)
+    start_dispatcher(settings, "docker")
+    final = lab.wait_end(lab.wait_job(submitted, timeout=30))
+    assert final.state == State.REJECTED and "never-uploaded.bin" in (final.reason or "")
+    assert len(final.datasets) == 2
+    assert_no_dataset_left_open(final)
 
 
 def s3_event(bucket: str, submitted: Submitted) -> str:

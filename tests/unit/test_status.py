@@ -104,6 +104,20 @@ def test_rejected_stays_rejected() -> None:
     assert status.events[-1].message.startswith("rejected: ")
 
 
+def test_a_rejection_ends_every_dataset_saying_why() -> None:
+    status = job(rec1=QUEUED, rec2=RUNNING, rec3=CRASHED)
+    reject(status, "budget exceeded: spent $1.00 of $1.00")
+    settle(status)
+    assert status.state == State.REJECTED and status.all_datasets_done
+    for name in ("rec1", "rec2"):
+        ds = status.datasets[name]
+        assert ds.state == State.REJECTED and ds.reason == status.reason and ds.finished
+    assert status.datasets["rec3"].state == State.FAILED  # an ending is never rewritten
+    certificate = render_certificate(status)
+    assert "DATANAME: rec1 | STATUS: rejected" in certificate
+    assert "STATUS: queued" not in certificate and "STATUS: running" not in certificate
+
+
 def test_finished_time_is_kept_once_set() -> None:
     status = job(rec1=OK)
     status.finished = "2026-11-24T20:31:05Z"
