@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ LABEL = "ncaas"
 # A fork bomb stops here instead of starving the machine.
 PIDS_PER_CPU = 128
 MIN_PIDS = 1024
+# The legacy builder's step line, e.g. "Step 1/4 : FROM python:3.11-slim".
+FROM_STEP = re.compile(r"Step \d+/\d+ : FROM ", re.IGNORECASE)
+BASE_REPO = "ncaas/base"  # images/base: what every blueprint builds FROM, offline
 DOCKER_HINT = "start it with `make setup` (as root) or `sudo systemctl start docker`"
 
 
@@ -94,6 +98,28 @@ class Engine:
         except docker.errors.ImageNotFound:
             return None
 
+    def _base_hint(self, tail: list[str]) -> str | None:
+        """When the step that failed is FROM: the base images this machine has. Builds run
+        offline (no registry), so only a local image can be a base."""
+        step = tail[-1].strip() if tail else ""
+        if not FROM_STEP.match(step):
+            return None
+        try:
+            local = sorted(
+                {t for image in self.client.images.list(name=BASE_REPO) for t in image.tags}
+            )
+        except (docker.errors.APIError, requests.RequestException):
+            local = []
+        if not local:
+            return (
+                f"{step}: that image is not on this machine and builds cannot pull it; build "
+                f"the local base ({BASE_REPO}:bookworm) with `make base-image` and use it"
+            )
+        return (
+            f"{step}: that image is not on this machine and builds cannot pull it; start the "
+            f"Dockerfile FROM a local image: {', '.join(local)}"
+        )
+
     def build(self, loaded: LoadedBlueprint, on_line: Callable[[str], None] | None = None) -> str:
         """Build the blueprint's image (the engine's layer cache makes a rebuild cheap)."""
         spec = loaded.blueprint.image
@@ -119,9 +145,10 @@ class Engine:
                 labels={LABEL: "image", "ncaas.analysis": loaded.blueprint.analysis},
             ):
                 if "error" in chunk:
+                    hint = [*tail[-10:], *filter(None, [self._base_hint(tail)])]
                     raise BuildFailed(
                         f"docker build of {loaded.folder} failed: {chunk['error'].strip()}",
-                        hint="\n".join(tail[-10:]) or None,
+                        hint="\n".join(hint) or None,
                     )
                 line = str(chunk.get("stream", "")).rstrip()
                 if line:

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from .blueprint import LoadedBlueprint
-from .errors import NcaasError
+from .errors import NcaasError, ServiceUnavailable
 from .settings import Settings
 
 BASE_IMAGE = "ncaas/base:bookworm"
@@ -145,7 +145,8 @@ def check_credentials(settings: Settings) -> Check:
 
 def check_ami(settings: Settings, loaded: LoadedBlueprint) -> Check:
     from .aws import ec2_client
-    from .containers import connect
+    from .buildcache import cached_build
+    from .containers import Engine, connect
     from .launchers.ec2 import check_ami as verify
 
     blueprint = loaded.blueprint
@@ -155,14 +156,17 @@ def check_ami(settings: Settings, loaded: LoadedBlueprint) -> Check:
         return Check(
             "ami", Level.WARN, f"{blueprint.analysis} has no cloud.ami (not baked yet)", bake
         )
-    image_id = None
+    # Against the blueprint's current content, not its last build: the image is built (cached,
+    # as `run` does) when the source changed since, so an edited analysis fails the check.
+    image_id: str | None = None
     try:
-        image = connect().images.get(blueprint.image_tag)
-        image_id = image.id
-    except Exception:
-        pass  # not built here: only existence can be checked
+        engine = Engine(connect())
+        image_id = cached_build(loaded, settings.state_dir, engine.build, engine.image_id)
+    except ServiceUnavailable:
+        pass  # no Docker here (its own check says so): only the AMI's existence is checked
     region = blueprint.cloud.region
-    verify(ec2_client(replace(settings, region=region)), ami, image_id, region, settings)
+    ec2 = ec2_client(replace(settings, region=region))
+    verify(ec2, ami, image_id, region, settings, blueprint_dir=str(loaded.folder))
     return Check("ami", Level.OK, f"{ami} exists; baked from the current {blueprint.image_tag}")
 
 

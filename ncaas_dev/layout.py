@@ -52,6 +52,28 @@ def is_submission_key(key: str) -> bool:
     )
 
 
+# What else belongs in submissions/: cancel requests, and the pointer naming a submission's job.
+LEGITIMATE_SUFFIXES = ("_cancel.json", f"{SUBMISSION_SUFFIX}.job")
+
+
+def not_a_submission(key: str) -> str | None:
+    """Why an object in a group's ``submissions/`` starts nothing (None when it is a submission,
+    a cancel request or a job pointer, or lies elsewhere): said where its writer will look."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[1] != "submissions" or not parts[2]:
+        return None
+    name = parts[2]
+    if name.endswith(SUBMISSION_SUFFIX) or name.endswith(LEGITIMATE_SUFFIXES):
+        return None
+    stem = name[: -len(".json")] if name.lower().endswith(".json") else name
+    if stem.lower().endswith("_submit"):
+        stem = stem[: -len("_submit")]
+    return (
+        f"{key} is not a submission: only names ending in _{SUBMISSION_SUFFIX} (lower case) "
+        f"start a job; rename it {parts[0]}/submissions/{stem}_{SUBMISSION_SUFFIX}"
+    )
+
+
 def claim_key(submission_key: str, etag: str) -> str:
     """One claim per (submission object, version): a repeated event finds it taken."""
     # surrogatepass: any str has a stable digest, even one no S3 key can be.

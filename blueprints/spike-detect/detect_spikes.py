@@ -298,8 +298,10 @@ def figure(
         top.plot(t, snippet[:, ch] - snippet[:, ch].mean() - row * gap, lw=0.5, color="0.4")
         middle.plot(t, clean[:, ch] - row * gap, lw=0.5, color="0.3")
         mine = (chans == ch) & (times < window)
+        # On the trace's own baseline: at the spike's trough, a large spike's marker would
+        # sit most of a gap below, on the next channel's line.
         for at, label in zip(times[mine], labels[mine], strict=True):
-            middle.plot(at / rate, clean[at, ch] - row * gap, "v", ms=6, color=colours(label % 10))
+            middle.plot(at / rate, -row * gap, "v", ms=6, color=colours(label % 10), zorder=3)
     ticks = {
         "yticks": [-row * gap for row in range(len(shown))],
         "yticklabels": [f"ch{ch}" for ch in shown],

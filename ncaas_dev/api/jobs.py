@@ -133,6 +133,25 @@ def jobs(
     return list(reversed(found))
 
 
+def not_submissions(
+    analysis: BlueprintLike,
+    group: str | None = None,
+    *,
+    endpoint_url: str | None = None,
+    cloud: bool = False,
+) -> list[str]:
+    """Why each object in the group's ``submissions/`` that starts nothing does not (a
+    misnamed submission such as ``bob7_Submit.json`` or ``bob5.json``), with the name to use.
+    Cancel requests and job pointers are not listed: they belong there."""
+    from ..layout import not_a_submission, submissions_prefix
+
+    target = analysis if isinstance(analysis, str) else str(loaded(analysis).folder)
+    opened = open_analysis(target, endpoint_url, group, cloud)
+    client = opened.client
+    found = client.storage.list_objects(client.bucket, submissions_prefix(opened.group))
+    return [reason for obj in found if (reason := not_a_submission(obj.key))]
+
+
 def job(
     analysis: BlueprintLike,
     name: str,
@@ -191,6 +210,6 @@ def _require_ami(ctx: Context, item: LoadedBlueprint) -> None:
     try:
         region = item.blueprint.cloud.region
         ec2 = ec2_client(replace(ctx.settings, region=region))
-        check_ami(ec2, ami, image_id, region, ctx.settings)
+        check_ami(ec2, ami, image_id, region, ctx.settings, blueprint_dir=str(item.folder))
     except NcaasError as e:
         raise UsageError(e.message, hint=e.hint) from e

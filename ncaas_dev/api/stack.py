@@ -81,6 +81,48 @@ def up(
     return status(endpoint_url=endpoint_url)
 
 
+class LocalContents(TypedDict):
+    """What the local S3 holds: LocalStack's community edition keeps none of it across a
+    restart, so ``down`` drops it all (files fetched by ``run``/``results`` stay on disk)."""
+
+    endpoint: str
+    unfinished_jobs: list[str]  # "{analysis}/{group}/{job}": queued or running
+    objects: int
+    bytes: int
+
+
+def local_contents(*, endpoint_url: str | None = None) -> LocalContents | None:
+    """What ``down`` would drop; None when no stack this state folder started answers."""
+    from ..errors import NcaasError
+    from ..jobstore import JobStore
+    from ..layout import OPEN_PREFIX
+    from ..storage import translated
+
+    doc = status(endpoint_url=endpoint_url)
+    if doc["stack"] not in ("host", "containers") or not doc["endpoint_answers"]:
+        return None
+    storage = Context.create(endpoint_url).storage
+    found = LocalContents(endpoint=str(doc["endpoint"]), unfinished_jobs=[], objects=0, bytes=0)
+    with translated("list buckets", storage.endpoint):
+        buckets = [b["Name"] for b in storage.s3.list_buckets().get("Buckets", [])]
+    for bucket in buckets:
+        for obj in storage.list_objects(bucket, ""):
+            found["objects"] += 1
+            found["bytes"] += obj.size
+            # The index of open jobs names the unfinished ones; a marker left behind by the
+            # job's ender is checked against its status.
+            group, _, job = obj.key.removeprefix(OPEN_PREFIX).partition("/")
+            if not obj.key.startswith(OPEN_PREFIX) or not job:
+                continue
+            try:
+                ended = JobStore(storage, bucket).read(group, job).state.terminal
+            except (NcaasError, ValueError):
+                continue
+            if not ended:
+                found["unfinished_jobs"].append(f"{bucket}/{group}/{job}")
+    return found
+
+
 def down(*, endpoint_url: str | None = None) -> dict[str, bool]:
     """Stop what ``up`` started (the compose stack first, if one runs here); per process,
     whether it was running."""
@@ -94,6 +136,14 @@ def down(*, endpoint_url: str | None = None) -> dict[str, bool]:
     for name in STACK_PROCESSES:
         stopped[name] = PidFile(ctx.settings.state_dir, name).stop()
     return stopped
+
+
+def _localstack_up(ctx: Context) -> bool:
+    from ..stack import PidFile, endpoint_answers
+
+    if PidFile(ctx.settings.state_dir, "localstack").read().running:
+        return True
+    return ctx.settings.endpoint_url is not None and endpoint_answers(ctx.settings.endpoint_url)
 
 
 def bring_up(
@@ -124,7 +174,8 @@ def bring_up(
     # The compose stack (`up --containers`) runs LocalStack and the dispatcher itself.
     in_containers = containers_status(ctx.settings.state_dir) is not None
     if not in_containers:
-        emit(on_progress, "step", "starting LocalStack")
+        if not _localstack_up(ctx):  # said only when it is so: an up stack is just used
+            emit(on_progress, "step", "starting LocalStack")
         start_localstack(ctx.settings)
     for item in items:
         # A changed analysis must never run as its stale image: build unless the context
@@ -141,7 +192,14 @@ def bring_up(
     start_command_server(ctx.settings)
     info = start_dispatcher(ctx.settings, launcher)
     if info.detail.get("launcher", launcher) != launcher:
-        # Runners run in sessions of their own and finish whatever the dispatcher does.
-        emit(on_progress, "step", f"switching the dispatcher from {info.detail['launcher']}")
+        # Runners run in sessions of their own and finish whatever the dispatcher does. The
+        # stack has one dispatcher: every analysis on it now runs with the new launcher.
+        emit(
+            on_progress,
+            "step",
+            f"switching the stack's one dispatcher from the {info.detail['launcher']} launcher "
+            f"to {launcher}: every analysis on this stack runs its datasets with {launcher} "
+            f"from now on (`ncaas-dev up --launcher {info.detail['launcher']}` switches back)",
+        )
         PidFile(ctx.settings.state_dir, "dispatcher").stop()
         start_dispatcher(ctx.settings, launcher)

@@ -14,12 +14,12 @@ from .common import (
     JsonOpt,
     LauncherOpt,
     check_launcher,
-    console,
+    data_line,
     emit_json,
-    err,
     escape,
+    print_table,
 )
-from .render import Renderer, event_line
+from .render import Renderer, log_line, output_line, show_event
 
 if TYPE_CHECKING:
     from ..api.progress import OnProgress, Progress
@@ -39,7 +39,9 @@ def _summary(status: JobStatus, results: Path | None) -> None:
     from ..status import State
 
     table = Table(title=f"{status.job}: {status.state.value}", title_justify="left")
-    for column in ("dataset", "state", "exit", "reason"):
+    table.add_column("dataset", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in ("exit", "reason"):
         table.add_column(column)
     for name, ds in status.datasets.items():
         color = "green" if ds.state == State.SUCCEEDED else "red"
@@ -49,9 +51,9 @@ def _summary(status: JobStatus, results: Path | None) -> None:
             "" if ds.exit_code is None else str(ds.exit_code),
             escape(ds.reason or ""),
         )
-    console.print(table)
+    print_table(table)
     if results is not None:
-        console.print(f"results: {results}")
+        data_line(f"results: {escape(str(results))}", f"results: {results}")
 
 
 def _finish(status: JobStatus) -> None:
@@ -77,7 +79,7 @@ def run(
     from ..api.jobs import run as run_job
 
     check_launcher(launcher)
-    render = Renderer(err.print if as_json else console.print, quiet=as_json)
+    render = Renderer(to_err=as_json, quiet=as_json)
     try:
         job = run_job(
             blueprint_dir,
@@ -113,7 +115,7 @@ def submit(
     """Upload files (or use keys already in S3) and write a submission; print the job."""
     from ..api.jobs import submit as submit_job
 
-    render = Renderer(err.print if as_json else console.print, quiet=as_json)
+    render = Renderer(to_err=as_json, quiet=as_json)
     try:
         job = submit_job(
             analysis,
@@ -131,11 +133,17 @@ def submit(
         if as_json:
             emit_json({"submission": submission, "job": job.name, "group": job.group})
         else:
-            console.print(f"submitted {submission} -> {job.name}")
+            data_line(
+                f"submitted {escape(submission)} -> {job.name}",
+                f"submitted {submission} -> {job.name}",
+            )
         return
-    say = err.print if as_json else console.print
-    say(f"submitted {submission} -> {job.name}")
-    job.wait(on_progress=Renderer(say))
+    data_line(
+        f"submitted {escape(submission)} -> {job.name}",
+        f"submitted {submission} -> {job.name}",
+        to_err=as_json,
+    )
+    job.wait(on_progress=Renderer(to_err=as_json))
     if as_json:
         emit_json(_job_doc(job.status))
     else:
@@ -159,21 +167,26 @@ def jobs(
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a group's jobs and their states."""
+    """List a group's jobs and their states, newest first."""
     from ..api.jobs import jobs as list_jobs
+    from ..api.jobs import not_submissions
 
-    found = [j.status for j in reversed(list_jobs(analysis, group, endpoint_url=endpoint_url))]
+    found = [j.status for j in list_jobs(analysis, group, endpoint_url=endpoint_url)]
+    # Files in submissions/ that start nothing (misnamed): said, or their writer waits forever.
+    for reason in not_submissions(analysis, group, endpoint_url=endpoint_url):
+        data_line(f"[yellow]note:[/yellow] {escape(reason)}", f"note: {reason}", to_err=True)
     if as_json:
         emit_json([_job_doc(s) for s in found])
         return
     from rich.table import Table
 
     table = Table()
-    for column in ("job", "state", "datasets", "created", "reason"):
-        table.add_column(column)
+    for column in ("job", "state", "datasets", "created"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("reason")
     for s in found:
         table.add_row(s.job, s.state.value, str(len(s.datasets)), s.created, escape(s.reason or ""))
-    console.print(table)
+    print_table(table)
 
 
 def logs(
@@ -190,20 +203,19 @@ def logs(
     found = find_job(analysis, job, group, endpoint_url=endpoint_url)
     if follow:
         for event in found.watch(dataset=dataset):
-            line = event_line(event)
-            if line is not None:
-                console.print(line)
-        console.print(
-            f"{found.name}: {found.state.value}" + (f" ({found.reason})" if found.reason else "")
+            show_event(event)
+        ending = f"{found.name}: {found.state.value}" + (
+            f" ({found.reason})" if found.reason else ""
         )
+        data_line(escape(ending), ending)
         return
     for logged in found.status.events:
-        console.print(f"[dim]{logged.time}[/dim] {escape(logged.message)}")
+        data_line(*log_line(logged.time, logged.message))
     for name in found.datasets:
         if dataset and name != dataset:
             continue
         for line in found.logs(name):
-            console.print(f"[cyan]{name}[/cyan] | {escape(line)}")
+            data_line(*output_line(name, line))
 
 
 def results(

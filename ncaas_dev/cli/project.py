@@ -16,10 +16,20 @@ if TYPE_CHECKING:
 
 def init(name: Annotated[Path, typer.Argument(help="Folder of the new blueprint.")]) -> None:
     """Scaffold a blueprint folder that runs as it is."""
+    from ..api.project import load_blueprint
     from ..scaffold import scaffold
 
     folder = scaffold(name)
     console.print(f"created {folder}/ (blueprint.yaml, Dockerfile, main.py, README.md)")
+    analysis = load_blueprint(folder).blueprint.analysis
+    if analysis != folder.name:  # S3 bucket names: lowercase letters, digits and hyphens
+        console.print(
+            f"the analysis and its S3 bucket are named [bold]{analysis}[/bold], not "
+            f"{escape(folder.name)}: bucket names take lowercase letters, digits and hyphens "
+            "only (change `analysis:` in blueprint.yaml to choose another)"
+        )
+    else:
+        console.print(f"the analysis and its S3 bucket are named [bold]{analysis}[/bold]")
     console.print(f"try it: echo hello > sample.txt && ncaas-dev run {folder} --data sample.txt")
 
 

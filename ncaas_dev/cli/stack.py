@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import EndpointOpt, JsonOpt, LauncherOpt, check_launcher, console, emit_json, err
+from ..errors import UsageError
+from .common import EndpointOpt, JsonOpt, LauncherOpt, check_launcher, console, emit_json
 from .context import Context
 from .render import Renderer
 
@@ -32,7 +33,7 @@ def up(
     dirs = blueprint_dirs
     if dirs is None:
         dirs = sorted(p.parent for p in Path("blueprints").glob("*/blueprint.yaml"))
-    render = Renderer(err.print, quiet=as_json)
+    render = Renderer(to_err=True, quiet=as_json)
     doc = bring_up(
         dirs,
         launcher=check_launcher(launcher),
@@ -43,15 +44,57 @@ def up(
     print_status(doc, as_json)
     if not as_json:  # the lab members' way in (issue 8)
         console.print("web client: `ncaas-dev web` serves it and prints a sign-in URL")
+        console.print(
+            "[dim]the local S3 keeps nothing across `ncaas-dev down` (LocalStack's community "
+            "edition); results fetched by `run` or `results` stay on disk[/dim]"
+        )
 
 
-def down(endpoint_url: EndpointOpt = None) -> None:
+def down(
+    endpoint_url: EndpointOpt = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Stop even while jobs are unfinished.")
+    ] = False,
+) -> None:
     """Stop what `up` started (the stack in containers, or the command server, the dispatcher,
-    the EC2 stand-in, then LocalStack)."""
+    the EC2 stand-in, then LocalStack). The local S3 goes with it: say what that drops."""
+    import sys
+
     from ..api.stack import down as stop
+    from ..api.stack import local_contents
+
+    held = local_contents(endpoint_url=endpoint_url)
+    if held is not None:
+        unfinished = held["unfinished_jobs"]
+        console.print(
+            f"the local S3 at {held['endpoint']} keeps nothing across `down`: dropping "
+            f"{held['objects']} object(s), {_size(held['bytes'])}, and {len(unfinished)} "
+            "unfinished job(s); results fetched by `run` or `results` stay on disk"
+        )
+        if unfinished and not yes:
+            listed = ", ".join(unfinished[:3]) + (" ..." if len(unfinished) > 3 else "")
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    f"{len(unfinished)} job(s) not finished ({listed}); `down` would stop "
+                    "them and drop their data",
+                    hint="wait for them (`ncaas-dev jobs ANALYSIS`), or run `ncaas-dev down "
+                    "--yes` to stop anyway",
+                )
+            typer.confirm(f"stop {len(unfinished)} unfinished job(s) ({listed})?", abort=True)
 
     for name, stopped in stop(endpoint_url=endpoint_url).items():
         console.print(f"{name}: {'stopped' if stopped else 'was not running'}")
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    size = float(count)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def print_status(doc: StackStatus, as_json: bool) -> None:

@@ -326,7 +326,9 @@ class Admission:
             shown = ", ".join(missing[:5]) + (
                 f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             )
-            return f"input not found: {shown}; upload it to s3://{bucket}/ first, then submit again"
+            where = ", ".join(f"s3://{bucket}/{key}" for key in missing[:5])
+            it = "it" if len(missing) == 1 else "them"
+            return f"input not found: {shown}; upload {it} to {where} first, then submit again"
         status.provenance["inputs"] = inputs
         if submission.configname and 0 < config_size <= options.MAX_CONFIG_BYTES:
             return self._duration(bucket, record, submission.configname, status)

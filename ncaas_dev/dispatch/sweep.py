@@ -23,6 +23,7 @@ from ..layout import (
     OPEN_PREFIX,
     claim_key,
     is_submission_key,
+    not_a_submission,
     submissions_prefix,
 )
 from ..status import JobStatus, utcnow
@@ -43,6 +44,7 @@ class Sweeper:
     # What a sweep never needs to read again.
     _indexed: set[str] = field(default_factory=set)  # buckets whose index of open jobs exists
     _known_claims: set[tuple[str, str]] = field(default_factory=set)
+    _misnamed: set[tuple[str, str]] = field(default_factory=set)  # said once per version
 
     def sweep(self) -> int:
         """One pass over every provisioned analysis; returns how many datasets it queued."""
@@ -60,7 +62,10 @@ class Sweeper:
         claims = {o.key for o in self.storage.list_objects(bucket, f"{INTERNAL_PREFIX}/claims/")}
         for group in record.blueprint.groups:
             for obj in self.storage.list_objects(bucket, submissions_prefix(group.name)):
-                if not is_submission_key(obj.key) or (obj.key, obj.etag) in self._known_claims:
+                if not is_submission_key(obj.key):
+                    self._tell_misnamed(bucket, obj.key, obj.etag)
+                    continue
+                if (obj.key, obj.etag) in self._known_claims:
                     continue
                 claim = claim_key(obj.key, obj.etag)
                 if claim in claims:
@@ -75,6 +80,14 @@ class Sweeper:
                         continue
                 outcome = self.handle(ObjectCreated(bucket, obj.key, obj.etag, obj.size))
                 log.info("sweep: %s: %s %s", obj.key, outcome.action, outcome.job or "")
+
+    def _tell_misnamed(self, bucket: str, key: str, etag: str) -> None:
+        """A file meant as a submission but misnamed (no event reaches the dispatcher for it:
+        the notification filters on the suffix) gets a line in the dispatcher's log."""
+        reason = not_a_submission(key)
+        if reason is not None and (key, etag) not in self._misnamed:
+            self._misnamed.add((key, etag))
+            log.warning("s3://%s/%s", bucket, reason)
 
     def _sweep_jobs(self, bucket: str, record: AnalysisRecord) -> int:
         """Queue what waits in the open jobs, drop ended jobs from the index, settle budgets.

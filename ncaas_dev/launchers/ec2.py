@@ -332,9 +332,15 @@ def snapshot_gb(image: dict[str, Any]) -> int:
 
 
 def check_ami(
-    ec2: EC2Client, ami: str, image_id: str | None, region: str, settings: Settings
+    ec2: EC2Client,
+    ami: str,
+    image_id: str | None,
+    region: str,
+    settings: Settings,
+    blueprint_dir: str = "BLUEPRINT_DIR",
 ) -> dict[str, Any]:
-    """The AMI exists and was baked from ``image_id``; returns its description."""
+    """The AMI exists and was baked from ``image_id``; returns its description. The fix names
+    ``blueprint_dir`` when the caller knows it."""
     with ec2_errors(f"DescribeImages {ami}", settings.endpoint_url):
         try:
             images = ec2.describe_images(ImageIds=[ami])["Images"]
@@ -346,7 +352,7 @@ def check_ami(
     if not images:
         raise NcaasError(
             f"AMI {ami} (cloud.ami) does not exist in {where}",
-            hint="bake it there with `ncaas-dev bake BLUEPRINT_DIR`",
+            hint=f"bake it there with `ncaas-dev bake {blueprint_dir}`",
         )
     image = images[0]
     baked_from = tags_of(image).get(TAG_IMAGE_ID)
@@ -354,6 +360,6 @@ def check_ami(
         raise NcaasError(
             f"AMI {ami} was baked from image {baked_from[:19]} but the analysis now runs "
             f"{image_id[:19]}",
-            hint="bake again with `ncaas-dev bake BLUEPRINT_DIR`",
+            hint=f"bake again with `ncaas-dev bake {blueprint_dir}`",
         )
     return dict(image)

@@ -46,7 +46,10 @@ def assert_rejected(lab: Lab, body: bytes, expect: str, group: str | None = None
         (b"{not json", "not valid JSON"),
         (b'["labA/inputs/x"]', "JSON object"),
         (json.dumps({"configname": "labA/configs/c.json"}).encode(), "no 'dataname'"),
-        (json.dumps({"dataname": "labA/inputs/does-not-exist.bin"}).encode(), "input not found"),
+        (
+            json.dumps({"dataname": "labA/inputs/does-not-exist.bin"}).encode(),
+            "/labA/inputs/does-not-exist.bin first",  # the full key to upload to
+        ),
         (json.dumps({"dataname": "labB/inputs/theirs.bin"}).encode(), "outside your group"),
         (json.dumps({"dataname": "labA/inputs/../../labB/inputs/x"}).encode(), "'..'"),
         (json.dumps({"dataname": "/labA/inputs/x"}).encode(), "absolute path"),
