@@ -35,7 +35,10 @@ groups:
 """
 
 DOCKERFILE = """\
-# ncaas/base:bookworm is built locally by `make setup` (Debian bookworm, python3, numpy).
+# ncaas/base:bookworm is built locally by `make setup`: Debian bookworm with Python 3.11,
+# numpy, scipy, matplotlib and Pillow (Debian's packages); no pip, no pandas. To add more:
+#   RUN apt-get update && apt-get install -y --no-install-recommends python3-pandas
+# or wheels fetched on the host (docs/developer-guide.md, "Dependencies").
 FROM ncaas/base:bookworm
 COPY main.py /app/main.py
 CMD ["python3", "/app/main.py"]

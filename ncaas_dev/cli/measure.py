@@ -111,5 +111,15 @@ def register(app: typer.Typer) -> None:
         network; output lands in --out. The container is removed on exit or Ctrl-C."""
         from ..api.shell import shell as run_shell
 
+        # A run's output folder starts empty; this one is the user's and is never emptied for
+        # them, so what earlier shells left is said, not silently mixed in.
+        left = sum(1 for p in out.rglob("*") if p.is_file()) if out.is_dir() else 0
+        if left:
+            err.print(
+                f"[yellow]note:[/yellow] {escape(str(out))} already holds {left} file(s) from "
+                "earlier shells; the analysis sees them in /ncaas/output (a run starts empty: "
+                "give a new --out, or empty this one)",
+                soft_wrap=True,
+            )
         code = run_shell(blueprint_dir, data, config, out, command=command, group=group)
         raise typer.Exit(code)

@@ -11,7 +11,10 @@ DOCKERFILE = """\
 # Imported from NeuroCAAS pipeline {analysis}. On NeuroCAAS the analysis software lived on the
 # AMI {ami}; here it lives in this image. Move it in (README.md), then set run.command in
 # blueprint.yaml (or CMD below) to start it.
-# ncaas/base:bookworm is built locally by `make setup` (Debian bookworm, python3, numpy).
+# ncaas/base:bookworm is built locally by `make setup`: Debian bookworm with Python 3.11,
+# numpy, scipy, matplotlib and Pillow (Debian's packages); no pip, no pandas. To add more:
+#   RUN apt-get update && apt-get install -y --no-install-recommends python3-pandas
+# or wheels fetched on the host (docs/developer-guide.md, "Dependencies").
 FROM ncaas/base:bookworm
 # Install what the AMI had, e.g.:
 #   RUN pip install --no-cache-dir your-analysis==1.2

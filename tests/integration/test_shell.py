@@ -80,6 +80,20 @@ def test_shell_command_runs_under_the_run_contract(
     assert _shell_containers(engine, analysis) == []
 
 
+def test_shell_says_what_earlier_shells_left_in_out(
+    probe: LoadedBlueprint, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["shell", str(probe.folder), "--out", str(out), "--command"]
+    first = ncaas([*args, 'echo one > "$NCAAS_OUTPUT/one.txt"'], cli_env)
+    assert first.returncode == 0, first.stderr
+    assert "already holds" not in first.stderr
+    second = ncaas([*args, 'ls "$NCAAS_OUTPUT"'], cli_env)
+    assert second.returncode == 0, second.stderr
+    assert "one.txt" in second.stdout  # kept, and said so
+    assert f"{out} already holds 1 file(s) from earlier shells" in second.stderr
+
+
 def test_shell_reads_commands_from_stdin_and_leaves_nothing(
     probe: LoadedBlueprint, cli_env: dict[str, str], engine: Engine, tmp_path: Path
 ) -> None:
