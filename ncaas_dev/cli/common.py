@@ -104,12 +104,12 @@ def data_line(markup: str, plain: str, to_err: bool = False) -> None:
     """A line of data (a log line, a job's name) is never wrapped or cut: a pipe gets ``plain``
     as it is, without escape codes (scripts and `awk` read it); a terminal gets ``markup``
     soft-wrapped, so the terminal folds a long line and a copy gives it back whole."""
-    if piped(to_err):
-        stream = sys.stderr if to_err else sys.stdout
-        stream.write(strip_ansi(plain) + "\n")
-        stream.flush()
+    target = err if to_err else console
+    if not target.is_terminal:
+        target.file.write(strip_ansi(plain) + "\n")
+        target.file.flush()
         return
-    (err if to_err else console).print(markup, soft_wrap=True, highlight=False)
+    target.print(markup, soft_wrap=True, highlight=False)
 
 
 def print_table(table: Table, to_err: bool = False) -> None:
@@ -128,12 +128,17 @@ def print_table(table: Table, to_err: bool = False) -> None:
             column.min_width = max(column.min_width or 0, longest, len(str(column.header)))
         else:
             column.overflow = "fold"
-    if not piped(to_err):
-        target.print(table)
+    measured = Measurement.get(target, target.options.update_width(1 << 16), table)
+    if target.is_terminal:
+        if measured.minimum <= target.width:
+            target.print(table)
+            return
+        # Key columns wider than the terminal: the terminal folds the lines, nothing is cut.
+        wide = Console(file=target.file, width=measured.minimum, force_terminal=True)
+        wide.print(table)
         return
-    stream = sys.stderr if to_err else sys.stdout
-    natural = Measurement.get(target, target.options.update_width(1 << 16), table).maximum
-    Console(file=stream, width=max(natural, 20), color_system=None, soft_wrap=False).print(table)
+    plain = Console(file=target.file, width=max(measured.maximum, 20), color_system=None)
+    plain.print(table)
 
 
 def emit_json(doc: Any) -> None:

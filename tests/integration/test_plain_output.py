@@ -25,6 +25,7 @@ def test_logs_and_jobs_through_a_pipe_stay_whole(
     data = lab.dataset()
     name = data.rsplit("/", 1)[1]
     stamp = f"20261202T120000Z-{secrets.token_hex(4)}-a-name-an-80-column-table-cuts"
+    older = lab.run(dataname="labA/inputs/never-uploaded.bin")  # rejected: quick
     done = lab.run(dataname=data, configname=lab.config(say=COLOURED), timestamp=stamp)
     assert done.job.startswith(f"job_{stamp}")
 
@@ -41,4 +42,9 @@ def test_logs_and_jobs_through_a_pipe_stay_whole(
     row = next(line for line in listing.stdout.splitlines() if done.job in line)
     assert "succeeded" in row
     as_json = json.loads(ncaas(["jobs", lab.bucket, "--json"], cli_env).stdout)
-    assert done.job in [j["job"] for j in as_json]
+    names = [j["job"] for j in as_json]
+    assert names.index(done.job) < names.index(older.job)  # newest first, as in the API
+    created = [j["created"] for j in as_json]
+    assert created == sorted(created, reverse=True)
+    rows = [line for line in listing.stdout.splitlines() if "job_" in line]
+    assert done.job in rows[0]

@@ -11,6 +11,7 @@ from ncaas_dev.layout import (
     dataset_name,
     group_prefix,
     is_submission_key,
+    not_a_submission,
     submissions_prefix,
 )
 
@@ -58,6 +59,34 @@ def test_dataset_name_is_the_last_part_of_the_key() -> None:
 )
 def test_is_submission_key(key: str, expected: bool) -> None:
     assert is_submission_key(key) is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "renamed"),
+    [
+        ("labA/submissions/bob7_Submit.json", "labA/submissions/bob7_submit.json"),
+        ("labA/submissions/bob5.json", "labA/submissions/bob5_submit.json"),
+        ("labA/submissions/notes.txt", "labA/submissions/notes.txt_submit.json"),
+    ],
+)
+def test_a_misnamed_submission_says_the_name_to_use(key: str, renamed: str) -> None:
+    reason = not_a_submission(key)
+    assert reason is not None and reason.startswith(f"{key} is not a submission")
+    assert reason.endswith(f"rename it {renamed}")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "labA/submissions/a_submit.json",  # a submission
+        "labA/submissions/a_cancel.json",  # a cancel request
+        "labA/submissions/a_submit.json.job",  # the pointer to a submission's job
+        "labA/submissions/",  # the folder's own placeholder
+        "labA/inputs/bob5.json",  # not in submissions/
+    ],
+)
+def test_what_belongs_in_submissions_is_not_flagged(key: str) -> None:
+    assert not_a_submission(key) is None
 
 
 def test_claim_key_is_stable_per_key_and_etag() -> None:
