@@ -56,7 +56,7 @@ class Renderer:
             if event.total:
                 self._open_bar(event.message, event.total)
             else:
-                err.print(f"[dim]{escape(event.message)}[/dim]", highlight=False)
+                data_line(f"[dim]{escape(event.message)}[/dim]", event.message, to_err=True)
         elif event.kind == "advance" and self._bar is not None:
             self._bar.advance(self._task, event.amount)
 

@@ -28,6 +28,8 @@ def test_run_end_to_end(probe: LoadedBlueprint, cli_env: dict[str, str], tmp_pat
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "line 2" in result.stdout and "succeeded" in result.stdout
+    assert "starting LocalStack" not in result.stderr  # the session's stack is up: just used
+    assert "submitted s3://" in result.stderr
     (job_dir,) = out.iterdir()
     assert json.loads((job_dir / "logs/status.json").read_text())["state"] == "succeeded"
     assert (
