@@ -23,6 +23,7 @@ from ..analysis import load_record
 from ..cloud.deploy.policies import trust_policy
 from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
 from ..cloud.ec2.refusals import error_code, is_retryable, unsupported_here
+from ..cloud.ec2.signing import TAG_PROOF, launch_proof, stack_secret
 from ..cloud.ec2.userdata import VOLUME_INIT_MIB_S, render_user_data, watchdog_seconds
 from ..cloud.layout import (
     TAG_ANALYSIS,
@@ -78,7 +79,7 @@ def client_token(task: DatasetTask) -> str:
     return hashlib.sha256(task.label.encode()).hexdigest()[:64]
 
 
-def _tags(task: DatasetTask) -> list[dict[str, str]]:
+def _tags(task: DatasetTask, **extra: str) -> list[dict[str, str]]:
     pairs = {
         "Name": f"ncaas {task.bucket} {task.job} {task.dataset}"[:255],
         TAG_ANALYSIS: task.record.blueprint.analysis,
@@ -86,12 +87,18 @@ def _tags(task: DatasetTask) -> list[dict[str, str]]:
         TAG_GROUP: task.group,
         TAG_JOB: task.job,
         TAG_DATASET: task.dataset[:255],
+        **extra,
     }
     return [{"Key": k, "Value": v} for k, v in pairs.items()]
 
 
-def _tag_specifications(task: DatasetTask) -> list[Any]:
-    return [{"ResourceType": kind, "Tags": _tags(task)} for kind in ("instance", "volume")]
+def _tag_specifications(task: DatasetTask, proof: str | None = None) -> list[Any]:
+    """The dataset's tags; on the instance also the stand-in's launch proof (local only)."""
+    on_instance = {TAG_PROOF: proof} if proof else {}
+    return [
+        {"ResourceType": "instance", "Tags": _tags(task, **on_instance)},
+        {"ResourceType": "volume", "Tags": _tags(task)},
+    ]
 
 
 class Ec2Launcher:
@@ -164,6 +171,10 @@ class Ec2Launcher:
             where["SubnetId"] = blueprint.cloud.subnet_id
         if blueprint.cloud.security_group_ids:
             where["SecurityGroupIds"] = list(blueprint.cloud.security_group_ids)
+        proof = None
+        if self.settings.local:  # the stand-in runs only what this stack launched
+            secret = stack_secret(self.settings.state_dir)
+            proof = launch_proof(secret, user_data.encode())
         with self.regions.errors("RunInstances"):
             return ec2.run_instances(
                 **where,
@@ -198,7 +209,7 @@ class Ec2Launcher:
                     "HttpEndpoint": "enabled",
                     "HttpPutResponseHopLimit": 1,
                 },
-                TagSpecifications=_tag_specifications(task),
+                TagSpecifications=_tag_specifications(task, proof),
             )
 
     def _instance_profile(self, task: DatasetTask) -> str:
