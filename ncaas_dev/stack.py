@@ -199,6 +199,7 @@ def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
         localstack_command(settings),
         localstack_env(settings),
         settings.state_dir / "localstack.log",
+        private=True,
     )
     pidfile.write(process.pid, endpoint=settings.endpoint_url)
     if settings.chosen_endpoint and settings.endpoint_url != DEFAULT_ENDPOINT:
@@ -261,7 +262,6 @@ def start_command_server(settings: Settings) -> ProcessInfo:
         [*command, *filter(None, [settings.endpoint_url])],
         child_env(),  # each command brings its caller's environment along
         settings.state_dir / "cmdserver.log",
-        private=False,  # it writes results where the user asks, with the user's umask
     )
     pidfile.write(process.pid)
     return pidfile.read()
@@ -291,10 +291,12 @@ def start_standin(settings: Settings) -> ProcessInfo:
 
 
 def _spawn(
-    command: list[str], env: dict[str, str], log_path: Path, private: bool = True
+    command: list[str], env: dict[str, str], log_path: Path, private: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start a daemon in its own session (it outlives this command), output to ``log_path``;
-    ``private``: all it creates is its owner's alone (umask 077, see privacy.py)."""
+    ``private``: all it creates is its owner's alone (umask 077). Only LocalStack's spool gets
+    that: runners keep the usual umask, since the analysis (a sandbox user when the runner is
+    root) must read the inputs they fetch; the 0700 state folder above keeps them private."""
     private_dir(log_path.parent)
     with log_path.open("ab") as log:
         os.chmod(log_path, FILE_MODE)

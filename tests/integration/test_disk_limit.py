@@ -63,4 +63,5 @@ def test_one_file_past_the_limit_stops_at_the_limit(small_disk) -> None:  # type
 def test_writing_under_the_limit_succeeds(small_disk) -> None:  # type: ignore[no-untyped-def]
     lab = small_disk
     status = lab.run(dataname=lab.dataset(), configname=lab.config(write_files=2, write_mb=8))
-    assert status.state == State.SUCCEEDED, status.reason
+    log = lab.text(lab.paths(status.job).log(next(iter(status.datasets))))
+    assert status.state == State.SUCCEEDED, log
