@@ -68,10 +68,14 @@ class _Watched:
     since: float  # when it was launched (epoch seconds), for the NotFound grace
 
 
-def root_volume_gb(dataset_bytes: int, volume_gb: int, snapshot_gb: int = 0) -> int:
-    """The blueprint's volume, or more when the dataset needs it, never less than the AMI's
-    root snapshot (EC2 refuses a volume smaller than its snapshot) (pure)."""
-    return max(volume_gb, snapshot_gb, SYSTEM_GB + math.ceil(2 * dataset_bytes / GIB))
+def root_volume_gb(
+    dataset_bytes: int, volume_gb: int, snapshot_gb: int = 0, disk_bytes: int | None = None
+) -> int:
+    """The blueprint's volume, or more when the dataset needs it or resources.disk says the
+    analysis may write more, never less than the AMI's root snapshot (EC2 refuses a volume
+    smaller than its snapshot) (pure)."""
+    writes = SYSTEM_GB + math.ceil((dataset_bytes + (disk_bytes or dataset_bytes)) / GIB)
+    return max(volume_gb, snapshot_gb, writes)
 
 
 def client_token(task: DatasetTask) -> str:
@@ -142,7 +146,9 @@ class Ec2Launcher:
         else:
             info = self.storage.head(task.bucket, task.data_key)
             size = info.size if info else 0
-        volume = root_volume_gb(size, blueprint.cloud.volume_gb, snapshot_gb(image))
+        volume = root_volume_gb(
+            size, blueprint.cloud.volume_gb, snapshot_gb(image), blueprint.resources.disk
+        )
         try:
             watchdog = watchdog_seconds(task, size, volume)
             user_data = render_user_data(task, watchdog, prewarm=False)
