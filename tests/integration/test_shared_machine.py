@@ -144,6 +144,15 @@ def test_an_instance_with_the_stacks_proof_runs_with_a_minimal_environment(
     assert "NCAAS_INSTANCE_ID=" in env and "AWS_ACCESS_KEY_ID=test" in env
     secret = stack.state_dir / "ec2-launch.key"
     assert secret.stat().st_mode & 0o777 == 0o600
+    # A neighbour copies that instance's user-data and proof (both readable through LocalStack's
+    # EC2 API) onto an instance of their own: a proof proves one launch.
+    dump.unlink()
+    with other_user() as neighbour:
+        replay = _plant(neighbour, stack, user_data, proof)
+        _wait(lambda: _state(stack, replay) == "terminated", 60, f"{replay} terminated")
+    assert not dump.exists(), "the stand-in ran a replayed launch"
+    log = (stack.state_dir / "ec2-standin.log").read_text()
+    assert f"{replay}: refused: its launch proof was used by another instance already" in log
 
 
 # -- item 2: a second user's stack ---------------------------------------------------------------

@@ -79,6 +79,11 @@ class StandIn:
                     self.ec2.client(record.blueprint.cloud.region)
         return self.ec2.known
 
+    def _proofs_run(self) -> set[str]:
+        """The launch proofs of every instance this stack's stand-ins ever booted: each
+        proves one launch, so a copy on a second instance is refused."""
+        return {p.read_text() for p in self.root.glob("*/proof")}
+
     def _folder(self, instance_id: str) -> Path:
         return self.root / instance_id
 
@@ -120,18 +125,20 @@ class StandIn:
             )
         encoded = reply.get("UserData", {}).get("Value")
         user_data = base64.b64decode(encoded) if encoded else b""
-        if not proven(self.secret, user_data, tags.get(TAG_PROOF)):
+        proof = tags.get(TAG_PROOF)
+        why = None
+        if not proven(self.secret, user_data, proof):
             # Anyone on this machine can call LocalStack's RunInstances: never execute their
             # script as this stack's owner.
-            log.warning(
-                "%s: refused: no valid launch proof (tag %s), so this stack's dispatcher did not "
-                "launch it; terminating it without running its user-data",
-                instance_id,
-                TAG_PROOF,
-            )
+            why = "no valid launch proof, so this stack's dispatcher did not launch it"
+        elif proof in self._proofs_run():
+            why = "its launch proof was used by another instance already (a replay)"
+        if why is not None:
+            log.warning("%s: refused: %s; terminated without running it", instance_id, why)
             self._terminate(instance_id, region)
             return
         private_dir(folder)
+        write_private(folder / "proof", (proof or "").encode())
         script = folder / "user-data"
         write_private(script, user_data)
         console = (folder / "console.log").open("ab")
