@@ -75,10 +75,24 @@ class RunSpec(_Strict):
     network: bool = False
 
 
+def _parse_disk(value: object) -> int | None:
+    return None if value is None else parse_memory(value)
+
+
 class Resources(_Strict):
     cpus: float = Field(default=2, gt=0, le=512)
     memory: Annotated[int, BeforeValidator(parse_memory)] = Field(default=4 * 1024**3)
     gpu: bool = False
+    # What one dataset may write, outputs and scratch (diskguard.py); None: 20g on this
+    # machine, the instance's volume (cloud.volume_gb) on EC2.
+    disk: Annotated[int | None, BeforeValidator(_parse_disk)] = None
+
+    @field_validator("disk")
+    @classmethod
+    def _some_disk(cls, value: int | None) -> int | None:
+        if value is not None and value < 1024**2:
+            raise ValueError("must be at least 1m (a dataset's outputs need room)")
+        return value
 
     @field_validator("memory")
     @classmethod

@@ -134,6 +134,12 @@ def up(settings: Settings, say: Callable[[str], None], wait: float = 120) -> Com
     )
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     (settings.state_dir / RECORD).write_text(json.dumps(asdict(stack)))
+    if settings.chosen_endpoint:
+        # Docker's proxy (root) publishes the port: later commands must not take it for
+        # another user's stack and choose a port of their own (ownership.py).
+        from .ownership import record_endpoint
+
+        record_endpoint(settings.endpoint_url, settings.state_dir)
     done = stack.run("up", "-d", "--no-build")
     if done.returncode != 0:
         raise ServiceUnavailable(

@@ -65,6 +65,9 @@ class ContainerSpec:
     # container when it stops (so not even a killed ncaas-dev leaves one behind).
     entrypoint: list[str] | None = None
     auto_remove: bool = False
+    # resources.disk in bytes: no file the analysis writes may grow past it (RLIMIT_FSIZE);
+    # the runner's DiskGuard watches the total.
+    disk: int | None = None
 
 
 def pids_limit(cpus: float) -> int:
@@ -188,6 +191,8 @@ class Engine:
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
         }
+        if spec.disk is not None:
+            kwargs["ulimits"] = [docker.types.Ulimit(name="fsize", soft=spec.disk, hard=spec.disk)]
         if spec.entrypoint is not None:
             kwargs["entrypoint"] = spec.entrypoint
         if spec.auto_remove:
@@ -254,6 +259,14 @@ class Engine:
         except (docker.errors.APIError, requests.exceptions.RequestException, KeyError, TypeError):
             return None
         return {"memory_usage": int(memory), "cpu_usage": round(cpu_ns / 1e9, 3)}
+
+    def written(self, container: Any) -> int:
+        """Bytes in the container's writable layer (Docker's SizeRw); 0 once it is gone."""
+        try:
+            found = self.client.api.containers(all=True, size=True, filters={"id": container.id})
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return 0
+        return int(found[0].get("SizeRw") or 0) if found else 0
 
     @staticmethod
     def kill(container: Any) -> None:

@@ -14,12 +14,13 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .compat import neurocaas
 from .containers import ContainerSpec, Engine, ExitInfo, ImageMissing, Mount, connect
+from .diskguard import DiskGuard, disk_limit, written_reason
 from .errors import NcaasError
 from .jobstore import JobStore
 from .launchers.base import DatasetTask
@@ -162,6 +163,7 @@ class Runner:
             on_last_line=lambda line: self._last_output(store, task, line, work, compat, live),
         )
         container: Any = None
+        guard: DiskGuard | None = None
         state, exit_code = State.FAILED, None
         reason: str | None = "infrastructure error: the runner stopped early"
         extra: dict[str, Any] = {}
@@ -175,9 +177,11 @@ class Runner:
                 )
             uid, gid = sandbox_ids()
             os.chown(work / "output", uid, gid)  # the sandbox user may write here, nowhere else
+            limit = disk_limit(task.record.blueprint, runner_id)
             container = self.engine.start(
-                container_spec(task, work, self.settings.analysis_network)
+                replace(container_spec(task, work, self.settings.analysis_network), disk=limit)
             )
+            guard = DiskGuard(self.engine, container, work / "output", limit).start()
             extra["image_id"] = container.image.id
             live.append(container)
             store.update(
@@ -196,6 +200,8 @@ class Runner:
             reader.join(timeout=10)
             state, reason = classify(exit, task)
             exit_code = exit.exit_code if exit else None
+            if guard.stop(failed=state is not State.SUCCEEDED):
+                state, reason = State.FAILED, written_reason(guard.limit)
         except Stopped as e:
             state, reason = (
                 State.TIMED_OUT,
@@ -215,6 +221,8 @@ class Runner:
             reason = f"infrastructure error: the runner crashed ({type(e).__name__}: {e})"
         finally:
             arm(False)
+            if guard is not None:
+                guard.halt()
             shipper.stop()
             extra["last_output"] = shipper.last_line
             if compat:

@@ -32,14 +32,24 @@ class Settings:
     # The Docker network an analysis with ``run.network: true`` joins (NCAAS_ANALYSIS_NETWORK);
     # None: the engine's default network. Analyses without ``run.network`` get none either way.
     analysis_network: str | None = field(default_factory=_analysis_network)
+    # True when no endpoint was given and ncaas-dev chose this user's own (ownership.py).
+    chosen_endpoint: bool = False
 
     @classmethod
     def from_env(cls, endpoint_url: str | None = None, cloud: bool = False) -> Settings:
         region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
         if cloud:
             return cls(endpoint_url=None, region=region or DEFAULT_REGION)
-        endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT
-        return cls(endpoint_url=endpoint.rstrip("/"), region=region or DEFAULT_REGION)
+        region = region or DEFAULT_REGION
+        given = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        if given:
+            return cls(endpoint_url=given.rstrip("/"), region=region)
+        # None given: this user's own stack, on 4566 unless another user's stack holds it.
+        from .ownership import own_endpoint
+
+        state_dir = _state_dir()
+        endpoint = own_endpoint(DEFAULT_ENDPOINT, state_dir)
+        return cls(endpoint_url=endpoint, region=region, state_dir=state_dir, chosen_endpoint=True)
 
     @property
     def local(self) -> bool:

@@ -23,8 +23,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import ServiceUnavailable
+from .ownership import record_endpoint, require_own_stack
+from .privacy import FILE_MODE, child_env, private_dir, tighten, write_private
 from .processes import alive
-from .settings import PROJECT_ROOT, Settings
+from .settings import DEFAULT_ENDPOINT, PROJECT_ROOT, Settings
 
 # Daemons outlive the command that starts them; holding their handles keeps Python from
 # warning that they still run when the command exits.
@@ -70,8 +72,7 @@ class PidFile:
         return ProcessInfo(running, pid if running else None, {k: str(v) for k, v in doc.items()})
 
     def write(self, pid: int, **detail: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"pid": pid, **detail}))
+        write_private(self.path, json.dumps({"pid": pid, **detail}).encode())
 
     def stop(self, timeout: float = 15) -> bool:
         info = self.read()
@@ -148,35 +149,37 @@ def localstack_env(settings: Settings) -> dict[str, str]:
     assert settings.endpoint_url is not None
     url = urlparse(settings.endpoint_url)
     root = settings.state_dir / "localstack"
-    return {
-        **os.environ,
-        # Loopback only: the stack holds a lab's data behind the well-known test/test keys.
-        # LocalStack's default gateway (twisted) binds every address whatever GATEWAY_LISTEN
-        # says; hypercorn binds the address given (docs/design.md, "The local stack").
-        "GATEWAY_SERVER": "hypercorn",
-        "GATEWAY_LISTEN": f"{_loopback(url.hostname)}:{url.port or 4566}",
-        "SERVICES": SERVICES,
-        # Our machines look like containers to LocalStack, which would then write under /etc
-        # and /var/lib; keep everything in the state folder instead.
-        "OVERRIDE_IN_DOCKER": "0",
-        "FILESYSTEM_ROOT": str(root),
-        "LOCALSTACK_VOLUME_DIR": str(root / "volume"),
-        # LocalStack's community edition keeps no data across restarts (persistence is a Pro
-        # feature), so `up` provisions again each time it starts the runtime.
-        "PERSISTENCE": "0",
-        "LOCALSTACK_HOST": f"localhost:{url.port or 4566}",
-        # Offline: no certificate download, no analytics, no DNS server on port 53.
-        "SKIP_SSL_CERT_DOWNLOAD": "1",
-        "DISABLE_EVENTS": "1",
-        "DNS_ADDRESS": "0",
-        "LOCALSTACK_CLI": "0",
-        "DEBUG": "0",
-    }
+    return child_env(
+        {
+            # Loopback only: the stack holds a lab's data behind the well-known test/test keys.
+            # LocalStack's default gateway (twisted) binds every address whatever GATEWAY_LISTEN
+            # says; hypercorn binds the address given (docs/design.md, "The local stack").
+            "GATEWAY_SERVER": "hypercorn",
+            "GATEWAY_LISTEN": f"{_loopback(url.hostname)}:{url.port or 4566}",
+            "SERVICES": SERVICES,
+            # Our machines look like containers to LocalStack, which would then write under /etc
+            # and /var/lib; keep everything in the state folder instead.
+            "OVERRIDE_IN_DOCKER": "0",
+            "FILESYSTEM_ROOT": str(root),
+            "LOCALSTACK_VOLUME_DIR": str(root / "volume"),
+            # LocalStack's community edition keeps no data across restarts (persistence is a Pro
+            # feature), so `up` provisions again each time it starts the runtime.
+            "PERSISTENCE": "0",
+            "LOCALSTACK_HOST": f"localhost:{url.port or 4566}",
+            # Offline: no certificate download, no analytics, no DNS server on port 53.
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "DISABLE_EVENTS": "1",
+            "DNS_ADDRESS": "0",
+            "LOCALSTACK_CLI": "0",
+            "DEBUG": "0",
+        }
+    )
 
 
 def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
     """Start LocalStack's runtime unless the endpoint answers; wait for its health check."""
     assert settings.endpoint_url is not None
+    require_own_stack(settings.endpoint_url)
     pidfile = PidFile(settings.state_dir, "localstack")
     ours = pidfile.read()
     if ours.running:
@@ -191,13 +194,16 @@ def start_localstack(settings: Settings, wait: float = 60) -> ProcessInfo:
             f"LocalStack's runtime is not installed ({python} is missing)",
             hint="run `make setup`, or set NCAAS_LOCALSTACK_PYTHON",
         )
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    tighten(settings.state_dir)  # also a folder an older version made readable by all
     process = _spawn(
         localstack_command(settings),
         localstack_env(settings),
         settings.state_dir / "localstack.log",
+        private=True,
     )
     pidfile.write(process.pid, endpoint=settings.endpoint_url)
+    if settings.chosen_endpoint and settings.endpoint_url != DEFAULT_ENDPOINT:
+        record_endpoint(settings.endpoint_url, settings.state_dir)  # later commands find it
     return _await_health(settings, pidfile, pidfile.read(), wait)
 
 
@@ -230,7 +236,7 @@ def start_dispatcher(settings: Settings, launcher: str) -> ProcessInfo:
     command = [sys.executable, "-m", "ncaas_dev", "dispatch", "--launcher", launcher]
     process = _spawn(
         [*command, "--endpoint-url", settings.endpoint_url],
-        {**os.environ, "NCAAS_STATE_DIR": str(settings.state_dir)},
+        child_env({"NCAAS_STATE_DIR": str(settings.state_dir)}),
         settings.state_dir / "dispatcher.log",
     )
     pidfile.write(process.pid, launcher=launcher, endpoint=settings.endpoint_url)
@@ -254,7 +260,7 @@ def start_command_server(settings: Settings) -> ProcessInfo:
     command = [sys.executable, "-m", "ncaas_dev.cmdserver", str(settings.state_dir)]
     process = _spawn(
         [*command, *filter(None, [settings.endpoint_url])],
-        dict(os.environ),
+        child_env(),  # each command brings its caller's environment along
         settings.state_dir / "cmdserver.log",
     )
     pidfile.write(process.pid)
@@ -271,7 +277,7 @@ def start_standin(settings: Settings) -> ProcessInfo:
     log_path = settings.state_dir / "ec2-standin.log"
     process = _spawn(
         [sys.executable, "-m", "ncaas_dev.cloud.ec2.standin", settings.endpoint_url],
-        {**os.environ, "NCAAS_STATE_DIR": str(settings.state_dir)},
+        child_env({"NCAAS_STATE_DIR": str(settings.state_dir)}),
         log_path,
     )
     pidfile.write(process.pid, endpoint=settings.endpoint_url)
@@ -284,10 +290,16 @@ def start_standin(settings: Settings) -> ProcessInfo:
     return pidfile.read()
 
 
-def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """Start a daemon in its own session (it outlives this command), output to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+def _spawn(
+    command: list[str], env: dict[str, str], log_path: Path, private: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start a daemon in its own session (it outlives this command), output to ``log_path``;
+    ``private``: all it creates is its owner's alone (umask 077). Only LocalStack's spool gets
+    that: runners keep the usual umask, since the analysis (a sandbox user when the runner is
+    root) must read the inputs they fetch; the 0700 state folder above keeps them private."""
+    private_dir(log_path.parent)
     with log_path.open("ab") as log:
+        os.chmod(log_path, FILE_MODE)
         process = subprocess.Popen(
             command,
             env=env,
@@ -296,6 +308,7 @@ def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subproces
             stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=log_path.parent,
+            umask=0o077 if private else -1,
         )
     _DAEMONS.append(process)
     return process

@@ -32,26 +32,24 @@ if [ -e "$CONF" ] && ! grep -qF "$MARK" "$CONF"; then
   exit 0
 fi
 
-# Already up and idle (or busy with jobs): nothing to do. Checked before needing root.
-if alive "$HOME_DIR/run/slurmctld.pid" && alive "$HOME_DIR/run/slurmd.pid"; then
-  case "$(node_state)" in
-    idle|mixed|allocated|completing) exit 0 ;;
-  esac
-fi
-is_root || die "the local SLURM cluster is not running; start it as root: sudo $0"
-
 # 2. the config: one node, this machine, addressed as 127.0.0.1 (never the LAN address).
-mkdir -p "$HOME_DIR"/{etc,state,spool,log,run} /etc/slurm
 # slurmd -C reports the hardware exactly as slurmd will check it (CPUs, sockets, memory).
 hw=$(slurmd -C | head -1 | sed -E 's/^NodeName=[^ ]+ //')
 mem=$(sed -nE 's/.*RealMemory=([0-9]+).*/\1/p' <<<"$hw")
 # Leave room for the OS: a node configured with more memory than it has is drained.
 hw=$(sed -E "s/RealMemory=[0-9]+/RealMemory=$((mem - 1024))/" <<<"$hw")
 new=$(mktemp)
+trap 'rm -f "$new"' EXIT
 cat >"$new" <<EOF
 $MARK
 ClusterName=ncaas
 SlurmctldHost=$NODE(127.0.0.1)
+# Both daemons bind the addresses above (127.0.0.1), not every interface: the cluster is
+# this machine's alone. (By default slurmctld and slurmd listen on 0.0.0.0.)
+CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
+# Other users of the machine see neither our jobs nor their comments (bucket, group, job,
+# dataset): squeue, scontrol and sacct show each user their own jobs only.
+PrivateData=jobs
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -84,12 +82,22 @@ SchedulerParameters=sched_interval=5
 NodeName=$NODE NodeAddr=127.0.0.1 $hw State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:16
 EOF
+# Already up, idle (or busy with jobs) and configured so: nothing to do, and no root needed.
+if cmp -s "$new" "$HOME_DIR/etc/slurm.conf" && [ "$(stat -c %a "$HOME_DIR/log" 2>/dev/null)" = 700 ] &&
+  alive "$HOME_DIR/run/slurmctld.pid" && alive "$HOME_DIR/run/slurmd.pid"; then
+  case "$(node_state)" in
+    idle|mixed|allocated|completing) exit 0 ;;
+  esac
+fi
+is_root || die "the local SLURM cluster is not running as configured; start it as root: sudo $0"
+mkdir -p "$HOME_DIR"/{etc,state,spool,log,run} /etc/slurm
+# The logs name every job and its comment: root's alone, as is the controller's state.
+chmod 0700 "$HOME_DIR/log" "$HOME_DIR/state"
+find "$HOME_DIR/log" -type f -exec chmod 0600 {} +
 changed=0
 if ! cmp -s "$new" "$HOME_DIR/etc/slurm.conf"; then
   mv "$new" "$HOME_DIR/etc/slurm.conf"
   changed=1
-else
-  rm -f "$new"
 fi
 chmod 644 "$HOME_DIR/etc/slurm.conf"
 ln -sfn "$HOME_DIR/etc/slurm.conf" "$CONF"

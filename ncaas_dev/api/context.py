@@ -43,6 +43,12 @@ class Context:
 
         return sqs_client(self.settings)
 
+    def require_own_stack(self) -> None:
+        """Refuse (exit 2) an endpoint on this machine that another user's stack serves."""
+        from ..ownership import require_own_stack
+
+        require_own_stack(self.settings.endpoint_url)
+
     def require_stack(self, wait: float = 0, say: Callable[[str], None] | None = None) -> None:
         from ..stack import require_localstack
 

@@ -145,6 +145,7 @@ def dispatch(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(message)s")
     check_launcher(launcher)
     ctx = Context.create(endpoint_url)
+    ctx.require_own_stack()  # never serve another user's jobs
     ctx.require_stack(DISPATCH_WAIT_SECONDS, logging.getLogger(__name__).info)
     queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
     dispatcher = Dispatcher(

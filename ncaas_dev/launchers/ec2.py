@@ -23,6 +23,7 @@ from ..analysis import load_record
 from ..cloud.deploy.policies import trust_policy
 from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
 from ..cloud.ec2.refusals import error_code, is_retryable, unsupported_here
+from ..cloud.ec2.signing import TAG_PROOF, launch_proof, stack_secret
 from ..cloud.ec2.userdata import VOLUME_INIT_MIB_S, render_user_data, watchdog_seconds
 from ..cloud.layout import (
     TAG_ANALYSIS,
@@ -67,10 +68,14 @@ class _Watched:
     since: float  # when it was launched (epoch seconds), for the NotFound grace
 
 
-def root_volume_gb(dataset_bytes: int, volume_gb: int, snapshot_gb: int = 0) -> int:
-    """The blueprint's volume, or more when the dataset needs it, never less than the AMI's
-    root snapshot (EC2 refuses a volume smaller than its snapshot) (pure)."""
-    return max(volume_gb, snapshot_gb, SYSTEM_GB + math.ceil(2 * dataset_bytes / GIB))
+def root_volume_gb(
+    dataset_bytes: int, volume_gb: int, snapshot_gb: int = 0, disk_bytes: int | None = None
+) -> int:
+    """The blueprint's volume, or more when the dataset needs it or resources.disk says the
+    analysis may write more, never less than the AMI's root snapshot (EC2 refuses a volume
+    smaller than its snapshot) (pure)."""
+    writes = SYSTEM_GB + math.ceil((dataset_bytes + (disk_bytes or dataset_bytes)) / GIB)
+    return max(volume_gb, snapshot_gb, writes)
 
 
 def client_token(task: DatasetTask) -> str:
@@ -78,7 +83,7 @@ def client_token(task: DatasetTask) -> str:
     return hashlib.sha256(task.label.encode()).hexdigest()[:64]
 
 
-def _tags(task: DatasetTask) -> list[dict[str, str]]:
+def _tags(task: DatasetTask, **extra: str) -> list[dict[str, str]]:
     pairs = {
         "Name": f"ncaas {task.bucket} {task.job} {task.dataset}"[:255],
         TAG_ANALYSIS: task.record.blueprint.analysis,
@@ -86,12 +91,18 @@ def _tags(task: DatasetTask) -> list[dict[str, str]]:
         TAG_GROUP: task.group,
         TAG_JOB: task.job,
         TAG_DATASET: task.dataset[:255],
+        **extra,
     }
     return [{"Key": k, "Value": v} for k, v in pairs.items()]
 
 
-def _tag_specifications(task: DatasetTask) -> list[Any]:
-    return [{"ResourceType": kind, "Tags": _tags(task)} for kind in ("instance", "volume")]
+def _tag_specifications(task: DatasetTask, proof: str | None = None) -> list[Any]:
+    """The dataset's tags; on the instance also the stand-in's launch proof (local only)."""
+    on_instance = {TAG_PROOF: proof} if proof else {}
+    return [
+        {"ResourceType": "instance", "Tags": _tags(task, **on_instance)},
+        {"ResourceType": "volume", "Tags": _tags(task)},
+    ]
 
 
 class Ec2Launcher:
@@ -135,7 +146,9 @@ class Ec2Launcher:
         else:
             info = self.storage.head(task.bucket, task.data_key)
             size = info.size if info else 0
-        volume = root_volume_gb(size, blueprint.cloud.volume_gb, snapshot_gb(image))
+        volume = root_volume_gb(
+            size, blueprint.cloud.volume_gb, snapshot_gb(image), blueprint.resources.disk
+        )
         try:
             watchdog = watchdog_seconds(task, size, volume)
             user_data = render_user_data(task, watchdog, prewarm=False)
@@ -164,6 +177,10 @@ class Ec2Launcher:
             where["SubnetId"] = blueprint.cloud.subnet_id
         if blueprint.cloud.security_group_ids:
             where["SecurityGroupIds"] = list(blueprint.cloud.security_group_ids)
+        proof = None
+        if self.settings.local:  # the stand-in runs only what this stack launched
+            secret = stack_secret(self.settings.state_dir)
+            proof = launch_proof(secret, user_data.encode())
         with self.regions.errors("RunInstances"):
             return ec2.run_instances(
                 **where,
@@ -198,7 +215,7 @@ class Ec2Launcher:
                     "HttpEndpoint": "enabled",
                     "HttpPutResponseHopLimit": 1,
                 },
-                TagSpecifications=_tag_specifications(task),
+                TagSpecifications=_tag_specifications(task, proof),
             )
 
     def _instance_profile(self, task: DatasetTask) -> str:

@@ -1,4 +1,5 @@
-"""The local stack listens on loopback only: every listening socket of its processes.
+"""The local stack listens on loopback only: every listening socket of its processes, of the
+SLURM daemons (scripts/ensure-slurm.sh) and of `ncaas-dev web`.
 
 LocalStack, the dispatcher (and the runners it starts) and the EC2 stand-in are started the way
 `ncaas-dev up` starts them, used, and then every TCP socket in LISTEN state that one of their
@@ -11,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +142,53 @@ def test_the_stack_keeps_its_s3_data_in_its_own_state_folder(
     bucket = probe.blueprint.analysis
     storage.put_bytes(bucket, "labA/inputs/spooled.bin", os.urandom(2 * 1024**2))
     assert (settings.state_dir / "localstack" / "s3-storage" / bucket).is_dir()
+
+
+SLURM_RUN = Path(os.environ.get("NCAAS_SLURM_HOME", "/var/lib/ncaas-slurm")) / "run"
+
+
+@pytest.mark.parametrize(("daemon", "port"), [("slurmctld", 6817), ("slurmd", 6818)])
+def test_the_slurm_daemons_listen_on_loopback_only(daemon: str, port: int) -> None:
+    """scripts/ensure-slurm.sh's cluster (CommunicationParameters=NoCtldInAddrAny,NoInAddrAny):
+    by default both daemons listen on every interface."""
+    pid_file = SLURM_RUN / f"{daemon}.pid"
+    if not pid_file.exists():
+        pytest.fail(f"{daemon} is not running ({pid_file} missing): run `make slurm`")
+    bound = listening_of({int(pid_file.read_text())})
+    assert ("127.0.0.1", port) in bound, f"{daemon} does not listen on 127.0.0.1:{port}: {bound}"
+    wide = [a for a in bound if not ipaddress.ip_address(a[0]).is_loopback]
+    assert not wide, f"{daemon} listens beyond loopback: {wide}"
+
+
+def test_the_web_client_listens_on_loopback_only(
+    cli_env: dict[str, str], tmp_path: Path, dispatcher: int
+) -> None:
+    """`ncaas-dev web` with its defaults, every socket of its process tree."""
+    from .jobs import NCAAS_DEV
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "web.log"
+    with log.open("wb") as out:
+        web = subprocess.Popen(
+            [str(NCAAS_DEV), "web", "--port", str(port)],
+            env={**cli_env, "NCAAS_NO_COMMAND_SERVER": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        bound: dict[tuple[str, int], set[int]] = {}
+        while time.monotonic() < deadline and not any(p == port for _, p in bound):
+            assert web.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+            bound = listening_of(stack_processes({web.pid}))
+        assert ("127.0.0.1", port) in bound, f"not listening: {bound}; {log.read_text()[-500:]}"
+        wide = [a for a in bound if not ipaddress.ip_address(a[0]).is_loopback]
+        assert not wide, f"the web client listens beyond loopback: {wide}"
+    finally:
+        web.terminate()
+        web.wait(timeout=30)

@@ -21,6 +21,7 @@ from ncaas_dev.compose import (
     read_record,
 )
 from ncaas_dev.errors import UsageError
+from ncaas_dev.privacy import LOCAL_AWS
 from ncaas_dev.settings import Settings
 from ncaas_dev.stack import localstack_env
 from ncaas_dev.stack_images import STACK_IMAGES
@@ -38,7 +39,9 @@ def compose() -> dict[str, dict[str, dict[str, object]]]:
 
 def test_localstack_gets_the_host_runtimes_settings(tmp_path: Path) -> None:
     host = localstack_env(Settings(endpoint_url="http://127.0.0.1:4566", state_dir=tmp_path))
-    ours = {k for k in host if k not in os.environ}  # not inherited ones
+    # Not inherited ones, nor the fixed test credentials every host child gets (privacy.py):
+    # a container inherits no developer's environment to scrub.
+    ours = {k for k in host if k not in os.environ and k not in LOCAL_AWS}
     container = compose()["services"]["localstack"]["environment"]
     assert isinstance(container, dict)
     assert set(container) == ours

@@ -94,6 +94,9 @@ def test_the_watchdog_margin_grows_with_the_dataset(make_task: Any) -> None:
 def test_root_volume_takes_the_largest_need() -> None:
     assert root_volume_gb(0, 8, snapshot_gb=75) == 75
     assert root_volume_gb(0, 200, snapshot_gb=75) == 200
+    # resources.disk: room for the dataset and what the analysis may write
+    assert root_volume_gb(2 * 1024**3, 100, disk_bytes=500 * 1024**3) == 16 + 502
+    assert root_volume_gb(0, 100, disk_bytes=1024**3) == 100
     image = {
         "RootDeviceName": "/dev/sda1",
         "BlockDeviceMappings": [

@@ -1,7 +1,8 @@
 """A stand-in for EC2's machines, so the cloud path runs offline.
 
 LocalStack's EC2 records instances but runs nothing. The stand-in watches it for instances the
-EC2 launcher started, executes each one's user-data on this machine exactly as cloud-init
+EC2 launcher started (proven by an HMAC of their user-data, ``signing.py``; any other instance
+is terminated unrun), executes each one's user-data on this machine exactly as cloud-init
 would (once, as a script), and terminates the instance in LocalStack when the script ends,
 which is what ``InstanceInitiatedShutdownBehavior=terminate`` does on AWS. The runner inside
 then works against LocalStack's S3 and the local Docker engine.
@@ -26,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...privacy import child_env, private_dir, write_private
 from ...processes import alive
 from ...settings import Settings
 from ..layout import TAG_DATASET, TAG_JOB, tags_of
 from .api import LIVE_STATES, Ec2Regions
+from .signing import TAG_PROOF, proven, stack_secret
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -58,6 +61,7 @@ class StandIn:
         self.root = settings.state_dir / "instances"
         self.machines: dict[str, Machine] = {}
         self._regions_seen_at = 0.0
+        self.secret = stack_secret(settings.state_dir)
 
     def regions(self) -> list[str]:
         """This stack's region and every provisioned analysis's cloud.region (LocalStack's EC2
@@ -74,6 +78,11 @@ class StandIn:
                 if record is not None:
                     self.ec2.client(record.blueprint.cloud.region)
         return self.ec2.known
+
+    def _proofs_run(self) -> set[str]:
+        """The launch proofs of every instance this stack's stand-ins ever booted: each
+        proves one launch, so a copy on a second instance is refused."""
+        return {p.read_text() for p in self.root.glob("*/proof")}
 
     def _folder(self, instance_id: str) -> Path:
         return self.root / instance_id
@@ -115,19 +124,35 @@ class StandIn:
                 InstanceId=instance_id, Attribute="userData"
             )
         encoded = reply.get("UserData", {}).get("Value")
-        folder.mkdir(parents=True)
+        user_data = base64.b64decode(encoded) if encoded else b""
+        proof = tags.get(TAG_PROOF)
+        why = None
+        if not proven(self.secret, user_data, proof):
+            # Anyone on this machine can call LocalStack's RunInstances: never execute their
+            # script as this stack's owner.
+            why = "no valid launch proof, so this stack's dispatcher did not launch it"
+        elif proof in self._proofs_run():
+            why = "its launch proof was used by another instance already (a replay)"
+        if why is not None:
+            log.warning("%s: refused: %s; terminated without running it", instance_id, why)
+            self._terminate(instance_id, region)
+            return
+        private_dir(folder)
+        write_private(folder / "proof", (proof or "").encode())
         script = folder / "user-data"
-        script.write_bytes(base64.b64decode(encoded) if encoded else b"")
+        write_private(script, user_data)
         console = (folder / "console.log").open("ab")
-        env = {
-            **os.environ,
-            "NCAAS_HOME": str(folder),
-            "NCAAS_PYTHON": sys.executable,
-            "NCAAS_POWEROFF": POWEROFF,
-            "NCAAS_PREWARM": "0",  # this host's /var/lib/docker is not the instance's
-            "NCAAS_INSTANCE_ID": instance_id,
-            "NCAAS_BOOT_LOG": str(folder / "console.log"),  # this stand-in's cloud-init output
-        }
+        # Only what the user-data needs: not the owner's environment (real AWS keys included).
+        env = child_env(
+            {
+                "NCAAS_HOME": str(folder),
+                "NCAAS_PYTHON": sys.executable,
+                "NCAAS_POWEROFF": POWEROFF,
+                "NCAAS_PREWARM": "0",  # this host's /var/lib/docker is not the instance's
+                "NCAAS_INSTANCE_ID": instance_id,
+                "NCAAS_BOOT_LOG": str(folder / "console.log"),  # this stand-in's cloud-init output
+            }
+        )
         process = subprocess.Popen(
             ["/bin/bash", str(script)],
             env=env,

@@ -1,0 +1,167 @@
+"""Whose stack an endpoint reaches, so that one user's commands never attach to another's.
+
+On a shared machine a second user's `up` used to find LocalStack answering on 4566 and attach
+a dispatcher of its own to it, which then ran the first user's jobs. The owner is read from the
+kernel, never from a file anyone could write: the uid of the socket listening on the endpoint's
+port (``/proc/net/tcp``, ``/proc/net/tcp6``), and the uid of every ``ncaas-dev dispatch``
+process serving the same endpoint (``/proc/PID/cmdline`` and ``status``).
+
+A user who gives no endpoint gets a stack of their own: 4566 when it is free or theirs, else
+the first port from 4567 on that nobody listens on, recorded in their state folder
+(``endpoint``, 0600) so that every later command finds the same stack.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import pwd
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import UsageError
+from .privacy import write_private
+
+_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
+ENDPOINT_FILE = "endpoint"
+FIRST_OWN_PORT, LAST_OWN_PORT = 4567, 4666
+
+
+def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An address as /proc/net/tcp{,6} prints it: 32-bit words in host (little-endian) order."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return ipaddress.ip_address(words)
+
+
+def _reachable_from_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def listener_uids(port: int, proc: Path = Path("/proc")) -> set[int]:
+    """The uids of the sockets listening on ``port`` that a loopback client would reach."""
+    uids: set[int] = set()
+    for table in ("net/tcp", "net/tcp6"):
+        try:
+            rows = (proc / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) < 8 or fields[3] != _LISTEN:
+                continue
+            address, _, hex_port = fields[1].rpartition(":")
+            if int(hex_port, 16) == port and _reachable_from_loopback(_address(address)):
+                uids.add(int(fields[7]))
+    return uids
+
+
+def dispatcher_uids(endpoint: str, proc: Path = Path("/proc")) -> set[int]:
+    """The uids of ``ncaas-dev dispatch`` processes serving ``endpoint``."""
+    uids: set[int] = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"dispatch" not in argv or endpoint.encode() not in argv:
+                continue
+            if not any(a.endswith(b"ncaas_dev") or a.endswith(b"ncaas-dev") for a in argv):
+                continue
+            status = (entry / "status").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                uids.add(int(line.split()[1]))
+    return uids
+
+
+def _local_port(endpoint: str) -> int | None:
+    """The port of an endpoint on this machine's loopback; None for any other host."""
+    url = urlparse(endpoint)
+    host = url.hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        return None
+    return url.port or (443 if url.scheme == "https" else 80)
+
+
+def _who(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def foreign_owner(endpoint: str) -> str | None:
+    """What of another user's serves ``endpoint`` on this machine (said in words), or None."""
+    port = _local_port(endpoint)
+    if port is None:
+        return None
+    if others := listener_uids(port) - {os.getuid()}:
+        return f"port {port} is listened on by {_who(min(others))}"
+    if others := dispatcher_uids(endpoint) - {os.getuid()}:
+        return f"a dispatcher of {_who(min(others))} serves it"
+    return None
+
+
+def require_own_stack(endpoint: str | None) -> None:
+    """Refuse (exit 2) to start or attach anything to a stack another uid owns. (The stack in
+    containers, published by Docker's root-owned proxy, never comes here: `up` and `run` start
+    no LocalStack beside it, and its dispatcher's endpoint is the container's name.)"""
+    if not endpoint:
+        return
+    owner = foreign_owner(endpoint)
+    if owner is not None:
+        raise UsageError(
+            f"{endpoint} belongs to another user's stack ({owner}); "
+            "ncaas-dev will not attach to it",
+            hint="give no endpoint (unset AWS_ENDPOINT_URL, drop --endpoint-url) and `ncaas-dev "
+            "up` starts a stack of your own on a port of your own",
+        )
+
+
+def recorded_endpoint(state_dir: Path) -> str | None:
+    """The endpoint a user's own stack was given, if one was chosen off the default port."""
+    path = state_dir / ENDPOINT_FILE
+    try:
+        if path.stat().st_uid != os.getuid():
+            return None  # not written by this user: ignore it
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def own_endpoint(default: str, state_dir: Path) -> str:
+    """The endpoint of this user's own stack when none is given: the recorded one, else
+    ``default`` unless another uid holds its port, else the first free port from 4567 on."""
+    recorded = recorded_endpoint(state_dir)
+    if recorded:
+        return recorded
+    port = _local_port(default)
+    if port is None or not listener_uids(port) - {os.getuid()}:
+        return default
+    for candidate in range(FIRST_OWN_PORT, LAST_OWN_PORT + 1):
+        if not listener_uids(candidate) and _bindable(candidate):
+            return f"http://localhost:{candidate}"
+    return default  # all taken: the refusal will say so
+
+
+def record_endpoint(endpoint: str, state_dir: Path) -> None:
+    write_private(state_dir / ENDPOINT_FILE, f"{endpoint}\n".encode())
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
