@@ -111,14 +111,14 @@ def test_zero_gpu_vcpus_is_refused_with_the_g_quota(account: Account) -> None:
 
 def test_allowed_types_of_other_classes_are_checked_each(account: Account) -> None:
     account.stubs[1].add_response("get_account_settings", LAMBDA_OK)
-    account.offers("m5.xlarge", "p4d.24xlarge", vcpus=96)
+    account.offers("m5.xlarge", "g5.xlarge", vcpus=96)
     account.quota("L-1216C47A", 5)  # too few for a 96-vCPU type (the stub's answer)
-    account.quota("L-417A185B", 0)
-    check = account.check(blueprint(allowed_instance_types=["p4d.24xlarge"]))
+    account.quota("L-DB2E81BA", 0)
+    check = account.check(blueprint(allowed_instance_types=["g5.xlarge"]))
     names = [s.what for s in check.shortfalls]
     assert names == [
         "EC2 'Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances' (L-1216C47A)",
-        "EC2 'Running On-Demand P instances' (L-417A185B)",
+        "EC2 'Running On-Demand G and VT instances' (L-DB2E81BA)",
     ]
 
 
