@@ -297,3 +297,28 @@ def test_a_folder_dataset_needs_the_prefix_listing_and_gets_no_more(
         f"s3:ListBucket on arn:aws:s3:::{scene.bucket} (prefix '{prefix}') is not allowed"
         in str(refused.value)
     )
+
+
+def test_a_launch_the_policy_does_not_allow_fails_naming_action_and_resource(
+    scene: Scene, as_lambda: Any, tmp_path: Path
+) -> None:
+    """RunInstances is allowed only of the baked AMI: a record naming another (a re-bake not
+    yet deployed) is refused by IAM, and the dataset's reason says which action on what."""
+    admin = Storage(scene.world.admin.s3)
+    images = scene.world.admin.ec2.describe_images(Owners=["amazon"])["Images"]
+    other = next(i["ImageId"] for i in images if i["ImageId"] != scene.blueprint.cloud.ami)
+    record, _ = admin.get_json(scene.bucket, ".ncaas/blueprint.json")
+    try:
+        changed = json.loads(json.dumps(record))
+        changed["blueprint"]["cloud"]["ami"] = other
+        admin.put_json(scene.bucket, ".ncaas/blueprint.json", changed)
+        (tmp_path / "r.bin").write_bytes(b"r")
+        carol = scene.client("carol")
+        sent = carol.submit("labB", [carol.upload(tmp_path / "r.bin", "labB", "inputs")], None)
+        lambda_handler._dispatcher = None
+        (outcome,) = as_lambda(s3_event(scene.bucket, sent.key))["outcomes"]
+        reason = scene.status("labB", outcome["job"]).datasets["r.bin"].reason or ""
+        assert "RunInstances failed" in reason, reason
+        assert f"ec2:RunInstances on resource: arn:aws:ec2:us-east-1::image/{other}" in reason
+    finally:
+        admin.put_json(scene.bucket, ".ncaas/blueprint.json", record)
