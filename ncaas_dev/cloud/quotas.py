@@ -43,6 +43,10 @@ CLASSES: dict[str, VcpuQuota] = {
         ("L-DB2E81BA", "Running On-Demand G and VT instances"),
         ("L-3819A6DF", "All G and VT Spot Instance Requests"),
     ),
+    "gr": VcpuQuota(
+        ("L-DB2E81BA", "Running On-Demand G and VT instances"),
+        ("L-3819A6DF", "All G and VT Spot Instance Requests"),
+    ),
     "vt": VcpuQuota(
         ("L-DB2E81BA", "Running On-Demand G and VT instances"),
         ("L-3819A6DF", "All G and VT Spot Instance Requests"),

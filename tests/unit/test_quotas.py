@@ -195,3 +195,20 @@ def test_deploy_and_bake_cloud_refuse_before_creating_anything(
     assert "L-DB2E81BA" in refused.value.message
     assert ("L-B99A9384" in refused.value.message) == (step == "deploy")
     assert "ami" not in (folder / "blueprint.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [
+        ("m5.xlarge", "L-1216C47A"),
+        ("i3.large", "L-1216C47A"),
+        ("g4dn.xlarge", "L-DB2E81BA"),
+        ("gr6.4xlarge", "L-DB2E81BA"),
+        ("vt1.3xlarge", "L-DB2E81BA"),
+        ("p4d.24xlarge", "L-417A185B"),
+        ("inf2.xlarge", "L-1945791B"),
+        ("x2iedn.xlarge", "L-7295265B"),
+    ],
+)
+def test_each_family_counts_against_its_class(kind: str, code: str) -> None:
+    assert quotas.vcpu_quota(kind).on_demand[0] == code
