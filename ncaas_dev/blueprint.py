@@ -209,6 +209,34 @@ class Blueprint(_Strict):
             "g6.xlarge, or set resources.gpu to false"
         )
 
+    @model_validator(mode="after")
+    def _allowed_types(self) -> Blueprint:
+        """A type a submission may choose is held to cloud.instance_type's rules (GPU parity,
+        no retired GPU family) and must have a price: the budget check needs one, and a
+        submission choosing an unpriced type would only be rejected later."""
+        from .pricing import PRICE_TABLE, price_table
+
+        prices = price_table()
+        for kind in self.cloud.allowed_instance_types:
+            field = f"cloud.allowed_instance_types: {kind!r}"
+            if self.resources.gpu and RETIRED_GPU_TYPE.match(kind):
+                raise ValueError(
+                    f"{field}: current Deep Learning AMIs no longer support p2, p3 or g3 GPUs; "
+                    f"use one of {SUPPORTED_GPU_FAMILIES}"
+                )
+            if self.resources.gpu and not NVIDIA_GPU_TYPE.match(kind):
+                raise ValueError(
+                    f"{field} has no NVIDIA GPU but resources.gpu is true: list GPU types only "
+                    "(e.g. g4dn.xlarge, g5.xlarge)"
+                )
+            if kind not in prices:
+                raise ValueError(
+                    f"{field} has no price in {PRICE_TABLE.name}, so the budget cannot be "
+                    "checked: list a priced type, or add its price "
+                    "(`python -m ncaas_dev.pricing --refresh --type TYPE`)"
+                )
+        return self
+
     @field_validator("groups")
     @classmethod
     def _unique_groups(cls, groups: list[Group]) -> list[Group]:

@@ -183,4 +183,19 @@ def diagnose(settings: Settings, loaded: LoadedBlueprint | None) -> list[Check]:
     probes += [("packer", check_packer), ("credentials", lambda: check_credentials(settings))]
     if loaded is not None:
         probes.append(("ami", lambda: check_ami(settings, loaded)))
-    return [_guarded(name, probe) for name, probe in probes]
+    checks = [_guarded(name, probe) for name, probe in probes]
+    if loaded is not None and not settings.local:  # doctor --cloud BLUEPRINT_DIR
+        checks += cloud_readiness(loaded)
+    return checks
+
+
+def cloud_readiness(loaded: LoadedBlueprint, clients: Any = None) -> list[Check]:
+    """What a first deployment on the account still needs (``cloud/readiness.py``)."""
+    from .cloud.readiness import cloud_checks, cloud_clients
+
+    try:
+        clients = clients or cloud_clients(loaded.blueprint.cloud.region)
+    except Exception as e:  # no region, a broken profile: said, not raised
+        return [Check("account", Level.FAIL, f"{type(e).__name__}: {e}")]
+    found = cloud_checks(loaded.blueprint, str(loaded.folder), clients)
+    return [Check(c.name, Level(c.level.value), c.detail, c.fix) for c in found]

@@ -7,6 +7,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +63,33 @@ def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
+# The IAM action each S3 operation needs, so a refusal names what a policy must allow.
+IAM_ACTIONS = {
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket",
+    "HeadObject": "s3:GetObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "CopyObject": "s3:PutObject",
+}
+_S3_URL = re.compile(r"s3://([^/\s]+)/?(\S*)")
+
+
+def denied_action(operation: str, what: str) -> str:
+    """Which IAM action on which resource a refused call needed, from the operation and the
+    ``s3://bucket/key`` its description names: "s3:ListBucket on arn:aws:s3:::b (prefix p)"."""
+    action = IAM_ACTIONS.get(operation, f"s3:{operation}")
+    where = _S3_URL.search(what)
+    if where is None:
+        return action
+    bucket, key = where.groups()
+    if action == "s3:ListBucket":
+        return f"{action} on arn:aws:s3:::{bucket}" + (f" (prefix {key!r})" if key else "")
+    return f"{action} on arn:aws:s3:::{bucket}/{key}"
+
+
 @contextmanager
 def translated(what: str, endpoint: str | None) -> Iterator[None]:
     """Turn botocore errors into ncaas errors that say what failed and what to do."""
@@ -75,8 +103,10 @@ def translated(what: str, endpoint: str | None) -> Iterator[None]:
         if code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound") or status == 404:
             raise NotFound(f"{what}: not found") from e
         if code in ("AccessDenied", "403", "Forbidden") or status == 403:
+            needed = denied_action(e.operation_name, what)
             raise AccessDenied(
-                f"{what}: access denied", hint="your credentials may not reach this key"
+                f"{what}: access denied: {needed} is not allowed to these credentials",
+                hint="your credentials may not reach this key",
             ) from e
         raise StorageError(f"{what}: {code or 'error'}: {e}") from e
     except EndpointConnectionError as e:

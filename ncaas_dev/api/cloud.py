@@ -39,6 +39,15 @@ def target_settings(
     return settings
 
 
+def _require_account(
+    item: LoadedBlueprint, *, dispatcher: bool, on_progress: OnProgress | None
+) -> None:
+    from ..cloud.quotas import require_account
+
+    emit(on_progress, "step", "checking the account's quotas")
+    require_account(item.blueprint, dispatcher=dispatcher)
+
+
 class _Reporter:
     """Bake's reporter interface, passed on as ``Progress`` events."""
 
@@ -73,6 +82,8 @@ def bake_report(
     packer_binary()  # before LocalStack starts: a missing Packer is the first thing to say
     engine = Engine(connect())
     settings = target_settings(item, endpoint_url, cloud, on_progress)
+    if cloud:  # the account can launch the build instance, before anything is built
+        _require_account(item, dispatcher=False, on_progress=on_progress)
     return run_bake(
         item, settings, engine, cloud=cloud, force=force, reporter=_Reporter(on_progress)
     )
@@ -106,6 +117,8 @@ def deploy_report(
 
     item = loaded(bp)
     settings = target_settings(item, endpoint_url, cloud, on_progress)
+    if cloud:  # quotas and offerings first: a stack that cannot work is not created
+        _require_account(item, dispatcher=True, on_progress=on_progress)
     image_id: str | None = None
     if settings.local:
         # Locally, the runners start the image on this engine: build it now (as `up` does), so

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from ..analysis import load_record
 from ..cloud.deploy.policies import trust_policy
 from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
-from ..cloud.ec2.refusals import error_code, is_retryable, unsupported_here
+from ..cloud.ec2.refusals import error_code, explained, is_retryable, unsupported_here
 from ..cloud.ec2.signing import TAG_PROOF, launch_proof, stack_secret
 from ..cloud.ec2.userdata import VOLUME_INIT_MIB_S, render_user_data, watchdog_seconds
 from ..cloud.layout import (
@@ -158,7 +158,7 @@ class Ec2Launcher:
             reply = self._run_instances(ec2, task, ami, root_device, volume, user_data)
         except NcaasError as e:
             if is_retryable(e.__cause__):
-                raise RetryableLaunchError(e.message) from e.__cause__
+                raise RetryableLaunchError(explained(e.message, e.__cause__)) from e.__cause__
             if error_code(e.__cause__) == "Unsupported":  # the type is not offered in that AZ
                 raise NcaasError(unsupported_here(ec2, task, e.message)) from e.__cause__
             raise

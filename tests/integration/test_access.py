@@ -1,151 +1,33 @@
 """The generated policies, proven by an independent IAM evaluator (moto), not assumed.
 
 LocalStack's free edition does not enforce IAM, so the proof runs on moto's server, which
-does: started here on a free loopback port with authorisation off for the setup
-(``INITIAL_NO_AUTH_ACTION_COUNT``), then switched on (``/moto-api/reset-auth`` with 0) before
-any principal acts. Every policy comes from the template ``render_template`` generates, with
-its intrinsics resolved as CloudFormation would; each group user acts with their own access
-keys, each role with credentials from ``AssumeRole``.
-
-moto evaluates Action and Resource but not StringLike conditions, so the users' ListBucket
-prefix condition is evaluated here by ``string_like`` (IAM's StringLike: ``*`` and ``?``).
+does, extended to evaluate the conditions the policies use (``moto_iam_server.py``); the
+principals are the template's own (``iam_world.py``): each group user acts with their own
+access keys, each role with credentials from ``AssumeRole``. The cloud path's own code run
+as these principals is proven in ``test_enforced_paths.py``.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
-import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.iam.access_control import IAMPolicy, PermissionResult
 
+from integration.iam_world import ACCOUNT, REGION, Moto, Principal, World, build_world
+from integration.iam_world import moto_server as moto_server  # a fixture
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.blueprint import Blueprint, parse_blueprint
 from ncaas_dev.cloud.deploy import lambda_handler
 from ncaas_dev.cloud.deploy import names as n
-from ncaas_dev.cloud.deploy import template as t
 from ncaas_dev.layout import BLUEPRINT_RECORD
 
 pytestmark = pytest.mark.integration
 
-ACCOUNT = "123456789012"  # moto's default account
-REGION = "us-east-1"
 BUCKET = "spike-access"
 OTHER_BUCKET = "someone-elses-bucket"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def resolve(value: Any, refs: dict[str, str], arns: dict[str, str]) -> Any:
-    """CloudFormation's intrinsics, as far as the policies use them."""
-    if isinstance(value, list):
-        return [resolve(v, refs, arns) for v in value]
-    if not isinstance(value, dict):
-        return value
-    if "Fn::Sub" in value:
-        pseudo = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT}
-        return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo[m.group(1)], value["Fn::Sub"])
-    if "Fn::GetAtt" in value:
-        return arns[value["Fn::GetAtt"][0]]
-    if "Ref" in value:
-        return refs[value["Ref"]]
-    return {k: resolve(v, refs, arns) for k, v in value.items()}
-
-
-def string_like(pattern: str, value: str) -> bool:
-    return fnmatch.fnmatchcase(value, pattern)  # IAM: * any run, ? one character
-
-
-def listing_allowed(policy: dict[str, Any], prefix: str) -> bool:
-    """ListBucket on the analysis bucket with ``prefix``: Allow statements and their
-    StringLike/StringEquals conditions on s3:prefix, evaluated as IAM does."""
-    for statement in policy["Statement"]:
-        actions = statement["Action"]
-        resources = statement["Resource"]
-        resources = resources if isinstance(resources, list) else [resources]
-        if "s3:ListBucket" not in actions or f"arn:aws:s3:::{BUCKET}" not in resources:
-            continue
-        conditions = statement.get("Condition", {})
-        like = conditions.get("StringLike", {}).get("s3:prefix", [])
-        equals = conditions.get("StringEquals", {}).get("s3:prefix", [])
-        unknown = set(conditions) - {"StringLike", "StringEquals"}
-        assert not unknown, f"condition operators this check cannot evaluate: {unknown}"
-        ok = not conditions or any(string_like(p, prefix) for p in like) or prefix in equals
-        if ok and statement["Effect"] == "Allow":
-            return True
-    return False
-
-
-@dataclass
-class Moto:
-    endpoint: str
-    process: subprocess.Popen[bytes]
-
-    def client(self, service: str, key: str = "admin", secret: str = "admin", token: Any = None):  # type: ignore[no-untyped-def]
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=key,
-            aws_secret_access_key=secret,
-            aws_session_token=token,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-        )
-
-    def enforce(self) -> None:
-        request = urllib.request.Request(
-            f"{self.endpoint}/moto-api/reset-auth",
-            data=b"0",
-            method="POST",
-            headers={"Content-Type": "text/plain"},  # a form body would be parsed away
-        )
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            assert json.loads(reply.read())["status"] == "ok"
-
-
-@pytest.fixture(scope="module")
-def moto_server() -> Iterator[Moto]:
-    port = _free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1000000"}  # setup first, unchecked
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
-        env.pop(name, None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(f"moto server did not start on {endpoint}") from None
-            time.sleep(0.2)
-    yield Moto(endpoint, process)
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def the_blueprint() -> Blueprint:
@@ -161,36 +43,11 @@ def the_blueprint() -> Blueprint:
     )
 
 
-@dataclass
-class Principal:
-    name: str
-    s3: Any
-    ec2: Any
-    iam: Any
-
-
-@dataclass
-class World:
-    credentials: dict[str, dict[str, str]]  # assumed-role credentials by logical id
-    admin: Principal  # may do anything: sets the scene after enforcement is on
-    template: dict[str, Any]
-    policies: dict[str, dict[str, Any]]  # logical id -> resolved policy document
-    users: dict[str, Principal]  # by blueprint user name
-    roles: dict[str, Principal]  # by logical id
-    role_arns: dict[str, str]
-
-
 @pytest.fixture(scope="module")
 def world(moto_server: Moto) -> World:
-    """The template's groups, users and roles created in moto (unchecked), then enforced."""
+    """The scene (two buckets, both provisioned), then the template's principals."""
     blueprint = the_blueprint()
-    template = t.render_template(
-        blueprint, t.TemplateOptions(dispatcher=t.CodeLocation(BUCKET, "k"))
-    )
-    resources = template["Resources"]
     admin_s3 = moto_server.client("s3")
-    iam = moto_server.client("iam")
-    sts = moto_server.client("sts")
     for bucket in (BUCKET, OTHER_BUCKET):
         admin_s3.create_bucket(Bucket=bucket)
     for key in (
@@ -210,81 +67,7 @@ def world(moto_server: Moto) -> World:
             Bucket=bucket, Key=BLUEPRINT_RECORD, Body=record.model_dump_json().encode()
         )
 
-    refs: dict[str, str] = {}
-    arns: dict[str, str] = {}
-    for logical in (n.INSTANCE_ROLE, n.DISPATCHER_ROLE):
-        props = resources[logical]["Properties"]
-        role = iam.create_role(
-            RoleName=props["RoleName"],
-            AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
-        )["Role"]
-        refs[logical], arns[logical] = props["RoleName"], role["Arn"]
-    policies: dict[str, dict[str, Any]] = {}
-    for logical in (n.INSTANCE_ROLE, n.DISPATCHER_ROLE):
-        props = resources[logical]["Properties"]
-        (policy,) = props["Policies"]
-        document = resolve(policy["PolicyDocument"], refs, arns)
-        policies[logical] = document
-        iam.put_role_policy(
-            RoleName=props["RoleName"],
-            PolicyName=policy["PolicyName"],
-            PolicyDocument=json.dumps(document),
-        )
-    for logical, resource in resources.items():
-        if resource["Type"] == "AWS::IAM::Group":
-            props = resource["Properties"]
-            iam.create_group(GroupName=props["GroupName"])
-            refs[logical] = props["GroupName"]
-            (policy,) = props["Policies"]
-            document = resolve(policy["PolicyDocument"], refs, arns)
-            policies[logical] = document
-            iam.put_group_policy(
-                GroupName=props["GroupName"],
-                PolicyName=policy["PolicyName"],
-                PolicyDocument=json.dumps(document),
-            )
-    keys: dict[str, tuple[str, str]] = {}
-    for resource in resources.values():
-        if resource["Type"] == "AWS::IAM::User":
-            props = resource["Properties"]
-            iam.create_user(UserName=props["UserName"])
-            for group in props["Groups"]:
-                iam.add_user_to_group(GroupName=refs[group["Ref"]], UserName=props["UserName"])
-            key = iam.create_access_key(UserName=props["UserName"])["AccessKey"]
-            keys[props["UserName"]] = (key["AccessKeyId"], key["SecretAccessKey"])
-    sessions: dict[str, dict[str, str]] = {}
-    for logical in (n.INSTANCE_ROLE, n.DISPATCHER_ROLE):
-        sessions[logical] = sts.assume_role(RoleArn=arns[logical], RoleSessionName="proof")[
-            "Credentials"
-        ]
-
-    def principal(name: str, key: str, secret: str, token: str | None = None) -> Principal:
-        return Principal(
-            name,
-            moto_server.client("s3", key, secret, token),
-            moto_server.client("ec2", key, secret, token),
-            moto_server.client("iam", key, secret, token),
-        )
-
-    users = {
-        user.split("-")[-1]: principal(user, *pair)  # "spike-access-labA-alice" -> "alice"
-        for user, pair in keys.items()
-    }
-    roles = {
-        logical: principal(logical, c["AccessKeyId"], c["SecretAccessKey"], c["SessionToken"])
-        for logical, c in sessions.items()
-    }
-    iam.create_user(UserName="scene-setter")
-    everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
-    iam.put_user_policy(
-        UserName="scene-setter",
-        PolicyName="all",
-        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
-    )
-    key = iam.create_access_key(UserName="scene-setter")["AccessKey"]
-    admin = principal("scene-setter", key["AccessKeyId"], key["SecretAccessKey"])
-    moto_server.enforce()
-    return World(sessions, admin, template, policies, users, roles, arns)
+    return build_world(moto_server, blueprint)
 
 
 def allowed(call: Any, *args: Any, **kwargs: Any) -> bool:
@@ -333,24 +116,22 @@ def test_group_user_works_in_own_prefix_only(world: World, user: str, own: str, 
     assert not put(p, f"{own}/inputs/x", bucket=OTHER_BUCKET)
     assert not allowed(p.s3.delete_object, Bucket=BUCKET, Key=f"{own}/inputs/rec.bin")
     assert not allowed(p.s3.list_objects_v2, Bucket=OTHER_BUCKET)
-    # moto grants the listing statement without its condition, so this only shows the
-    # statement's Action and Resource; the condition is evaluated below.
     assert allowed(p.s3.list_objects_v2, Bucket=BUCKET, Prefix=f"{own}/")
 
 
 @pytest.mark.parametrize("group", ["labA", "labB"])
 def test_group_listing_condition_keeps_users_in_their_prefix(world: World, group: str) -> None:
-    (logical,) = [
-        k
-        for k, v in world.template["Resources"].items()
-        if v["Type"] == "AWS::IAM::Group" and v["Properties"]["GroupName"].endswith(f"-{group}")
-    ]
-    policy = world.policies[logical]
+    """The s3:prefix condition, evaluated by the server on each listing."""
+    p = world.users["alice" if group == "labA" else "carol"]
     other = "labB" if group == "labA" else "labA"
+
+    def lists(prefix: str) -> bool:
+        return allowed(p.s3.list_objects_v2, Bucket=BUCKET, Prefix=prefix)
+
     for prefix in (f"{group}/", f"{group}/results/", f"{group}/inputs/rec"):
-        assert listing_allowed(policy, prefix), prefix
+        assert lists(prefix), prefix
     for prefix in ("", f"{other}/", f"{other}/results/", ".ncaas/", group, f"{group}x/", "l"):
-        assert not listing_allowed(policy, prefix), prefix
+        assert not lists(prefix), prefix
 
 
 def test_instance_role_reads_inputs_and_writes_results_only(world: World) -> None:

@@ -23,8 +23,8 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 
+from .iam_world import Moto, moto_server  # noqa: F401  (the fixture)
 from .jobs import ROOT, Lab, copy_blueprint, ncaas
-from .test_access import Moto, moto_server  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.integration
 

@@ -29,3 +29,22 @@ def test_missing_credentials_get_their_hint_only_when_the_caller_has_one() -> No
     told = aws_error("CreateStack", e, None, NO_CREDENTIALS_HINT)
     assert told.message == "CreateStack failed: no AWS credentials"
     assert told.hint == NO_CREDENTIALS_HINT
+
+
+def test_an_s3_refusal_names_the_iam_action_and_resource() -> None:
+    from ncaas_dev.storage import AccessDenied, translated
+
+    denied = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}
+    cases = [
+        ("ListObjectsV2", "list s3://b/in/d/", "s3:ListBucket on arn:aws:s3:::b (prefix 'in/d/')"),
+        ("HeadObject", "s3://b/labA/x.bin", "s3:GetObject on arn:aws:s3:::b/labA/x.bin"),
+        ("PutObject", "write s3://b/labB/inputs/x", "s3:PutObject on arn:aws:s3:::b/labB/inputs/x"),
+    ]  # fmt: skip
+    for operation, what, needed in cases:
+        try:
+            with translated(what, None):
+                raise ClientError(denied, operation)  # type: ignore[arg-type]
+        except AccessDenied as e:
+            assert f"{needed} is not allowed to these credentials" in e.message
+        else:
+            raise AssertionError("not translated")

@@ -294,6 +294,32 @@ def test_gpu_families_the_dl_amis_dropped_are_refused(write_blueprint, instance_
 
 
 @pytest.mark.parametrize(
+    ("gpu", "allowed", "problem"),
+    [
+        (False, "[c5.large, m5.2xlarge]", None),
+        (True, "[g5.xlarge, g4dn.2xlarge]", None),
+        (False, "[c5.large, x9.huge]", "'x9.huge' has no price in prices.json"),
+        (True, "[g5.xlarge, p3.2xlarge]", "'p3.2xlarge': current Deep Learning AMIs no longer"),
+        (True, "[g4dn.xlarge, c5.large]", "'c5.large' has no NVIDIA GPU"),
+    ],
+)
+def test_allowed_instance_types_are_held_to_instance_type_rules(
+    write_blueprint, gpu: bool, allowed: str, problem: str | None
+) -> None:
+    """Issue 24, part 4: a type a submission may choose is checked when the blueprint loads."""
+    folder = write_blueprint(
+        f"analysis: types-a\ngroups: [{{name: a}}]\nresources: {{gpu: {str(gpu).lower()}}}\n"
+        f"cloud: {{allowed_instance_types: {allowed}}}\n"
+    )
+    if problem is None:
+        load_blueprint(folder)
+        return
+    with pytest.raises(BlueprintError) as e:
+        load_blueprint(folder)
+    assert problem in str(e.value) and "cloud.allowed_instance_types" in str(e.value)
+
+
+@pytest.mark.parametrize(
     ("cloud", "ok"),
     [
         ("{subnet_id: subnet-0123456789abcdef0, security_group_ids: [sg-0abc12345]}", True),

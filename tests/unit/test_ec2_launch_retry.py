@@ -91,6 +91,21 @@ def test_no_capacity_waits_queued_then_fails_with_the_last_aws_error(tmp_path: P
 
 
 @pytest.mark.usefixtures("aws")
+def test_a_new_account_being_verified_waits_queued_with_what_that_means(tmp_path: Path) -> None:
+    message = "Your request for accessing resources in this region is being validated"
+    refusals = Refusals("PendingVerification", message, left=1)
+    storage, dispatcher, clock = _world(tmp_path, refusals)
+    job = dispatcher.handle(submit(storage)).job or ""
+    ds = _dataset(storage, job)
+    assert ds.state == State.QUEUED and ds.runner is None
+    assert "PendingVerification" in (ds.reason or "")
+    assert "still verifying this new account" in (ds.reason or ""), ds.reason
+    clock.now += 20
+    dispatcher.pump()
+    assert (_dataset(storage, job).runner or "").startswith("ec2:i-")
+
+
+@pytest.mark.usefixtures("aws")
 def test_a_refusal_that_clears_launches(tmp_path: Path) -> None:
     message = (
         "Value (runner) for parameter iamInstanceProfile.name is invalid. "
@@ -122,6 +137,7 @@ def test_user_data_over_16_kb_fails_the_dataset_with_a_reason(tmp_path: Path) ->
         ("VcpuLimitExceeded", "", True),
         ("InstanceLimitExceeded", "", True),
         ("RequestLimitExceeded", "", True),
+        ("PendingVerification", "", True),
         ("InvalidParameterValue", "Invalid IAM Instance Profile name", True),
         ("InvalidParameterValue", "Invalid value for instanceType", False),
         ("InvalidAMIID.NotFound", "", False),

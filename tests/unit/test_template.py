@@ -176,7 +176,13 @@ def test_instance_role_reads_inputs_writes_results_in_this_bucket_only() -> None
         "s3:PutObject",
         "s3:AbortMultipartUpload",
         "s3:DeleteObject",
+        "s3:ListBucket",
     }
+    # A folder dataset is listed, only with a prefix inside a group's inputs/ (issue 24).
+    listing = statement(policy, "ListFolderDatasetsInInputsOnly")
+    assert arns(listing["Resource"]) == ["arn:aws:s3:::spike-detect"]
+    inputs = ["labA/inputs/*", "lab_B-2/inputs/*", "empty/inputs/*"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": inputs}}
     deletes = arns(statement(policy, "CloseEndedJobs")["Resource"])
     assert deletes == ["arn:aws:s3:::spike-detect/.ncaas/open/*"]
     write = arns(statement(policy, "WriteResults")["Resource"])

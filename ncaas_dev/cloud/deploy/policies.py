@@ -73,12 +73,29 @@ def group_policy(bucket: str, group: str) -> Doc:
     )
 
 
+def dataset_listing(bucket: str, groups: list[str]) -> Doc:
+    """ListBucket for a folder dataset (a ``dataname`` ending in /): only with a prefix inside
+    a group's ``inputs/``, the narrowest a role every instance shares can say (a runner knows
+    its dataset's prefix; IAM cannot know which job an instance runs)."""
+    return {
+        "Sid": "ListFolderDatasetsInInputsOnly",
+        "Effect": "Allow",
+        "Action": ["s3:ListBucket"],
+        "Resource": arn("s3", bucket),
+        "Condition": {
+            "StringLike": {"s3:prefix": [group_prefix(g, "inputs") + "*" for g in groups]}
+        },
+    }
+
+
 def instance_policy(blueprint: Blueprint) -> Doc:
-    """A runner: read inputs and configs, write results (status.json is read-modify-write),
-    and charge its group's budget ledger; nothing else, and only in this bucket."""
+    """A runner: read inputs and configs (list a folder dataset under inputs/), write results
+    (status.json is read-modify-write), and charge its group's budget ledger; nothing else,
+    and only in this bucket."""
     bucket = blueprint.bucket
     groups = [g.name for g in blueprint.groups]
     return _policy(
+        dataset_listing(bucket, groups),
         {
             "Sid": "ReadInputsAndConfigs",
             "Effect": "Allow",

@@ -8,16 +8,28 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..quotas import PENDING_VERIFICATION
+
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
-# RunInstances errors that a later attempt may not meet: capacity, quotas, throttling.
+# RunInstances errors that a later attempt may not meet: capacity, quotas, throttling, and a
+# brand-new account AWS has not finished verifying.
 RETRYABLE_CODES = {
     "InsufficientInstanceCapacity",
     "VcpuLimitExceeded",
     "InstanceLimitExceeded",
     "RequestLimitExceeded",
+    "PendingVerification",
 }
+# What a code means, where AWS's own message does not say it plainly.
+MEANINGS = {"PendingVerification": PENDING_VERIFICATION}
+
+
+def explained(message: str, error: BaseException | None) -> str:
+    """``message`` with what its AWS error code means, when that needs saying."""
+    meaning = MEANINGS.get(error_code(error))
+    return f"{message} ({meaning})" if meaning else message
 
 
 def error_code(error: BaseException | None) -> str:
