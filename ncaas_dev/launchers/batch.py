@@ -83,6 +83,8 @@ class BatchLauncher:
 
     # -- launching ---------------------------------------------------------------------------
     def launch(self, task: DatasetTask) -> str:
+        # The job container binds it: Docker refuses a bind whose host folder is missing.
+        self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         queue, _ = self._ensure(task)
         existing = self._existing(task, queue)
         if existing is not None:  # submitted before, by us or a dispatcher before us
@@ -118,7 +120,7 @@ class BatchLauncher:
             jobDefinition=definition,
             containerOverrides=container_overrides(task, attempt),
             timeout={"attemptDurationSeconds": attempt_seconds(task)},
-            tags={"ncaas:analysis": task.bucket, "ncaas:attempt": str(attempt)},
+            tags={"ncaas:analysis": task.record.blueprint.analysis, "ncaas:attempt": str(attempt)},
         )
         job_id = str(answer["jobId"])
         self._live[job_id] = _Watched(task, attempt, self.clock())
@@ -305,7 +307,8 @@ class BatchLauncher:
             status.log(f"{task.dataset}: attempt {watched.attempt} of {allowed} interrupted: {why}")
 
         store.update(task.group, task.job, note)
-        if watched.attempt >= allowed:
+        # On AWS the job definition's retryStrategy retried it within the job: Batch gave up.
+        if watched.attempt >= allowed or not self.settings.local:
             return Finished(task, f"batch:{job_id}", None, given_up(allowed, seen), State.FAILED)
         queue, _ = self._ensure(task)
         try:

@@ -30,8 +30,8 @@ DOCKER_SOCKET = Path("/var/run/docker.sock")
 SERVICE_ROLE = "ncaas-batch-service"
 
 
-def compute_environment_name(bucket: str) -> str:
-    return f"{NAME_PREFIX}{bucket}"
+def compute_environment_name(analysis: str) -> str:
+    return f"{NAME_PREFIX}{analysis}"
 
 
 def _trust(service: str) -> str:
@@ -99,7 +99,7 @@ class BatchResources:
         queue, definition = queue_name(task), definition_name(task)
         if queue not in self._ready:
             if self.settings.local and not task.record.blueprint.batch.job_queue:
-                self._local_queue(task.bucket, queue)
+                self._local_queue(task.record.blueprint.analysis, queue)
             self._ready.add(queue)
         if definition not in self._ready:
             self._definition(task, definition)
@@ -113,11 +113,11 @@ class BatchResources:
                 return str(order["computeEnvironment"]).rsplit("/", 1)[-1]
         return None
 
-    def _local_queue(self, bucket: str, queue: str) -> None:
+    def _local_queue(self, analysis: str, queue: str) -> None:
         if self.batch.describe_job_queues(jobQueues=[queue]).get("jobQueues"):
             return
         role = self._service_role()
-        name = compute_environment_name(bucket)
+        name = compute_environment_name(analysis)
         if not self.batch.describe_compute_environments(computeEnvironments=[name]).get(
             "computeEnvironments"
         ):
@@ -159,5 +159,5 @@ class BatchResources:
             retryStrategy=retry_strategy(task.record.blueprint.batch.retries),
             # Each job sets its own (a config's __duration__ may shorten it); this is the most.
             timeout={"attemptDurationSeconds": blueprint_seconds},
-            tags={"ncaas:analysis": task.bucket},
+            tags={"ncaas:analysis": task.record.blueprint.analysis},
         )

@@ -38,14 +38,15 @@ MIB = 1024**2
 
 
 def queue_name(task: DatasetTask) -> str:
-    return task.record.blueprint.batch.job_queue or f"{NAME_PREFIX}{task.bucket}"
+    return task.record.blueprint.batch.job_queue or f"{NAME_PREFIX}{task.record.blueprint.analysis}"
 
 
 def definition_name(task: DatasetTask) -> str:
     """Content-addressed: the image and the blueprint's hash name it, so an unchanged analysis
     registers nothing new (Batch definitions are immutable revisions)."""
     digest = hashlib.sha256(f"{task.record.image_id}|{task.record.content_hash}".encode())
-    return f"{NAME_PREFIX}{task.bucket}-{digest.hexdigest()[:16]}"[:128]
+    # The same name as the deploy template's (cloud/deploy/batch.py).
+    return f"{NAME_PREFIX}{task.record.blueprint.analysis}-{digest.hexdigest()[:16]}"[:128]
 
 
 def dataset_digest(task: DatasetTask) -> str:
