@@ -334,6 +334,8 @@ class BatchLauncher:
     def cancel(self, bucket: str, group: str, job: str, dataset: str | None = None) -> list[str]:
         """TerminateJob on the live attempts of a job (or of one of its datasets); returns
         their ids. Reap then ends their datasets cancelled unless the runner recorded one."""
+        if not self._adopted:  # a dispatcher (or a Lambda) that did not submit them
+            self._adopt()
         ids = [
             job_id
             for job_id, w in self._live.items()

@@ -94,7 +94,9 @@ def batch(settings: Settings, batch_server: str) -> Any:
 
 
 def jobs_of(batch: Any, analysis: str) -> list[dict[str, Any]]:
-    """Every Batch job of the analysis's queue, oldest first."""
+    """Every Batch job of the analysis's queue, oldest first (none before its queue exists)."""
+    if not batch.describe_job_queues(jobQueues=[f"ncaas-{analysis}"])["jobQueues"]:
+        return []
     found = batch.list_jobs(
         jobQueue=f"ncaas-{analysis}", filters=[{"name": "JOB_NAME", "values": ["ncaas-*"]}]
     )["jobSummaryList"]

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage
 
 from ..jobs import ROOT, Lab, copy_blueprint, ncaas
-from ..test_limits import analysis_containers, launches
+from ..test_limits import DockerSampler, analysis_containers, launches, max_overlap
 from .conftest import MakeLab, jobs_of, switch_dispatcher
 
 pytestmark = pytest.mark.integration
@@ -128,35 +127,15 @@ def test_timeout_is_timed_out_with_partial_outputs(batch_lab: MakeLab) -> None:
     assert not any(o.key.endswith("/done.txt") for o in outputs)
 
 
-class RunningSampler:
-    """The most datasets of an analysis seen running at once (analysis containers)."""
-
-    def __init__(self, engine: Engine, analysis: str) -> None:
-        self.most = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(engine, analysis), daemon=True)
-        self._thread.start()
-
-    def _run(self, engine: Engine, analysis: str) -> None:
-        while not self._stop.is_set():
-            self.most = max(self.most, len(analysis_containers(engine, analysis)))
-            time.sleep(0.1)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.most
-
-
 def test_cap_holds_in_the_dispatcher(batch_lab: MakeLab, batch: Any, engine: Engine) -> None:
     # moto starts every job at once (no scheduling): only the dispatcher's cap holds them.
     lab = batch_lab(limits={"max_concurrent_jobs": 2})
-    sampler = RunningSampler(engine, lab.bucket)
-    job = lab.submit_datasets(6, lines=1, sleep=4)
-    status = lab.wait_end(job, timeout=300)
-    most = sampler.stop()
+    with DockerSampler(engine, lab.bucket) as sampler:
+        job = lab.submit_datasets(6, lines=1, sleep=4)
+        status = lab.wait_end(job, timeout=300)
     assert status.state == State.SUCCEEDED, status
-    assert most == 2, most
+    assert sampler.most == 2, sampler.most
+    assert max_overlap([status]) == 2
     assert len(jobs_of(batch, lab.bucket)) == 6  # one Batch job per dataset, none twice
 
 
