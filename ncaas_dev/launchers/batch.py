@@ -25,7 +25,7 @@ from ..settings import Settings
 from ..status import JobStatus, State
 from ..storage import Storage
 from .base import DatasetTask, Finished, RetryableLaunchError
-from .batchenv import BatchResources
+from .batchenv import BatchResources, spot_price
 from .batchjob import (
     CANCEL_REASON,
     ENDED_STATES,
@@ -94,6 +94,7 @@ class BatchLauncher:
             return f"batch:{job_id}"
         job_id = self._submit(task, queue, 1)
         compute = self._call(self.resources.compute_environment, queue)
+        charge = self._spot_price(task)
 
         def record(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
@@ -102,9 +103,19 @@ class BatchLauncher:
             status.provenance.setdefault(
                 "batch", {"job_queue": queue, "compute_environment": compute}
             )
+            if charge is not None:
+                status.provenance.setdefault("charge_usd_per_hour", charge)
 
         JobStore(self.storage, task.bucket).update(task.group, task.job, record)
         return f"batch:{job_id}"
+
+    def _spot_price(self, task: DatasetTask) -> float | None:
+        """AWS's spot price of the dataset's type (on AWS, on spot); locally none is known."""
+        if self.settings.local or not task.record.blueprint.batch.spot:
+            return None
+        from ..aws import ec2_client
+
+        return spot_price(ec2_client(self.settings), task.cloud_instance_type)
 
     def _ensure(self, task: DatasetTask) -> tuple[str, str]:
         queue, definition = self._call(self.resources.ensure, task)

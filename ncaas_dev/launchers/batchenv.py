@@ -161,3 +161,21 @@ class BatchResources:
             timeout={"attemptDurationSeconds": blueprint_seconds},
             tags={"ncaas:analysis": task.record.blueprint.analysis},
         )
+
+
+def spot_price(ec2: Any, instance_type: str) -> float | None:
+    """The highest current Linux spot price of ``instance_type`` across the region's zones
+    (what a spot attempt is charged at; the budget reserved on-demand), or None if AWS
+    reports none."""
+    try:
+        history = ec2.describe_spot_price_history(
+            InstanceTypes=[instance_type],
+            ProductDescriptions=["Linux/UNIX"],
+            MaxResults=100,
+        ).get("SpotPriceHistory", [])
+    except Exception:  # no permission, no such type: charge the reservation's price
+        return None
+    latest: dict[str, float] = {}
+    for entry in sorted(history, key=lambda e: e["Timestamp"]):
+        latest[str(entry.get("AvailabilityZone"))] = float(entry["SpotPrice"])
+    return max(latest.values()) if latest else None

@@ -100,3 +100,46 @@ def test_given_up_names_every_interruption() -> None:
     assert text.startswith("interrupted 2 times")
     assert "attempt 1: Batch job a" in text and "attempt 2: Batch job b" in text
     assert "batch.retries 1" in text
+
+
+class SpotHistory:
+    def __init__(self, entries: list[dict[str, Any]] | None) -> None:
+        self.entries = entries
+
+    def describe_spot_price_history(self, **_: Any) -> dict[str, Any]:
+        if self.entries is None:
+            raise RuntimeError("UnauthorizedOperation")
+        return {"SpotPriceHistory": self.entries}
+
+
+def test_spot_price_is_the_latest_per_zone_and_the_highest_zone() -> None:
+    from datetime import datetime
+
+    from ncaas_dev.launchers.batchenv import spot_price
+
+    def at(hour: int, zone: str, price: str) -> dict[str, Any]:
+        return {
+            "Timestamp": datetime(2026, 12, 2, hour),
+            "AvailabilityZone": zone,
+            "SpotPrice": price,
+        }
+
+    history = [at(1, "a", "0.09"), at(2, "a", "0.03"), at(2, "b", "0.035"), at(1, "b", "0.5")]
+    assert spot_price(SpotHistory(history), "m5.large") == 0.035
+    assert spot_price(SpotHistory([]), "m5.large") is None
+    assert spot_price(SpotHistory(None), "m5.large") is None  # no permission: on-demand stays
+
+
+def test_the_charge_is_the_spot_price_the_reservation_on_demand() -> None:
+    from ncaas_dev.budget import cost_finished
+    from ncaas_dev.status import DatasetStatus, JobStatus
+
+    def job(**provenance: Any) -> JobStatus:
+        ds = DatasetStatus(key="k", state=State.SUCCEEDED, started="2026-12-02T10:00:00Z")
+        ds.finished = "2026-12-02T11:00:00Z"
+        return JobStatus(job="j", analysis="a", group="g", submission="s",
+                         datasets={"d": ds}, provenance=provenance)  # fmt: skip
+
+    assert cost_finished(job(price_usd_per_hour=0.096), {}) == {"d": 0.096}
+    spot = job(price_usd_per_hour=0.096, charge_usd_per_hour=0.035)
+    assert cost_finished(spot, {}) == {"d": 0.035}
