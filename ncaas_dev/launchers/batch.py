@@ -174,21 +174,30 @@ class BatchLauncher:
             return self._listing
         listing: dict[str, dict[str, Any]] = {}
         for queue in sorted(self._queues):
-            token: str | None = None
-            while True:
-                page = self._call(
-                    self.batch.list_jobs,
-                    jobQueue=queue,
-                    filters=[{"name": "JOB_NAME", "values": [f"{NAME_PREFIX}*"]}],
-                    **({"nextToken": token} if token else {}),
-                )
-                for summary in page.get("jobSummaryList", []):
-                    listing[str(summary["jobId"])] = summary
-                token = page.get("nextToken")
-                if not token:
-                    break
+            try:
+                listing.update(self._list(queue))
+            except RetryableLaunchError:
+                raise  # Batch away: nothing is known this pass
+            except NcaasError as e:  # that queue gone: its jobs become lost after the grace
+                log.error("could not list Batch queue %s: %s", queue, e)
         self._listing, self._polled = listing, time.monotonic()
         return listing
+
+    def _list(self, queue: str) -> dict[str, dict[str, Any]]:
+        listing: dict[str, dict[str, Any]] = {}
+        token: str | None = None
+        while True:
+            page = self._call(
+                self.batch.list_jobs,
+                jobQueue=queue,
+                filters=[{"name": "JOB_NAME", "values": [f"{NAME_PREFIX}*"]}],
+                **({"nextToken": token} if token else {}),
+            )
+            for summary in page.get("jobSummaryList", []):
+                listing[str(summary["jobId"])] = summary
+            token = page.get("nextToken")
+            if not token:
+                return listing
 
     def active(self, analysis: str) -> int:
         """Attempts of ``analysis`` not settled yet: counted from Batch after adoption, so jobs
