@@ -93,6 +93,7 @@ class BatchResources:
     iam: Any
     settings: Settings
     _ready: set[str] = field(default_factory=set)
+    _environments: dict[str, str | None] = field(default_factory=dict)
 
     def ensure(self, task: DatasetTask) -> tuple[str, str]:
         """The job queue and the job definition of ``task``'s analysis, made if missing."""
@@ -107,11 +108,13 @@ class BatchResources:
         return queue, definition
 
     def compute_environment(self, queue: str) -> str | None:
-        found = self.batch.describe_job_queues(jobQueues=[queue]).get("jobQueues", [])
-        for q in found:
-            for order in q.get("computeEnvironmentOrder", []):
-                return str(order["computeEnvironment"]).rsplit("/", 1)[-1]
-        return None
+        """The queue's first compute environment (for provenance), asked once per queue."""
+        if queue not in self._environments:
+            found = self.batch.describe_job_queues(jobQueues=[queue]).get("jobQueues", [])
+            orders = [o for q in found for o in q.get("computeEnvironmentOrder", [])]
+            first = str(orders[0]["computeEnvironment"]).rsplit("/", 1)[-1] if orders else None
+            self._environments[queue] = first
+        return self._environments[queue]
 
     def _local_queue(self, analysis: str, queue: str) -> None:
         if self.batch.describe_job_queues(jobQueues=[queue]).get("jobQueues"):
