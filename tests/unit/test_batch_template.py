@@ -120,3 +120,30 @@ def test_the_dispatcher_submits_only_to_its_queue_and_ends_only_its_jobs() -> No
         "batch:TerminateJob", f"{arn}:job/j-1", **{"aws:ResourceTag/ncaas:analysis": "x"}
     )
     assert may("batch:DescribeJobs", "*") and not may("batch:CreateComputeEnvironment", "*")
+
+
+def test_deploy_adds_batch_only_for_a_batch_section_with_a_subnet(tmp_path: Path) -> None:
+    from ncaas_dev.blueprint import load_blueprint
+    from ncaas_dev.cloud.deploy.deploy import batch_options
+    from ncaas_dev.errors import UsageError
+    from ncaas_dev.storage import NotFound
+
+    class NoRecord:  # _record_for reads the analysis's record: none deployed yet
+        def get_json(self, *_: Any) -> None:
+            raise NotFound("no record")
+
+    def loaded(text: str) -> Any:
+        folder = tmp_path / str(abs(hash(text)))
+        folder.mkdir()
+        (folder / "blueprint.yaml").write_text(
+            "analysis: spike-detect\ngroups: [{name: labA}]\n" + text
+        )
+        (folder / "Dockerfile").write_text("FROM ncaas/base:bookworm\n")
+        return load_blueprint(folder)
+
+    assert batch_options(loaded(""), NoRecord()) is None  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match=r"cloud\.subnet_id"):
+        batch_options(loaded("batch: {spot: true}\n"), NoRecord())  # type: ignore[arg-type]
+    chosen = loaded("batch: {spot: true}\ncloud: {subnet_id: subnet-0abc12345}\n")
+    options = batch_options(chosen, NoRecord())  # type: ignore[arg-type]
+    assert options.content_hash == chosen.content_hash
