@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from .errors import ServiceUnavailable
 from .processes import alive
@@ -79,3 +80,27 @@ def start_batch_server(state_dir: Path, wait: float = START_WAIT_SECONDS) -> Pro
         f"the local Batch server (moto) did not start at {endpoint}",
         hint=f"see {log_path}: {_tail(log_path)}",
     )
+
+
+def stop_batch_containers(state_dir: Path) -> int:
+    """Remove the Batch job containers of the stack of ``state_dir`` (``ncaas-dev down``): moto
+    stops with the server but its job containers would run on. Told apart by their state
+    folder in the job's environment, never by name alone (another stack on the same engine)."""
+    import contextlib
+
+    from .containers import connect
+    from .launchers.base import DatasetTask
+    from .launchers.docker import remove_containers
+
+    client: Any = connect()
+    removed = 0
+    for container in client.containers.list(all=True, filters={"name": "ncaas-"}):
+        env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
+        if env.get("NCAAS_STATE_DIR") != str(state_dir):
+            continue
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+            removed += 1
+        with contextlib.suppress(ValueError, KeyError):
+            remove_containers(DatasetTask.model_validate_json(env["NCAAS_TASK"]))
+    return removed

@@ -94,6 +94,10 @@ def down(*, endpoint_url: str | None = None) -> dict[str, bool]:
         stopped["containers"] = True
     for name in STACK_PROCESSES:
         stopped[name] = PidFile(ctx.settings.state_dir, name).stop()
+    if stopped.get("batch"):  # the local Batch's job containers outlive its server
+        from ..batchserver import stop_batch_containers
+
+        stop_batch_containers(ctx.settings.state_dir)
     return stopped
 
 

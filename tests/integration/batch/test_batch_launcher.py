@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -214,3 +215,28 @@ def test_dispatcher_sigkill_each_dataset_ends_once(
         ended = [e for e in status.events if e.message.startswith(f"{name}: succeeded")]
         assert len(ended) == 1, name
     assert len(jobs_of(batch, lab.bucket)) == 3  # none submitted twice
+
+
+def test_down_removes_the_job_containers_of_its_own_stack_only(
+    engine: Engine, tmp_path: Path
+) -> None:
+    from ncaas_dev.batchserver import stop_batch_containers
+
+    def job_container(state: Path) -> Any:
+        return engine.client.containers.run(
+            "ncaas/base:bookworm",
+            ["sleep", "60"],
+            name=f"ncaas-downtest-{os.getpid()}-{state.name}",
+            environment={"NCAAS_STATE_DIR": str(state)},
+            detach=True,
+        )
+
+    ours, theirs = job_container(tmp_path / "ours"), job_container(tmp_path / "theirs")
+    try:
+        assert stop_batch_containers(tmp_path / "ours") == 1
+        names = {c.name for c in engine.client.containers.list(all=True)}
+        assert ours.name not in names and theirs.name in names
+    finally:
+        for container in (ours, theirs):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
