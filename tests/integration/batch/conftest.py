@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from ncaas_dev.batchserver import batch_endpoint, start_batch_server
+from ncaas_dev.batchserver import batch_endpoint, start_batch_server, stop_batch_containers
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.settings import Settings
 from ncaas_dev.stack import PidFile, start_dispatcher
@@ -39,10 +39,13 @@ def switch_dispatcher(settings: Settings, launcher: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def batch_server(settings: Settings) -> str:
+def batch_server(settings: Settings) -> Iterator[str]:
     info = start_batch_server(settings.state_dir)
     assert info.running and info.detail["endpoint"].startswith("http://127.0.0.1:")
-    return info.detail["endpoint"]
+    yield info.detail["endpoint"]
+    # As `down` does: the server, then the job containers it no longer removes.
+    PidFile(settings.state_dir, "batch").stop()
+    stop_batch_containers(settings.state_dir)
 
 
 @pytest.fixture(scope="module")

@@ -197,11 +197,14 @@ def test_dispatcher_sigkill_each_dataset_ends_once(
     batch_lab: MakeLab, batch: Any, settings: Settings
 ) -> None:
     lab = batch_lab()
-    job = lab.submit_datasets(3, lines=1, sleep=8)
-    wait_for(
-        "all running",
-        lambda: sum(j["status"] == "RUNNING" for j in jobs_of(batch, lab.bucket)) == 3,
-    )
+    job = lab.submit_datasets(3, lines=1, sleep=15)
+
+    def mid_job() -> bool:  # all three submitted, one running at least, none ended yet
+        states = [j["status"] for j in jobs_of(batch, lab.bucket)]
+        ended = {"SUCCEEDED", "FAILED"} & set(states)
+        return len(states) == 3 and "RUNNING" in states and not ended
+
+    wait_for("all submitted, none ended", mid_job)
     pidfile = PidFile(settings.state_dir, "dispatcher")
     pid = pidfile.read().pid
     assert pid is not None
