@@ -151,6 +151,34 @@ class SlurmSpec(_Strict):
     price_per_cpu_hour: float = Field(default=0, ge=0)  # USD per core-hour, for the budget
 
 
+class BatchSpec(_Strict):
+    """How the AWS Batch launcher runs each dataset (docs/batch.md)."""
+
+    spot: bool = True  # SPOT with SPOT_PRICE_CAPACITY_OPTIMIZED; false: on-demand EC2
+    max_vcpus: int = Field(default=256, gt=0, le=100000)  # the compute environment's ceiling
+    instance_types: list[str] = Field(default_factory=list)  # empty: cloud.instance_type
+    # Extra attempts after an interruption (host reclaimed or lost), never after the
+    # analysis's own failure.
+    retries: int = Field(default=2, ge=0, le=9)
+    job_queue: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _types(cls, value: list[str]) -> list[str]:
+        # Batch also takes a family (m5) or "optimal"; anything else is a typo.
+        bad = [t for t in value if not re.fullmatch(r"optimal|[a-z][a-z0-9-]*(\.[a-z0-9]+)?", t)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: not instance types (m5.xlarge, a family m5, "
+                "or optimal)"
+            )
+        return value
+
+    def chosen_types(self, cloud: CloudSpec) -> list[str]:
+        """What the compute environment may start: these, or the blueprint's instance type."""
+        return list(self.instance_types) or [cloud.instance_type]
+
+
 class Limits(_Strict):
     max_concurrent_jobs: int = Field(default=4, gt=0, le=1000)
     max_cost_usd: float = Field(default=300, ge=0)
@@ -181,6 +209,7 @@ class Blueprint(_Strict):
     cloud: CloudSpec = Field(default_factory=CloudSpec)
     limits: Limits = Field(default_factory=Limits)
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+    batch: BatchSpec = Field(default_factory=BatchSpec)
     groups: list[Group] = Field(min_length=1)
 
     @field_validator("analysis")

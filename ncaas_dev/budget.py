@@ -283,6 +283,10 @@ def cost_finished(status: JobStatus, was_terminal: dict[str, bool]) -> dict[str,
     price = status.provenance.get("price_usd_per_hour")
     if not isinstance(price, int | float):
         return {}
+    # Reserved at `price` (on-demand, the upper bound); charged at what the launcher learnt
+    # the hours really cost where it knows (the Batch launcher on spot: AWS's spot price).
+    charged = status.provenance.get("charge_usd_per_hour")
+    price = charged if isinstance(charged, int | float) else price
     costs: dict[str, float] = {}
     for name, ds in status.datasets.items():
         if not ds.state.terminal or was_terminal.get(name, False) or ds.cost_usd is not None:

@@ -260,9 +260,9 @@ class Runner:
     @staticmethod
     def _container_started(status: JobStatus, dataset: str, runner: str) -> None:
         ds = status.datasets[dataset]
-        # On EC2 (SLURM) the instance (job) is what the dispatcher watches; the container is a
-        # detail of it.
-        if not (ds.runner or "").startswith(("ec2:", "slurm:")):
+        # On EC2 (SLURM, Batch) the instance (job) is what the dispatcher watches; the
+        # container is a detail of it.
+        if not (ds.runner or "").startswith(("ec2:", "slurm:", "batch:")):
             ds.runner = runner
         status.log(f"{dataset}: analysis started on {runner}")
 

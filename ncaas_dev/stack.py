@@ -42,7 +42,7 @@ def _detach_daemons() -> None:
 
 SERVICES = "s3,sqs,sts,iam,ec2,cloudformation,lambda,logs"
 # What `up` may start, in the order `down` stops it: new commands first, LocalStack last.
-STACK_PROCESSES = ("cmdserver", "dispatcher", "ec2-standin", "localstack")
+STACK_PROCESSES = ("cmdserver", "dispatcher", "ec2-standin", "batch", "localstack")
 LOCALSTACK_HINT = "start it with `ncaas-dev up` (after `make setup`)"
 # How long `dispatch` waits for LocalStack at start: in the compose stack it starts beside it, and
 # LocalStack's first request loads a service (measured up to 17 s on a busy machine).

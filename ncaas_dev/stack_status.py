@@ -145,6 +145,10 @@ def stack_status(settings: Settings) -> dict[str, Any]:
         "analyses": analyses,
         "state_dir": str(settings.state_dir),
     }
+    batch = PidFile(settings.state_dir, "batch").read()
+    if doc["dispatcher"]["launcher"] == "batch" or batch.running:
+        # The local Batch server (moto) the batch launcher submits to (docs/batch.md).
+        doc["batch"] = {"endpoint": batch.detail.get("endpoint"), "running": batch.running}
     if containers:
         doc["localstack"] = {"running": containers["localstack"]["running"], "pid": None}
         doc["dispatcher"] = {

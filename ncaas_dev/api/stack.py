@@ -32,6 +32,7 @@ class StackStatus(TypedDict):
     localstack: ProcessState
     dispatcher: DispatcherState
     ec2_standin: ProcessState
+    batch: NotRequired[dict[str, Any]]  # with the batch launcher: {"endpoint": URL, "running"}
     analyses: list[str]
     state_dir: str
     # Which kind of stack runs: "host" (`up`), "containers" (`up --containers`), "external"
@@ -135,6 +136,10 @@ def down(*, endpoint_url: str | None = None) -> dict[str, bool]:
         stopped["containers"] = True
     for name in STACK_PROCESSES:
         stopped[name] = PidFile(ctx.settings.state_dir, name).stop()
+    if stopped.get("batch"):  # the local Batch's job containers outlive its server
+        from ..batchserver import stop_batch_containers
+
+        stop_batch_containers(ctx.settings.state_dir)
     return stopped
 
 
@@ -189,6 +194,11 @@ def bring_up(
         return  # the compose stack's dispatcher serves what was just provisioned
     if launcher == "ec2" and ctx.settings.local:
         start_standin(ctx.settings)
+    if launcher == "batch" and ctx.settings.local:
+        from ..batchserver import start_batch_server
+
+        emit(on_progress, "step", "starting the local Batch server (moto)")
+        start_batch_server(ctx.settings.state_dir)
     start_command_server(ctx.settings)
     info = start_dispatcher(ctx.settings, launcher)
     if info.detail.get("launcher", launcher) != launcher:

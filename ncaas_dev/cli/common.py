@@ -74,15 +74,17 @@ GroupOpt = Annotated[str | None, typer.Option("--group", "-g", help="Group (defa
 LauncherOpt = Annotated[
     str,
     typer.Option(
-        "--launcher", help="docker (local containers), ec2 (the cloud path) or slurm (a cluster)."
+        "--launcher",
+        help="docker (local containers), ec2 (the cloud path), slurm (a cluster) or batch "
+        "(AWS Batch).",
     ),
 ]
 
 
 def check_launcher(launcher: str) -> str:
-    if launcher not in ("docker", "ec2", "slurm"):  # ncaas_dev.launchers.factory.LAUNCHERS
+    if launcher not in ("docker", "ec2", "slurm", "batch"):  # launchers.factory.LAUNCHERS
         raise UsageError(
-            f"unknown launcher {launcher!r}", hint="use --launcher docker, ec2 or slurm"
+            f"unknown launcher {launcher!r}", hint="use --launcher docker, ec2, slurm or batch"
         )
     return launcher
 

@@ -6,7 +6,7 @@ from ..settings import Settings
 from ..storage import Storage
 from .base import Launcher
 
-LAUNCHERS = ("docker", "ec2", "slurm")
+LAUNCHERS = ("docker", "ec2", "slurm", "batch")
 
 
 def make_launcher(name: str, settings: Settings, storage: Storage) -> Launcher:
@@ -15,6 +15,10 @@ def make_launcher(name: str, settings: Settings, storage: Storage) -> Launcher:
         from .ec2 import Ec2Launcher
 
         return Ec2Launcher(settings, storage)
+    if name == "batch":
+        from .batch import BatchLauncher
+
+        return BatchLauncher(settings, storage)
     if name == "slurm":
         from .slurm import SlurmLauncher
 

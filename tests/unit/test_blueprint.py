@@ -147,6 +147,15 @@ BAD = {
         "inside the blueprint folder",
     ),
     "dotdot context": (MINIMAL + "image: {context: a/../..}\n", "image.context", "inside"),
+    "batch retries": (MINIMAL + "batch: {retries: -1}\n", "batch.retries", "greater than"),
+    "batch vcpus": (MINIMAL + "batch: {max_vcpus: 0}\n", "batch.max_vcpus", "greater than 0"),
+    "batch spot": (MINIMAL + "batch: {spot: maybe}\n", "batch.spot", "boolean"),
+    "batch type": (
+        MINIMAL + "batch: {instance_types: [M5 XL]}\n",
+        "batch.instance_types",
+        "not instance types",
+    ),
+    "batch field": (MINIMAL + "batch: {queue: q}\n", "batch.queue", "unknown field"),
 }
 
 
@@ -334,3 +343,18 @@ def test_subnet_and_security_groups_are_ids(write_blueprint, cloud: str, ok: boo
     else:
         with pytest.raises(BlueprintError, match="cloud"):
             load_blueprint(folder)
+
+
+def test_batch_section_defaults_and_choices(write_blueprint) -> None:
+    bp = load_blueprint(write_blueprint(MINIMAL)).blueprint
+    assert (bp.batch.spot, bp.batch.max_vcpus, bp.batch.retries, bp.batch.job_queue) == (
+        True,
+        256,
+        2,
+        None,
+    )
+    assert bp.batch.chosen_types(bp.cloud) == ["m5.xlarge"]
+    text = MINIMAL + "batch: {spot: false, instance_types: [c5.large, m5], job_queue: q1}\n"
+    chosen = load_blueprint(write_blueprint(text, name="b")).blueprint
+    assert chosen.batch.chosen_types(chosen.cloud) == ["c5.large", "m5"]
+    assert (chosen.batch.spot, chosen.batch.job_queue) == (False, "q1")

@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ...analysis import AnalysisRecord, load_record, save_record
 from ...aws import client, sqs_client
 from ...blueprint import LoadedBlueprint
+from ...errors import UsageError
 from ...layout import GROUP_FOLDERS, group_prefix
 from ...settings import Settings
 from ...storage import Storage
@@ -84,6 +85,24 @@ def _record_for(storage: Storage, loaded: LoadedBlueprint) -> AnalysisRecord:
     return AnalysisRecord.of(loaded, previous.image_id if previous else None)
 
 
+def batch_options(loaded: LoadedBlueprint, storage: Storage) -> Any:
+    """The Batch part of the stack, on AWS, for a blueprint that has a `batch:` section (opt-in:
+    a compute environment needs subnets, docs/batch.md); None otherwise."""
+    blueprint = loaded.blueprint
+    if "batch" not in blueprint.model_fields_set:
+        return None
+    if not blueprint.cloud.subnet_id:
+        raise UsageError(
+            f"{loaded.folder}/blueprint.yaml: field 'cloud.subnet_id': the batch: section "
+            "needs the subnet its hosts start in",
+            hint="set cloud.subnet_id (docs/batch.md, the real-account checklist)",
+        )
+    from .batch import BatchOptions
+
+    image_id = _record_for(storage, loaded).image_id or "unbuilt"
+    return BatchOptions(image_id=image_id, content_hash=loaded.content_hash)
+
+
 def deploy(
     loaded: LoadedBlueprint, settings: Settings, on_event: OnEvent | None = None
 ) -> DeployResult:
@@ -117,7 +136,12 @@ def deploy(
             # first, then the Lambda once the code lies there.
             action = deployer.apply(name, t.render_template(blueprint, t.TemplateOptions()))
         package_info["upload"] = upload_artifact(storage, bucket, package)
-    options = t.TemplateOptions(bucket=in_stack, dispatcher=code, cognito=not settings.local)
+    options = t.TemplateOptions(
+        bucket=in_stack,
+        dispatcher=code,
+        cognito=not settings.local,
+        batch=None if settings.local else batch_options(loaded, storage),
+    )
     second = deployer.apply(name, t.render_template(blueprint, options))
     action = second if action == "unchanged" else action
     stack = deployer.describe(name) or {}

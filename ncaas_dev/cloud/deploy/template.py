@@ -19,6 +19,7 @@ from typing import Any
 
 from ...blueprint import Blueprint
 from ...layout import SUBMISSION_SUFFIX, group_prefix
+from .batch import BatchOptions, batch_resources
 from .names import (
     BUCKET,
     DISPATCHER_FUNCTION,
@@ -61,6 +62,7 @@ class TemplateOptions:
     bucket: bool = True  # the stack creates and owns the bucket
     dispatcher: CodeLocation | None = None  # the Lambda dispatcher, or none (local SQS loop)
     cognito: bool = False  # the web client's user pool (AWS only: LocalStack's community lacks it)
+    batch: BatchOptions | None = None  # the AWS Batch launcher's resources (batch.py)
 
 
 # Spelled the same in a template and in S3's own API (bucket.py sets them on a bucket outside it).
@@ -293,9 +295,16 @@ def render_template(blueprint: Blueprint, options: TemplateOptions | None = None
         pool_resources, pool_outputs = cognito_resources(blueprint)
         resources.update(pool_resources)
         outputs.update(pool_outputs)
-    return {
+    doc: Doc = {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"ncaas-dev analysis {analysis}: bucket, group access, dispatcher, runners",
         "Resources": resources,
         "Outputs": outputs,
     }
+    if options.batch is not None:
+        more, more_outputs, parameters = batch_resources(blueprint, options.batch, DISPATCHER_ROLE)
+        resources.update(more)
+        outputs.update(more_outputs)
+        if parameters:
+            doc["Parameters"] = parameters
+    return doc
