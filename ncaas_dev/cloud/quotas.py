@@ -122,11 +122,13 @@ class Wanted:
 def wanted_types(blueprint: Blueprint) -> Wanted:
     cloud = blueprint.cloud
     on_demand = tuple(dict.fromkeys([cloud.instance_type, *cloud.allowed_instance_types]))
-    batch = getattr(blueprint, "batch", None)  # the Batch launcher's section, where it exists
     spot: tuple[str, ...] = ()
-    if batch is not None:
-        kinds = tuple(getattr(batch, "instance_types", None) or [cloud.instance_type])
-        if getattr(batch, "spot", False):
+    # The Batch part of the stack is opt-in (deploy adds it only for a written `batch:` section),
+    # so only then do its hosts' quotas count.
+    if "batch" in blueprint.model_fields_set:
+        batch = blueprint.batch
+        kinds = tuple(batch.instance_types or [cloud.instance_type])
+        if batch.spot:
             spot = kinds
         else:
             on_demand = tuple(dict.fromkeys([*on_demand, *kinds]))
