@@ -25,6 +25,7 @@ from .jobstore import JobStore
 from .launchers.base import DatasetTask
 from .layout import JobPaths, dataset_name, is_folder_key
 from .logship import LogShipper, tail_lines
+from .logtext import progress
 from .settings import Settings
 from .status import JobStatus, State, utcnow
 from .stopping import Stopped, arm, install_handlers
@@ -175,8 +176,10 @@ class Runner:
                 )
             uid, gid = sandbox_ids()
             os.chown(work / "output", uid, gid)  # the sandbox user may write here, nowhere else
+            output: list[Any] = []  # attached before the start: every byte, as it is written
             container = self.engine.start(
-                container_spec(task, work, self.settings.analysis_network)
+                container_spec(task, work, self.settings.analysis_network),
+                on_created=lambda c: output.append(Engine.attach_output(c)),
             )
             extra["image_id"] = container.image.id
             live.append(container)
@@ -186,9 +189,7 @@ class Runner:
                 lambda s: self._container_started(s, task.dataset, f"docker:{container.short_id}"),
             )
             shipper.start()
-            reader = threading.Thread(
-                target=shipper.consume, args=(Engine.stream_output(container),), daemon=True
-            )
+            reader = threading.Thread(target=shipper.consume, args=(output[0],), daemon=True)
             reader.start()
             exit = Engine.wait(container, timeout=task.timeout_seconds)
             if exit is None:
@@ -274,7 +275,7 @@ class Runner:
 
         def note(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
-            ds.last_output = line[:500]
+            ds.last_output, ds.progress = line[:500], progress(line)
             if recent is not None:
                 ds.std = recent  # type: ignore[attr-defined]
             if usage is not None:
@@ -302,6 +303,7 @@ class Runner:
             ds.state, ds.reason, ds.exit_code, ds.finished = state, reason, exit_code, utcnow()
             if extra.get("last_output"):
                 ds.last_output = str(extra["last_output"])[:500]
+                ds.progress = progress(ds.last_output)
             if neurocaas.is_compat(status) and "std" in extra:
                 ds.std = extra["std"]  # type: ignore[attr-defined]
             if "image_id" in extra:
