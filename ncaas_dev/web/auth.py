@@ -115,6 +115,12 @@ def current_user(request: Request) -> User:
     return User(group, user, how)
 
 
+def session_key(request: Request) -> str:
+    """What tells this browser session from others (its id; its CSRF token if it has none)."""
+    key = request.session.get("sid") or request.session.get("csrf")
+    return key if isinstance(key, str) else ""
+
+
 def sign_in(request: Request, user: User) -> None:
     request.session.clear()
     request.session.update({"group": user.group, "user": user.user, "how": user.how})

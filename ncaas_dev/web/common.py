@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 
 from .auth import CognitoConfig, Tokens, User, csrf_token, current_user
 from .backend import Analysis, Backend
+from .params import StreamSlots
 
 HERE = Path(__file__).parent
 SESSION_SECONDS = 8 * 3600
@@ -26,6 +27,7 @@ class WebConfig:
     session_seconds: int = SESSION_SECONDS
     pickup_seconds: float = 30.0  # a submission with no job folder after this was not picked up
     secret: str = ""
+    streams: StreamSlots = field(default_factory=StreamSlots)  # live streams per session
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))

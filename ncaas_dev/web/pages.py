@@ -18,6 +18,7 @@ from .auth import check_csrf
 from .backend import MAX_OBJECT, NotVisible, submission_id
 from .common import backend_of, config_of, render, signed_in
 from .configcheck import config_problem
+from .params import page_number
 
 PAGE_SIZE = 50
 FIGURES = (".png", ".jpg", ".jpeg", ".svg")
@@ -80,7 +81,7 @@ async def validate(request: Request) -> Response:
     if not key:
         return render(request, "validation.html", ok=True, message="no config: none is needed")
     body = await _run(backend_of(request).read_config, bucket, user.group, key)
-    problem = config_problem(key, body)
+    problem = await _run(config_problem, key, body)  # off the loop: a config can be hostile
     return render(request, "validation.html", ok=problem is None, message=problem or "config OK")
 
 
@@ -94,7 +95,8 @@ async def submit(request: Request) -> Response:
     backend = backend_of(request)
     problem = "" if data else "Pick at least one dataset."
     if config and not problem:
-        found = config_problem(config, await _run(backend.read_config, bucket, user.group, config))
+        body = await _run(backend.read_config, bucket, user.group, config)
+        found = await _run(config_problem, config, body)
         problem = f"Config {config}: {found}" if found else ""
     if problem:
         inputs = await _run(backend.files, bucket, user.group, "inputs")
@@ -181,7 +183,7 @@ async def history(request: Request) -> Response:
     user, analysis = signed_in(request, bucket)
     backend = backend_of(request)
     wanted = request.query_params.get("state", "")
-    page = max(1, int(request.query_params.get("page", "1") or 1))
+    page = page_number(request)
     names = await _run(backend.job_names, bucket, user.group)
     rows: list[dict[str, Any]] = []
     if not wanted:

@@ -1,0 +1,83 @@
+"""The web client against hostile input, its pure parts: SSE framing of any bytes, parameters
+that must be whole numbers, bounded config parsing, and the per-session stream limit."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sse import parse_sse  # tests/ is on sys.path: pytest's rootdir conftest
+
+from ncaas_dev.web.configcheck import MAX_DEPTH, config_problem
+from ncaas_dev.web.live import event
+from ncaas_dev.web.params import BadParameter, StreamSlots, TooManyStreams, whole_number
+
+
+def test_cr_in_log_data_neither_cuts_nor_spoofs_the_stream() -> None:
+    hostile = "a\rid: 0\r\revent: end\r\ndata: spoof\n\nretry: 1\rb"
+    events = parse_sse(event(hostile, name="log", event_id=42) + event("", name="end"))
+    assert [e.get("event") for e in events] == ["log", "end"]
+    assert events[0]["id"] == "42" and "retry" not in events[0]
+    assert events[0]["data"] == "a\nid: 0\n\nevent: end\ndata: spoof\n\nretry: 1\nb"
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.text(st.sampled_from(list("ab:\r\n ")), max_size=40))
+def test_any_data_is_one_event_carrying_it(data: str) -> None:
+    events = parse_sse(event(data, name="log", event_id=7))
+    assert len(events) == 1 and events[0]["event"] == "log" and events[0]["id"] == "7"
+    assert events[0]["data"] == re.sub(r"\r\n|\r", "\n", data)
+
+
+@pytest.mark.parametrize("raw", ["abc", "²", "1²", "-1", "1.5", " 1", "\u0661", "9" * 16, ""])
+def test_whole_numbers_are_ascii_digits_only(raw: str) -> None:
+    with pytest.raises(BadParameter, match="must be a whole number"):
+        whole_number(raw, "page")
+
+
+def test_whole_number_accepts_digits() -> None:
+    assert whole_number("0", "x") == 0 and whole_number("123", "x") == 123
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("deep.json", b"[" * 512 * 1024 + b"]" * 512 * 1024),
+        ("deep.yaml", b"[" * 512 * 1024 + b"]" * 512 * 1024),
+        ("deep.yaml", b"{a: " * 200_000),
+        (
+            "deep.yaml",
+            "".join(" " * i + "- x:\n" for i in range(0, 2 * (MAX_DEPTH + 5), 2)).encode(),
+        ),
+        ("small.yaml", b"[" * 10_000),
+    ],
+)
+def test_deeply_nested_configs_get_a_clean_answer_quickly(name: str, body: bytes) -> None:
+    started = time.monotonic()
+    problem = config_problem(name, body)
+    assert problem and ("nested" in problem or "nesting" in problem), problem
+    assert time.monotonic() - started < 5
+
+
+def test_streams_per_session_are_bounded_and_given_back() -> None:
+    slots = StreamSlots(limit=2)
+
+    async def body() -> AsyncIterator[str]:
+        yield "x"
+
+    async def drain(stream: AsyncIterator[str]) -> list[str]:
+        return [chunk async for chunk in stream]
+
+    slots.take("s1")
+    slots.take("s1")
+    with pytest.raises(TooManyStreams, match="2 live streams"):
+        slots.take("s1")
+    slots.take("s2")  # another session is not affected
+    assert asyncio.run(drain(slots.hold("s1", body()))) == ["x"]
+    assert slots.held("s1") == 1
+    slots.take("s1")
