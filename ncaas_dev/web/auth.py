@@ -27,6 +27,8 @@ class User:
     group: str
     user: str
     how: str  # "local" or "cognito"
+    # Signed in through this analysis's own user pool: the session sees that analysis alone.
+    analysis: str | None = None
 
 
 class SignInRequired(Exception):
@@ -112,7 +114,10 @@ def current_user(request: Request) -> User:
     group, user, how = session.get("group"), session.get("user"), session.get("how")
     if not (isinstance(group, str) and isinstance(user, str) and isinstance(how, str)):
         raise SignInRequired(next_of(request))
-    return User(group, user, how)
+    analysis = session.get("analysis")
+    if how == "cognito" and not isinstance(analysis, str):
+        raise SignInRequired(next_of(request))  # a Cognito session is always for one analysis
+    return User(group, user, how, analysis if isinstance(analysis, str) else None)
 
 
 def session_key(request: Request) -> str:
@@ -124,6 +129,8 @@ def session_key(request: Request) -> str:
 def sign_in(request: Request, user: User) -> None:
     request.session.clear()
     request.session.update({"group": user.group, "user": user.user, "how": user.how})
+    if user.analysis is not None:
+        request.session["analysis"] = user.analysis
     request.session["csrf"] = secrets.token_urlsafe(24)
 
 
@@ -135,6 +142,7 @@ class CognitoConfig:
     client_id: str
     region: str
     endpoint_url: str | None = None  # moto's server in tests; None: AWS
+    analysis: str | None = None  # the pool's analysis; None: read from the pool's name
 
 
 class CognitoRefused(Exception):
@@ -150,20 +158,34 @@ def id_token_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def cognito_groups(config: CognitoConfig, username: str, password: str) -> tuple[str, list[str]]:
-    """Sign in with InitiateAuth (USER_PASSWORD_AUTH); the user's name and Cognito groups."""
+@dataclass(frozen=True)
+class CognitoUser:
+    name: str
+    groups: list[str]
+    pool_id: str  # the user pool that signed them in (from the IdToken's issuer)
+
+
+POOL_PREFIX = "ncaas-"  # deploy names each analysis's pool ncaas-{analysis} (cognito.py)
+
+
+def _idp(config: CognitoConfig) -> Any:
     import boto3
-    from botocore.exceptions import ClientError
 
     local = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    client = boto3.client(
+    return boto3.client(
         "cognito-idp",
         region_name=config.region,
         endpoint_url=config.endpoint_url,
         **(local if config.endpoint_url else {}),  # type: ignore[call-overload]
     )
+
+
+def cognito_sign_in(config: CognitoConfig, username: str, password: str) -> CognitoUser:
+    """Sign in with InitiateAuth (USER_PASSWORD_AUTH): the user's name, groups and pool."""
+    from botocore.exceptions import ClientError
+
     try:
-        reply = client.initiate_auth(
+        reply = _idp(config).initiate_auth(
             ClientId=config.client_id,
             AuthFlow="USER_PASSWORD_AUTH",
             AuthParameters={"USERNAME": username, "PASSWORD": password},
@@ -179,4 +201,22 @@ def cognito_groups(config: CognitoConfig, username: str, password: str) -> tuple
     claims = id_token_claims(result["IdToken"])
     groups = claims.get("cognito:groups", [])
     name = str(claims.get("cognito:username", username))
-    return name, [str(g) for g in groups] if isinstance(groups, list) else []
+    pool_id = str(claims.get("iss", "")).rstrip("/").rsplit("/", 1)[-1]
+    listed = [str(g) for g in groups] if isinstance(groups, list) else []
+    return CognitoUser(name, listed, pool_id)
+
+
+def pool_analysis(config: CognitoConfig, pool_id: str) -> str:
+    """The analysis whose stack made this pool (deploy names it ncaas-{analysis})."""
+    if config.analysis:
+        return config.analysis
+    from botocore.exceptions import ClientError
+
+    try:
+        name = str(_idp(config).describe_user_pool(UserPoolId=pool_id)["UserPool"]["Name"])
+    except ClientError as e:
+        raise CognitoRefused(
+            "this server cannot tell which analysis its user pool belongs to; "
+            "ask the operator to start it with --cognito-analysis NAME"
+        ) from e
+    return name.removeprefix(POOL_PREFIX)

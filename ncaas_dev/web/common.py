@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from .auth import CognitoConfig, Tokens, User, csrf_token, current_user
-from .backend import Analysis, Backend
+from .backend import Analysis, Backend, NotVisible
 from .params import StreamSlots
 
 HERE = Path(__file__).parent
@@ -55,4 +55,6 @@ def signed_in(request: Request, bucket: str | None = None) -> tuple[User, Analys
     user = current_user(request)
     request.scope["ncaas_user"] = user
     analysis = backend_of(request).analysis(bucket, user.group) if bucket is not None else None
+    if analysis is not None and user.analysis is not None and analysis.name != user.analysis:
+        raise NotVisible(f"no analysis {bucket!r} for this sign-in")  # another pool's analysis
     return user, analysis

@@ -31,7 +31,9 @@ def _run(func: Any, *args: Any) -> Any:
 async def index(request: Request) -> Response:
     user, _ = signed_in(request)
     analyses = await _run(backend_of(request).analyses)
-    mine = [a for a in analyses.values() if user.group in a.groups]
+    mine = [
+        a for a in analyses.values() if user.group in a.groups and user.analysis in (None, a.name)
+    ]
     return render(request, "analyses.html", analyses=sorted(mine, key=lambda a: a.name))
 
 
