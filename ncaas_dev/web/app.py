@@ -19,6 +19,7 @@ from .auth import CsrfFailed, SignInRequired, safe_next
 from .backend import Forbidden, NotVisible
 from .common import HERE, WebConfig, render
 from .params import BadParameter, TooManyStreams
+from .security import SecurityHeaders
 
 MAX_BODY = 1024**2  # the server takes forms and JSON only; data goes straight to S3
 
@@ -139,6 +140,7 @@ def create_app(config: WebConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(SecurityHeaders, s3_origins=config.s3_origins),
             Middleware(BodyLimit),
             Middleware(
                 SessionMiddleware,

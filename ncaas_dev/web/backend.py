@@ -32,6 +32,7 @@ from ..provision import allow_browser_uploads
 from ..settings import Settings
 from ..status import JobStatus
 from ..storage import AccessDenied, NotFound, ObjectInfo, Storage, translated
+from .security import download_params
 
 MiB = 1024**2
 MAX_OBJECT = 5 * 1024**4  # S3's largest object
@@ -299,11 +300,7 @@ class Backend:
             raise Forbidden(str(e)) from e
         if self.storage.head(bucket, key) is None:
             raise NotVisible(f"no file {relative!r} in {job}")
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if not relative.lower().endswith((".png", ".jpg", ".jpeg", ".svg", ".txt", ".log")):
-            params["ResponseContentDisposition"] = (
-                f'attachment; filename="{posixpath.basename(relative)}"'
-            )
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, **download_params(relative)}
         url: str = self.storage.s3.generate_presigned_url(
             "get_object", Params=params, ExpiresIn=URL_SECONDS
         )

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from .auth import CognitoConfig, Tokens, User, csrf_token, current_user
+from .auth import CognitoConfig, Sessions, Tokens, User, csrf_token, current_user
 from .backend import Analysis, Backend, NotVisible
 from .params import StreamSlots
 
@@ -28,6 +28,8 @@ class WebConfig:
     pickup_seconds: float = 30.0  # a submission with no job folder after this was not picked up
     secret: str = ""
     streams: StreamSlots = field(default_factory=StreamSlots)  # live streams per session
+    sessions: Sessions = field(default_factory=Sessions)  # signed-in ids (sign-out revokes)
+    s3_origins: tuple[str, ...] = ()  # where browsers PUT parts and fetch figures (CSP)
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))

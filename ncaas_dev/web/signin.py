@@ -18,6 +18,7 @@ from .auth import (
     pool_analysis,
     safe_next,
     sign_in,
+    sign_out,
     signin_url,
 )
 from .common import backend_of, config_of, render
@@ -113,7 +114,7 @@ async def login_post(request: Request) -> Response:
 
 async def signout(request: Request) -> Response:
     await check_csrf(request)
-    request.session.clear()
+    sign_out(request)
     return RedirectResponse("/signin", 303)
 
 

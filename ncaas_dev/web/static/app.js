@@ -67,6 +67,11 @@
     setTimeout(poll, 300);
   }
 
+  // No inline handlers (the CSP forbids them): a filter that submits its form on change.
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+
   for (const button of document.querySelectorAll("button.copy")) {
     button.addEventListener("click", async () => {
       const code = document.getElementById(button.dataset.copy).textContent;

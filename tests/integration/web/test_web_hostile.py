@@ -5,11 +5,12 @@ streams per session are bounded, and a tqdm bar shows as a progress bar and one 
 from __future__ import annotations
 
 import http.client
+import re
 import time
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 from sse import parse_sse  # tests/ is on sys.path: pytest's rootdir conftest
 
 from integration.jobs import Lab
@@ -181,3 +182,54 @@ def test_progress_bar_and_clean_log_in_the_browser(
     bars = [line for line in log.inner_text().splitlines() if "%|" in line]
     assert len(bars) == 1 and bars[0].startswith(final), bars
     expect(page.locator("#certificate")).to_contain_text(f"LAST OUTPUT: {final}")
+
+
+def test_hardening_headers_no_inline_script_and_csrf_never_in_a_query(
+    web: Web, sign_in: SignIn, probe: LoadedBlueprint, storage: Storage
+) -> None:
+    bucket = probe.blueprint.analysis
+    lab = Lab(storage, bucket, "labA")
+    job = lab.wait_job(lab.submit(dataname=lab.dataset()))
+    lab.wait_end(job)
+    page = sign_in("labA", "alice")
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    urls: list[str] = []
+    page.on("request", lambda r: urls.append(r.url))
+    for path in ("/", f"/a/{bucket}", f"/a/{bucket}/jobs", f"/a/{bucket}/jobs/{job}"):
+        reply = page.request.get(web.url + path)
+        headers = reply.headers
+        policy = headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy, path
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["cache-control"] == "no-store", path
+        page.goto(web.url + path)
+        html = page.content()
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), path  # inline script
+        assert not re.search(r"\son[a-z]+=", html), path  # inline handler
+    expect(page.locator("#tree")).to_contain_text("facts.json")  # htmx still works
+    page.goto(f"{web.url}/a/{bucket}")
+    with page.expect_request(re.compile(r".*/files\b.*")) as refreshed:
+        page.evaluate("htmx.trigger(document.body, 'uploaded')")
+    assert "csrf" not in refreshed.value.url.lower()
+    assert all("csrf" not in url.lower() for url in urls), [u for u in urls if "csrf" in u]
+    assert [m for m in console if "Content Security" in m] == []
+    static = page.request.get(f"{web.url}/static/app.js").headers
+    assert static.get("cache-control") != "no-store"
+
+
+def test_sign_out_revokes_the_session_cookie(
+    web: Web, sign_in: SignIn, browser: Browser, probe: LoadedBlueprint
+) -> None:
+    bucket = probe.blueprint.analysis
+    page = sign_in("labA", "alice")
+    copied = page.context.cookies()
+    thief = browser.new_context()
+    thief.add_cookies(copied)  # type: ignore[arg-type]
+    assert thief.request.get(f"{web.url}/a/{bucket}/jobs", max_redirects=0).status == 200
+    page.click("header form button[type=submit]")  # Sign out
+    page.wait_for_url(re.compile(r".*/signin"))
+    replay = thief.request.get(f"{web.url}/a/{bucket}/jobs", max_redirects=0)
+    assert replay.status == 303 and "/signin" in replay.headers["location"]
+    thief.close()
