@@ -73,8 +73,7 @@ def web_origin(host: str, port: int, origin: str | None = None, cloud: bool = Fa
             )
         if cloud and parts.scheme != "https" and not _loopback(host):
             raise UsageError(
-                f"--origin {origin} is plain HTTP, but with --cloud off loopback it must be "
-                "https",
+                f"--origin {origin} is plain HTTP, but with --cloud off loopback it must be https",
                 hint="serve it behind a TLS proxy and give --origin https://NAME",
             )
         return f"{parts.scheme}://{parts.netloc}"
