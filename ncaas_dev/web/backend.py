@@ -127,10 +127,17 @@ class Backend:
         prefix = group_prefix(group, folder)
         return [o for o in self.storage.list_objects(bucket, prefix) if o.key != prefix]
 
-    def check_key(self, group: str, key: object, folders: tuple[str, ...] = UPLOAD_FOLDERS) -> str:
-        """``key`` if it lies in ``group``'s own upload folders; else Forbidden."""
+    def check_key(
+        self,
+        group: str,
+        key: object,
+        folders: tuple[str, ...] = UPLOAD_FOLDERS,
+        folder_ok: bool = False,
+    ) -> str:
+        """``key`` if it lies in ``group``'s own upload folders (with ``folder_ok``, a folder
+        prefix ending in ``/`` too: a folder dataset); else Forbidden."""
         try:
-            checked = check_group_key(key, group, "key")
+            checked = check_group_key(key, group, "key", folder_ok=folder_ok)
         except InvalidKey as e:
             raise Forbidden(str(e)) from e
         lowered = checked.lower()
@@ -219,7 +226,7 @@ class Backend:
         return body
 
     def submit(self, bucket: str, group: str, data: list[str], config: str | None) -> Submitted:
-        data = [self.check_key(group, k, ("inputs",)) for k in data]
+        data = [self.check_key(group, k, ("inputs",), folder_ok=True) for k in data]
         config = self.check_key(group, config, ("configs",)) if config else None
         return self.client(bucket).submit(group, data, config)
 

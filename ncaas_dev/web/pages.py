@@ -15,9 +15,10 @@ from starlette.routing import BaseRoute, Route
 from ..status import JobStatus, State
 from . import signin
 from .auth import check_csrf
-from .backend import MAX_OBJECT, NotVisible, submission_id
+from .backend import MAX_OBJECT, Backend, NotVisible, submission_id
 from .common import backend_of, config_of, render, signed_in
 from .configcheck import config_problem
+from .datasets import Choice, dataset_choices
 from .params import page_number
 
 PAGE_SIZE = 50
@@ -26,6 +27,12 @@ FIGURES = (".png", ".jpg", ".jpeg", ".svg")
 
 def _run(func: Any, *args: Any) -> Any:
     return asyncio.to_thread(func, *args)
+
+
+async def _inputs(backend: Backend, bucket: str, group: str) -> list[Choice]:
+    """The group's datasets: files, and folders as one dataset each."""
+    listed = await _run(backend.files, bucket, group, "inputs")
+    return dataset_choices(listed, f"{group}/inputs/")
 
 
 async def index(request: Request) -> Response:
@@ -41,7 +48,7 @@ async def analysis_page(request: Request) -> Response:
     bucket = request.path_params["bucket"]
     user, analysis = signed_in(request, bucket)
     backend = backend_of(request)
-    inputs = await _run(backend.files, bucket, user.group, "inputs")
+    inputs = await _inputs(backend, bucket, user.group)
     configs = await _run(backend.files, bucket, user.group, "configs")
     return render(
         request,
@@ -60,7 +67,7 @@ async def files_partial(request: Request) -> Response:
     bucket = request.path_params["bucket"]
     user, analysis = signed_in(request, bucket)
     backend = backend_of(request)
-    inputs = await _run(backend.files, bucket, user.group, "inputs")
+    inputs = await _inputs(backend, bucket, user.group)
     configs = await _run(backend.files, bucket, user.group, "configs")
     picked = set(request.query_params.getlist("data"))
     return render(
@@ -101,7 +108,7 @@ async def submit(request: Request) -> Response:
         found = await _run(config_problem, config, body)
         problem = f"Config {config}: {found}" if found else ""
     if problem:
-        inputs = await _run(backend.files, bucket, user.group, "inputs")
+        inputs = await _inputs(backend, bucket, user.group)
         configs = await _run(backend.files, bucket, user.group, "configs")
         return render(
             request,
