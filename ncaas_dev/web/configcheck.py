@@ -2,7 +2,8 @@
 
 A config comes from a user, so parsing is bounded: at most ``CONFIG_MAX`` bytes are checked
 and nesting past ``MAX_DEPTH`` is refused before PyYAML's recursive composer (or json's
-scanner) could hit Python's recursion limit. Callers run it off the event loop.
+scanner) could hit Python's recursion limit. The server runs it in worker processes
+(``checking.py``).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from ..status import JobStatus, State
 from . import signin
 from .auth import check_csrf
 from .backend import MAX_OBJECT, Backend, NotVisible, submission_id
+from .checking import check_config
 from .common import backend_of, config_of, render, signed_in
-from .configcheck import config_problem
 from .datasets import Choice, dataset_choices
 from .params import page_number
 
@@ -90,7 +90,7 @@ async def validate(request: Request) -> Response:
     if not key:
         return render(request, "validation.html", ok=True, message="no config: none is needed")
     body = await _run(backend_of(request).read_config, bucket, user.group, key)
-    problem = await _run(config_problem, key, body)  # off the loop: a config can be hostile
+    problem = await check_config(key, body)  # in a worker process: a config can be hostile
     return render(request, "validation.html", ok=problem is None, message=problem or "config OK")
 
 
@@ -105,7 +105,7 @@ async def submit(request: Request) -> Response:
     problem = "" if data else "Pick at least one dataset."
     if config and not problem:
         body = await _run(backend.read_config, bucket, user.group, config)
-        found = await _run(config_problem, config, body)
+        found = await check_config(config, body)
         problem = f"Config {config}: {found}" if found else ""
     if problem:
         inputs = await _inputs(backend, bucket, user.group)

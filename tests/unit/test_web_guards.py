@@ -155,3 +155,17 @@ def test_csp_allows_no_inline_script_and_no_framing() -> None:
     assert "script-src 'self';" in policy and "unsafe-inline';" not in policy.split("style")[0]
     assert "frame-ancestors 'none'" in policy
     assert "connect-src 'self' http://127.0.0.1:4566" in policy
+
+
+def test_config_checks_run_in_a_worker_that_a_stuck_check_takes_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from ncaas_dev.web import checking
+
+    slow = b"a: 1\n" * 200_000  # about 2 s of libyaml
+    monkeypatch.setattr(checking, "CHECK_SECONDS", 0.2)
+    assert "took over" in (asyncio.run(checking.check_config("big.yaml", slow)) or "")
+    monkeypatch.setattr(checking, "CHECK_SECONDS", 60.0)  # a fresh worker answers the next one
+    assert asyncio.run(checking.check_config("ok.yaml", b"a: [1, 2]\n")) is None
+    found = asyncio.run(checking.check_config("bad.json", b'{"a": }'))
+    assert found and found.startswith("line 1, column 7")
