@@ -165,7 +165,7 @@ class Engine:
         return image_id or self.image_id(loaded.blueprint.image_tag) or ""
 
     # -- containers --------------------------------------------------------------------------
-    def start(self, spec: ContainerSpec) -> Any:
+    def start(self, spec: ContainerSpec, on_created: Callable[[Any], None] | None = None) -> Any:
         if self.image_id(spec.image) is None:
             raise ImageMissing(
                 f"image missing: {spec.image} is not on this Docker engine",
@@ -208,6 +208,8 @@ class Engine:
         container = None
         try:
             container = self.client.containers.create(spec.image, **kwargs)
+            if on_created is not None:  # e.g. attach_output: only before start is nothing missed
+                on_created(container)
             container.start()
             return container
         except docker.errors.APIError as e:
@@ -222,6 +224,18 @@ class Engine:
                     "on a GPU instance (--launcher ec2)"
                 ) from e
             raise NcaasError(f"docker could not start the analysis: {reason}") from e
+
+    @staticmethod
+    def attach_output(container: Any) -> Iterator[bytes]:
+        """stdout+stderr of a created, not yet started container, byte for byte as written.
+
+        The logs endpoint holds a line back until its newline, so a progress bar redrawn with
+        CRs would show nothing until it ends; attaching before the start misses nothing.
+        """
+        stream: Iterator[bytes] = container.attach(
+            stream=True, logs=False, stdout=True, stderr=True
+        )
+        return stream
 
     @staticmethod
     def stream_output(container: Any) -> Iterator[bytes]:

@@ -7,6 +7,7 @@ does not turn into a quadratic upload.
 
 from __future__ import annotations
 
+import codecs
 import logging
 import threading
 import time
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import NcaasError
+from .logtext import LineRenderer, render_lines
 from .storage import Storage
 
 log = logging.getLogger(__name__)
@@ -43,24 +45,22 @@ class LogShipper:
         self._thread = threading.Thread(target=self._loop, name=f"logship:{key}", daemon=True)
 
     def consume(self, chunks: Iterable[bytes]) -> None:
-        """Write the output to the local log (blocking until the stream ends)."""
-        partial = b""
+        """Write the output to the local log, raw (blocking until the stream ends).
+
+        The last line is the one a terminal would show: a tqdm bar's latest redraw, not a
+        fragment of it (logtext renders CR rewrites).
+        """
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        screen = LineRenderer()
         with self.path.open("ab") as log:
             for chunk in chunks:
                 log.write(chunk)
                 log.flush()
-                partial += chunk
-                lines = partial.splitlines()
-                if partial.endswith((b"\n", b"\r")):
-                    partial = b""
-                else:
-                    partial = lines.pop() if lines else partial
-                for line in reversed(lines):
-                    text = line.decode("utf-8", "replace").strip()
-                    if text:
-                        self.last_line = text
-                        break
-                partial = partial[-4096:]
+                screen.feed(decoder.decode(chunk))
+                self.last_line = screen.latest
+        screen.feed(decoder.decode(b"", final=True))
+        screen.close()
+        self.last_line = screen.latest
 
     def start(self) -> None:
         self._thread.start()
@@ -106,12 +106,13 @@ class LogShipper:
 
 
 def tail_lines(path: Path, count: int, max_bytes: int = 64 * 1024) -> list[str]:
-    """The last ``count`` non-empty lines of a log (read from its last ``max_bytes``)."""
+    """The last ``count`` non-empty lines of a log (read from its last ``max_bytes``), CR
+    rewrites rendered as a terminal shows them."""
     try:
         with path.open("rb") as f:
             f.seek(max(0, path.stat().st_size - max_bytes))
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return []
-    lines = [line.strip()[:500] for line in text.splitlines() if line.strip()]
+    lines = [line.strip()[:500] for line in render_lines(text) if line.strip()]
     return lines[-count:]

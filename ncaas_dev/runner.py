@@ -26,6 +26,7 @@ from .jobstore import JobStore
 from .launchers.base import DatasetTask
 from .layout import JobPaths, dataset_name, is_folder_key
 from .logship import LogShipper, tail_lines
+from .logtext import progress
 from .settings import Settings
 from .status import JobStatus, State, utcnow
 from .stopping import Stopped, arm, install_handlers
@@ -178,8 +179,10 @@ class Runner:
             uid, gid = sandbox_ids()
             os.chown(work / "output", uid, gid)  # the sandbox user may write here, nowhere else
             limit = disk_limit(task.record.blueprint, runner_id)
+            output: list[Any] = []  # attached before the start: every byte, as it is written
             container = self.engine.start(
-                replace(container_spec(task, work, self.settings.analysis_network), disk=limit)
+                replace(container_spec(task, work, self.settings.analysis_network), disk=limit),
+                on_created=lambda c: output.append(Engine.attach_output(c)),
             )
             guard = DiskGuard(self.engine, container, work / "output", limit).start()
             extra["image_id"] = container.image.id
@@ -190,9 +193,7 @@ class Runner:
                 lambda s: self._container_started(s, task.dataset, f"docker:{container.short_id}"),
             )
             shipper.start()
-            reader = threading.Thread(
-                target=shipper.consume, args=(Engine.stream_output(container),), daemon=True
-            )
+            reader = threading.Thread(target=shipper.consume, args=(output[0],), daemon=True)
             reader.start()
             exit = Engine.wait(container, timeout=task.timeout_seconds)
             if exit is None:
@@ -282,7 +283,7 @@ class Runner:
 
         def note(status: JobStatus) -> None:
             ds = status.datasets[task.dataset]
-            ds.last_output = line[:500]
+            ds.last_output, ds.progress = line[:500], progress(line)
             if recent is not None:
                 ds.std = recent  # type: ignore[attr-defined]
             if usage is not None:
@@ -310,6 +311,7 @@ class Runner:
             ds.state, ds.reason, ds.exit_code, ds.finished = state, reason, exit_code, utcnow()
             if extra.get("last_output"):
                 ds.last_output = str(extra["last_output"])[:500]
+                ds.progress = progress(ds.last_output)
             if neurocaas.is_compat(status) and "std" in extra:
                 ds.std = extra["std"]  # type: ignore[attr-defined]
             if "image_id" in extra:

@@ -50,6 +50,8 @@ class DatasetStatus(BaseModel):
     finished: str | None = None
     runner: str | None = None
     last_output: str = ""
+    # The fraction done the analysis's latest output line shows (tqdm, NN%), else None.
+    progress: float | None = None
     etag: str | None = None
     # Who claimed the dataset for launch, and when: a claim whose dispatcher died is retaken.
     claimed_by: str | None = None

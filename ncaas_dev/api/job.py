@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import JobTimeout, UsageError
+from .logs import LogScreen, render_log
 from .progress import OnProgress, Progress
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class Job:
         the current state is yielded, so a consumer can stop or time out while nothing
         happens."""
         offsets: dict[str, int] = {}
-        partial: dict[str, str] = {}
+        screens: dict[str, LogScreen] = {}  # CR rewrites rendered as a terminal shows them
         seen = 0
         while True:
             done = self.finished  # read before status: end.txt is written last
@@ -127,14 +128,12 @@ class Job:
                 chunk = self._client.log_since(self.group, self.name, name, offsets.get(name, 0))
                 if chunk:
                     offsets[name] = offsets.get(name, 0) + len(chunk)
-                    text = partial.get(name, "") + chunk.decode("utf-8", "replace")
-                    *lines, partial[name] = text.split("\n")
-                    for line in lines:
+                    for line in screens.setdefault(name, LogScreen()).feed(chunk):
                         yield Progress("log", line, dataset=name)
             if done:
-                for name, rest in partial.items():
-                    if rest:
-                        yield Progress("log", rest, dataset=name)
+                for name, screen in screens.items():
+                    for line in screen.close():
+                        yield Progress("log", line, dataset=name)
                 self.refresh()
                 return
             yield Progress("step", self.state.value)
@@ -149,8 +148,7 @@ class Job:
                 f"job {self.name} has no dataset {dataset!r}",
                 hint=f"its datasets: {', '.join(self._status.datasets) or '(none)'}",
             )
-        text = self._client.log_since(self.group, self.name, dataset, 0)
-        yield from text.decode("utf-8", "replace").splitlines()
+        yield from render_log(self._client.log_since(self.group, self.name, dataset, 0))
 
     def download(self, dir: str | os.PathLike[str]) -> Path:
         """Download the job folder into ``dir/{job}/``; return that folder."""

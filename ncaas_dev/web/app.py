@@ -18,6 +18,8 @@ from . import api, live, pages
 from .auth import CsrfFailed, SignInRequired, safe_next
 from .backend import Forbidden, NotVisible
 from .common import HERE, WebConfig, render
+from .params import BadParameter, TooManyStreams
+from .security import SecurityHeaders
 
 MAX_BODY = 1024**2  # the server takes forms and JSON only; data goes straight to S3
 
@@ -115,6 +117,14 @@ async def _stack_down(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _bad_parameter(request: Request, exc: Exception) -> Response:
+    return _error(request, 400, "Bad request", str(exc), "Fix the address and try again.")
+
+
+async def _too_many_streams(request: Request, exc: Exception) -> Response:
+    return _error(request, 429, "Too many live views", str(exc))
+
+
 async def _ncaas_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, NcaasError)
     return _error(request, 502, "Something went wrong", exc.message, exc.hint or "")
@@ -130,6 +140,7 @@ def create_app(config: WebConfig) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(SecurityHeaders, s3_origins=config.s3_origins),
             Middleware(BodyLimit),
             Middleware(
                 SessionMiddleware,
@@ -146,6 +157,8 @@ def create_app(config: WebConfig) -> Starlette:
             Forbidden: _forbidden,
             NotVisible: _not_visible,
             ServiceUnavailable: _stack_down,
+            BadParameter: _bad_parameter,
+            TooManyStreams: _too_many_streams,
             NcaasError: _ncaas_error,
         },
     )

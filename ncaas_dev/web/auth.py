@@ -11,6 +11,7 @@ import hmac
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from starlette.requests import Request
 
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
+TOKEN_SECONDS = 600.0  # a sign-in link works for 10 minutes
+MAX_TOKENS = 64
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class User:
     group: str
     user: str
     how: str  # "local" or "cognito"
+    # Signed in through this analysis's own user pool: the session sees that analysis alone.
+    analysis: str | None = None
 
 
 class SignInRequired(Exception):
@@ -42,26 +47,81 @@ class CsrfFailed(Exception):
 
 
 class Tokens:
-    """One-time sign-in tokens, as Jupyter prints them: each works once."""
+    """One-time sign-in tokens, as Jupyter prints them: each works once, for ``ttl`` seconds,
+    and at most ``limit`` are live (opening the site signed out prints a fresh one, so the
+    oldest give way)."""
 
-    def __init__(self, announce: Callable[[str], None] | None = None) -> None:
-        self._live: set[str] = set()
+    def __init__(
+        self,
+        announce: Callable[[str], None] | None = None,
+        ttl: float = TOKEN_SECONDS,
+        limit: int = MAX_TOKENS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._live: dict[str, float] = {}  # token -> when it was issued, oldest first
         self._lock = threading.Lock()
         self.announce = announce
+        self.ttl, self.limit, self.clock = ttl, limit, clock
 
     def issue(self) -> str:
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._live.add(token)
+            self._drop_expired()
+            while len(self._live) >= self.limit:
+                del self._live[next(iter(self._live))]
+            self._live[token] = self.clock()
         return token
 
     def consume(self, token: str) -> bool:
         with self._lock:
+            self._drop_expired()
             for live in self._live:
                 if hmac.compare_digest(live, token):
-                    self._live.discard(live)
+                    del self._live[live]
                     return True
         return False
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._drop_expired()
+            return len(self._live)
+
+    def _drop_expired(self) -> None:
+        now = self.clock()
+        for token in [t for t, issued in self._live.items() if now - issued > self.ttl]:
+            del self._live[token]
+
+
+class Sessions:
+    """The signed-in sessions this server made: the cookie carries an id, and signing out
+    revokes it here, so a copy of the cookie stops working too."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._live: dict[str, None] = {}  # ids, oldest first
+        self._lock = threading.Lock()
+        self.limit = limit
+
+    def open(self) -> str:
+        sid = secrets.token_urlsafe(18)
+        with self._lock:
+            while len(self._live) >= self.limit:
+                del self._live[next(iter(self._live))]
+            self._live[sid] = None
+        return sid
+
+    def live(self, sid: object) -> bool:
+        with self._lock:
+            return isinstance(sid, str) and sid in self._live
+
+    def revoke(self, sid: object) -> None:
+        with self._lock:
+            if isinstance(sid, str):
+                self._live.pop(sid, None)
+
+
+def _sessions(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.web.sessions
+    return sessions
 
 
 def safe_next(value: str | None) -> str:
@@ -112,12 +172,32 @@ def current_user(request: Request) -> User:
     group, user, how = session.get("group"), session.get("user"), session.get("how")
     if not (isinstance(group, str) and isinstance(user, str) and isinstance(how, str)):
         raise SignInRequired(next_of(request))
-    return User(group, user, how)
+    if not _sessions(request).live(session.get("sid")):  # signed out, or another server's
+        session.clear()
+        raise SignInRequired(next_of(request))
+    analysis = session.get("analysis")
+    if how == "cognito" and not isinstance(analysis, str):
+        raise SignInRequired(next_of(request))  # a Cognito session is always for one analysis
+    return User(group, user, how, analysis if isinstance(analysis, str) else None)
+
+
+def session_key(request: Request) -> str:
+    """What tells this browser session from others (its id; its CSRF token if it has none)."""
+    key = request.session.get("sid") or request.session.get("csrf")
+    return key if isinstance(key, str) else ""
+
+
+def sign_out(request: Request) -> None:
+    _sessions(request).revoke(request.session.get("sid"))
+    request.session.clear()
 
 
 def sign_in(request: Request, user: User) -> None:
     request.session.clear()
     request.session.update({"group": user.group, "user": user.user, "how": user.how})
+    request.session["sid"] = _sessions(request).open()
+    if user.analysis is not None:
+        request.session["analysis"] = user.analysis
     request.session["csrf"] = secrets.token_urlsafe(24)
 
 
@@ -129,6 +209,7 @@ class CognitoConfig:
     client_id: str
     region: str
     endpoint_url: str | None = None  # moto's server in tests; None: AWS
+    analysis: str | None = None  # the pool's analysis; None: read from the pool's name
 
 
 class CognitoRefused(Exception):
@@ -144,20 +225,34 @@ def id_token_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def cognito_groups(config: CognitoConfig, username: str, password: str) -> tuple[str, list[str]]:
-    """Sign in with InitiateAuth (USER_PASSWORD_AUTH); the user's name and Cognito groups."""
+@dataclass(frozen=True)
+class CognitoUser:
+    name: str
+    groups: list[str]
+    pool_id: str  # the user pool that signed them in (from the IdToken's issuer)
+
+
+POOL_PREFIX = "ncaas-"  # deploy names each analysis's pool ncaas-{analysis} (cognito.py)
+
+
+def _idp(config: CognitoConfig) -> Any:
     import boto3
-    from botocore.exceptions import ClientError
 
     local = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    client = boto3.client(
+    return boto3.client(
         "cognito-idp",
         region_name=config.region,
         endpoint_url=config.endpoint_url,
         **(local if config.endpoint_url else {}),  # type: ignore[call-overload]
     )
+
+
+def cognito_sign_in(config: CognitoConfig, username: str, password: str) -> CognitoUser:
+    """Sign in with InitiateAuth (USER_PASSWORD_AUTH): the user's name, groups and pool."""
+    from botocore.exceptions import ClientError
+
     try:
-        reply = client.initiate_auth(
+        reply = _idp(config).initiate_auth(
             ClientId=config.client_id,
             AuthFlow="USER_PASSWORD_AUTH",
             AuthParameters={"USERNAME": username, "PASSWORD": password},
@@ -173,4 +268,22 @@ def cognito_groups(config: CognitoConfig, username: str, password: str) -> tuple
     claims = id_token_claims(result["IdToken"])
     groups = claims.get("cognito:groups", [])
     name = str(claims.get("cognito:username", username))
-    return name, [str(g) for g in groups] if isinstance(groups, list) else []
+    pool_id = str(claims.get("iss", "")).rstrip("/").rsplit("/", 1)[-1]
+    listed = [str(g) for g in groups] if isinstance(groups, list) else []
+    return CognitoUser(name, listed, pool_id)
+
+
+def pool_analysis(config: CognitoConfig, pool_id: str) -> str:
+    """The analysis whose stack made this pool (deploy names it ncaas-{analysis})."""
+    if config.analysis:
+        return config.analysis
+    from botocore.exceptions import ClientError
+
+    try:
+        name = str(_idp(config).describe_user_pool(UserPoolId=pool_id)["UserPool"]["Name"])
+    except ClientError as e:
+        raise CognitoRefused(
+            "this server cannot tell which analysis its user pool belongs to; "
+            "ask the operator to start it with --cognito-analysis NAME"
+        ) from e
+    return name.removeprefix(POOL_PREFIX)

@@ -32,6 +32,7 @@ from ..provision import allow_browser_uploads
 from ..settings import Settings
 from ..status import JobStatus
 from ..storage import AccessDenied, NotFound, ObjectInfo, Storage, translated
+from .security import download_params
 
 MiB = 1024**2
 MAX_OBJECT = 5 * 1024**4  # S3's largest object
@@ -126,10 +127,17 @@ class Backend:
         prefix = group_prefix(group, folder)
         return [o for o in self.storage.list_objects(bucket, prefix) if o.key != prefix]
 
-    def check_key(self, group: str, key: object, folders: tuple[str, ...] = UPLOAD_FOLDERS) -> str:
-        """``key`` if it lies in ``group``'s own upload folders; else Forbidden."""
+    def check_key(
+        self,
+        group: str,
+        key: object,
+        folders: tuple[str, ...] = UPLOAD_FOLDERS,
+        folder_ok: bool = False,
+    ) -> str:
+        """``key`` if it lies in ``group``'s own upload folders (with ``folder_ok``, a folder
+        prefix ending in ``/`` too: a folder dataset); else Forbidden."""
         try:
-            checked = check_group_key(key, group, "key")
+            checked = check_group_key(key, group, "key", folder_ok=folder_ok)
         except InvalidKey as e:
             raise Forbidden(str(e)) from e
         lowered = checked.lower()
@@ -218,7 +226,7 @@ class Backend:
         return body
 
     def submit(self, bucket: str, group: str, data: list[str], config: str | None) -> Submitted:
-        data = [self.check_key(group, k, ("inputs",)) for k in data]
+        data = [self.check_key(group, k, ("inputs",), folder_ok=True) for k in data]
         config = self.check_key(group, config, ("configs",)) if config else None
         return self.client(bucket).submit(group, data, config)
 
@@ -299,11 +307,7 @@ class Backend:
             raise Forbidden(str(e)) from e
         if self.storage.head(bucket, key) is None:
             raise NotVisible(f"no file {relative!r} in {job}")
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if not relative.lower().endswith((".png", ".jpg", ".jpeg", ".svg", ".txt", ".log")):
-            params["ResponseContentDisposition"] = (
-                f'attachment; filename="{posixpath.basename(relative)}"'
-            )
+        params: dict[str, Any] = {"Bucket": bucket, "Key": key, **download_params(relative)}
         url: str = self.storage.s3.generate_presigned_url(
             "get_object", Params=params, ExpiresIn=URL_SECONDS
         )

@@ -30,6 +30,14 @@ def web(
             help="The app client `deploy` printed (CognitoClientId); signs users in with Cognito.",
         ),
     ] = None,
+    cognito_analysis: Annotated[
+        str | None,
+        typer.Option(
+            "--cognito-analysis",
+            envvar="NCAAS_COGNITO_ANALYSIS",
+            help="The analysis whose pool that client is (default: read from the pool's name).",
+        ),
+    ] = None,
 ) -> None:
     """The web client for analysis users: upload, submit, watch and download in a browser."""
     from ..settings import Settings, check_cloud_environment
@@ -40,7 +48,12 @@ def web(
         check_cloud_environment(os.environ, endpoint_url)
     settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
     cognito = (
-        CognitoConfig(cognito_client_id, settings.region, os.environ.get("NCAAS_COGNITO_ENDPOINT"))
+        CognitoConfig(
+            cognito_client_id,
+            settings.region,
+            os.environ.get("NCAAS_COGNITO_ENDPOINT"),
+            cognito_analysis,
+        )
         if cognito_client_id
         else None
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +10,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
-from .auth import CognitoConfig, Tokens, User, csrf_token, current_user
-from .backend import Analysis, Backend
+from .auth import CognitoConfig, Sessions, Tokens, User, csrf_token, current_user
+from .backend import Analysis, Backend, NotVisible
+from .params import StreamSlots
 
 HERE = Path(__file__).parent
 SESSION_SECONDS = 8 * 3600
@@ -26,6 +27,9 @@ class WebConfig:
     session_seconds: int = SESSION_SECONDS
     pickup_seconds: float = 30.0  # a submission with no job folder after this was not picked up
     secret: str = ""
+    streams: StreamSlots = field(default_factory=StreamSlots)  # live streams per session
+    sessions: Sessions = field(default_factory=Sessions)  # signed-in ids (sign-out revokes)
+    s3_origins: tuple[str, ...] = ()  # where browsers PUT parts and fetch figures (CSP)
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -53,4 +57,6 @@ def signed_in(request: Request, bucket: str | None = None) -> tuple[User, Analys
     user = current_user(request)
     request.scope["ncaas_user"] = user
     analysis = backend_of(request).analysis(bucket, user.group) if bucket is not None else None
+    if analysis is not None and user.analysis is not None and analysis.name != user.analysis:
+        raise NotVisible(f"no analysis {bucket!r} for this sign-in")  # another pool's analysis
     return user, analysis

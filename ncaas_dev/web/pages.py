@@ -15,9 +15,11 @@ from starlette.routing import BaseRoute, Route
 from ..status import JobStatus, State
 from . import signin
 from .auth import check_csrf
-from .backend import MAX_OBJECT, NotVisible, submission_id
+from .backend import MAX_OBJECT, Backend, NotVisible, submission_id
+from .checking import check_config
 from .common import backend_of, config_of, render, signed_in
-from .configcheck import config_problem
+from .datasets import Choice, dataset_choices
+from .params import page_number
 
 PAGE_SIZE = 50
 FIGURES = (".png", ".jpg", ".jpeg", ".svg")
@@ -27,10 +29,18 @@ def _run(func: Any, *args: Any) -> Any:
     return asyncio.to_thread(func, *args)
 
 
+async def _inputs(backend: Backend, bucket: str, group: str) -> list[Choice]:
+    """The group's datasets: files, and folders as one dataset each."""
+    listed = await _run(backend.files, bucket, group, "inputs")
+    return dataset_choices(listed, f"{group}/inputs/")
+
+
 async def index(request: Request) -> Response:
     user, _ = signed_in(request)
     analyses = await _run(backend_of(request).analyses)
-    mine = [a for a in analyses.values() if user.group in a.groups]
+    mine = [
+        a for a in analyses.values() if user.group in a.groups and user.analysis in (None, a.name)
+    ]
     return render(request, "analyses.html", analyses=sorted(mine, key=lambda a: a.name))
 
 
@@ -38,7 +48,7 @@ async def analysis_page(request: Request) -> Response:
     bucket = request.path_params["bucket"]
     user, analysis = signed_in(request, bucket)
     backend = backend_of(request)
-    inputs = await _run(backend.files, bucket, user.group, "inputs")
+    inputs = await _inputs(backend, bucket, user.group)
     configs = await _run(backend.files, bucket, user.group, "configs")
     return render(
         request,
@@ -57,7 +67,7 @@ async def files_partial(request: Request) -> Response:
     bucket = request.path_params["bucket"]
     user, analysis = signed_in(request, bucket)
     backend = backend_of(request)
-    inputs = await _run(backend.files, bucket, user.group, "inputs")
+    inputs = await _inputs(backend, bucket, user.group)
     configs = await _run(backend.files, bucket, user.group, "configs")
     picked = set(request.query_params.getlist("data"))
     return render(
@@ -80,7 +90,7 @@ async def validate(request: Request) -> Response:
     if not key:
         return render(request, "validation.html", ok=True, message="no config: none is needed")
     body = await _run(backend_of(request).read_config, bucket, user.group, key)
-    problem = config_problem(key, body)
+    problem = await check_config(key, body)  # in a worker process: a config can be hostile
     return render(request, "validation.html", ok=problem is None, message=problem or "config OK")
 
 
@@ -94,10 +104,11 @@ async def submit(request: Request) -> Response:
     backend = backend_of(request)
     problem = "" if data else "Pick at least one dataset."
     if config and not problem:
-        found = config_problem(config, await _run(backend.read_config, bucket, user.group, config))
+        body = await _run(backend.read_config, bucket, user.group, config)
+        found = await check_config(config, body)
         problem = f"Config {config}: {found}" if found else ""
     if problem:
-        inputs = await _run(backend.files, bucket, user.group, "inputs")
+        inputs = await _inputs(backend, bucket, user.group)
         configs = await _run(backend.files, bucket, user.group, "configs")
         return render(
             request,
@@ -181,7 +192,7 @@ async def history(request: Request) -> Response:
     user, analysis = signed_in(request, bucket)
     backend = backend_of(request)
     wanted = request.query_params.get("state", "")
-    page = max(1, int(request.query_params.get("page", "1") or 1))
+    page = page_number(request)
     names = await _run(backend.job_names, bucket, user.group)
     rows: list[dict[str, Any]] = []
     if not wanted:

@@ -28,7 +28,14 @@ def make_config(
     announce: Callable[[str], None] | None = None,
 ) -> WebConfig:
     backend = Backend(settings, Storage(s3_client(settings), settings.endpoint_url))
-    return WebConfig(backend=backend, origin=origin, tokens=Tokens(announce), cognito=cognito)
+    s3 = urlsplit(settings.endpoint_url) if settings.endpoint_url else None
+    return WebConfig(
+        backend=backend,
+        origin=origin,
+        tokens=Tokens(announce),
+        cognito=cognito,
+        s3_origins=(f"{s3.scheme}://{s3.netloc}",) if s3 else (),
+    )
 
 
 def _say(text: str) -> None:
@@ -43,9 +50,20 @@ def prepare(config: WebConfig) -> None:
             backend.allow_browser(bucket, config.origin)
 
 
-def web_origin(host: str, port: int, origin: str | None = None) -> str:
+def _loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: whatever it resolves to, others may reach it
+
+
+def web_origin(host: str, port: int, origin: str | None = None, cloud: bool = False) -> str:
     """The origin browsers reach this client at: the bucket's CORS rule, the sign-in links and
-    the secure-cookie choice follow it. A wildcard address names no host a browser can open."""
+    the secure-cookie choice follow it. Off loopback, plain HTTP carries the session cookie
+    and the sign-in link past other machines: such a bind must name its --origin, and with
+    --cloud (real accounts and data) that origin must be https."""
     if origin is not None:
         parts = urlsplit(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
@@ -53,17 +71,28 @@ def web_origin(host: str, port: int, origin: str | None = None) -> str:
                 f"--origin {origin!r} is not an origin",
                 hint="give scheme://host[:port] as browsers open it, e.g. http://lab-pc:8765",
             )
-        return f"{parts.scheme}://{parts.netloc}"
-    with contextlib.suppress(ValueError):
-        address = ipaddress.ip_address(host.strip("[]"))
-        if address.is_unspecified:
+        if cloud and parts.scheme != "https" and not _loopback(host):
             raise UsageError(
-                f"--host {host} listens on every interface, so the address browsers open is "
-                "unknown",
-                hint=f"add --origin http://THIS-MACHINE:{port} (the name users type)",
+                f"--origin {origin} is plain HTTP, but with --cloud off loopback it must be https",
+                hint="serve it behind a TLS proxy and give --origin https://NAME",
             )
-        if address.version == 6:
-            return f"http://[{address}]:{port}"
+        return f"{parts.scheme}://{parts.netloc}"
+    if not _loopback(host):
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(host.strip("[]")).is_unspecified:
+                raise UsageError(
+                    f"--host {host} listens on every interface, so the address browsers open "
+                    "is unknown",
+                    hint=f"add --origin http://THIS-MACHINE:{port} (the name users type)",
+                )
+        raise UsageError(
+            f"--host {host} is reachable from other machines, so it needs --origin",
+            hint=f"add --origin http://THIS-MACHINE:{port} (https with --cloud), or keep "
+            "--host 127.0.0.1",
+        )
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host.strip("[]")).version == 6:
+            return f"http://[{host.strip('[]')}]:{port}"
     return f"http://{host}:{port}"
 
 
@@ -74,7 +103,7 @@ def serve(
     cognito: CognitoConfig | None = None,
     origin: str | None = None,
 ) -> None:
-    origin = web_origin(host, port, origin)
+    origin = web_origin(host, port, origin, cloud=not settings.local)
     config = make_config(settings, origin, cognito, announce=lambda url: _say(f"sign in: {url}"))
     prepare(config)
     if cognito:

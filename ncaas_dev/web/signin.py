@@ -14,9 +14,11 @@ from .auth import (
     SignInRequired,
     User,
     check_csrf,
-    cognito_groups,
+    cognito_sign_in,
+    pool_analysis,
     safe_next,
     sign_in,
+    sign_out,
     signin_url,
 )
 from .common import backend_of, config_of, render
@@ -91,21 +93,28 @@ async def login_post(request: Request) -> Response:
         return RedirectResponse("/signin", 303)
     name, password = str(form.get("username", "")), str(form.get("password", ""))
     try:
-        user, groups = await asyncio.to_thread(cognito_groups, config.cognito, name, password)
+        who = await asyncio.to_thread(cognito_sign_in, config.cognito, name, password)
+        analysis = await asyncio.to_thread(pool_analysis, config.cognito, who.pool_id)
     except CognitoRefused as e:
         return render(request, "login.html", 401, next=next_url, problem=str(e))
+    # One pool per analysis: its users see that analysis alone, and only as one of the users
+    # its blueprint lists for the group (a same-named group elsewhere grants nothing).
     analyses = await asyncio.to_thread(backend_of(request).analyses, 0)
-    usable = [g for g in groups if any(g in a.groups for a in analyses.values())]
-    if not usable:
-        problem = f"{user} is in no group of any analysis here; ask the operator to add you."
+    mine = next((a for a in analyses.values() if a.name == analysis), None)
+    usable = [g for g in who.groups if mine and who.name in mine.groups.get(g, [])]
+    if mine is None or not usable:
+        problem = (
+            f"{who.name} is not a listed user of any group of {analysis}; "
+            "ask the operator to add you to its blueprint."
+        )
         return render(request, "login.html", 403, next=next_url, problem=problem)
-    sign_in(request, User(usable[0], user, "cognito"))
+    sign_in(request, User(usable[0], who.name, "cognito", analysis))
     return RedirectResponse(next_url, 303)
 
 
 async def signout(request: Request) -> Response:
     await check_csrf(request)
-    request.session.clear()
+    sign_out(request)
     return RedirectResponse("/signin", 303)
 
 

@@ -92,7 +92,7 @@ def test_id_token_claims_and_submission_id() -> None:
         ("127.0.0.1", None, "http://127.0.0.1:8765"),
         ("localhost", None, "http://localhost:8765"),
         ("::1", None, "http://[::1]:8765"),
-        ("192.168.1.5", None, "http://192.168.1.5:8765"),
+        ("192.168.1.5", "http://192.168.1.5:8765", "http://192.168.1.5:8765"),
         ("0.0.0.0", "http://lab-pc:8765/", "http://lab-pc:8765"),
         ("::", "https://ncaas.lab.example", "https://ncaas.lab.example"),
     ],
@@ -108,6 +108,8 @@ def test_web_origin_is_the_address_browsers_open(
     [
         ("0.0.0.0", None, "--origin http://THIS-MACHINE:8765"),
         ("::", None, "--origin http://THIS-MACHINE:8765"),
+        ("192.168.1.5", None, "--origin http://THIS-MACHINE:8765"),  # off loopback: named
+        ("lab-pc", None, "--origin http://THIS-MACHINE:8765"),
         ("0.0.0.0", "lab-pc:8765", "scheme://host[:port]"),
         ("0.0.0.0", "http://lab-pc:8765/app", "scheme://host[:port]"),
     ],

@@ -26,6 +26,13 @@
         span.className = `state ${ds.state}`;
         text(tr.cells[2], ds.exit_code);
         text(tr.cells[3], ds.reason);
+        const bar = tr.cells[4] && tr.cells[4].querySelector("progress");
+        if (bar) {  // the analysis's own progress (tqdm or NN%), when it shows one
+          const known = typeof ds.progress === "number";
+          bar.hidden = !known;
+          if (known) bar.value = ds.progress;
+          text(tr.cells[4].querySelector(".pct"), known ? `${Math.floor(ds.progress * 100)}%` : "");
+        }
       }
       if (s.certificate) text(document.getElementById("certificate"), s.certificate);
       if (s.terminal) { events.close(); htmx.trigger(document.body, "job-ended"); }
@@ -33,7 +40,14 @@
     events.addEventListener("end", () => events.close());
     for (const pre of document.querySelectorAll("pre[data-log]")) {
       const log = new EventSource(pre.dataset.log);
-      log.addEventListener("log", (e) => { pre.append(document.createTextNode(`${e.data}\n`)); });
+      const done = pre.querySelector(".done") || pre;
+      const current = pre.querySelector(".current");
+      log.addEventListener("log", (e) => {
+        done.append(document.createTextNode(`${e.data}\n`));
+        text(current, "");
+      });
+      // The line being drawn (a progress bar): shown in place, replaced by each redraw.
+      log.addEventListener("partial", (e) => text(current, e.data));
       log.addEventListener("end", () => log.close());
     }
   }
@@ -51,6 +65,11 @@
       setTimeout(poll, s.lost ? 5000 : 500);
     };
     setTimeout(poll, 300);
+  }
+
+  // No inline handlers (the CSP forbids them): a filter that submits its form on change.
+  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
+    select.addEventListener("change", () => select.form.submit());
   }
 
   for (const button of document.querySelectorAll("button.copy")) {

@@ -24,14 +24,14 @@
     return doc;
   }
 
-  function row(file, folder) {
+  function row(file, folder, name) {
     const li = document.createElement("li");
     li.className = "upload";
-    li.dataset.name = file.name;
+    li.dataset.name = name;
     li.innerHTML = '<span class="name"></span> <progress max="100" value="0"></progress> ' +
       '<span class="pct">0%</span> <span class="status">starting</span> ' +
       '<button type="button" class="cancel">Cancel</button>';
-    li.querySelector(".name").textContent = `${folder}/${file.name}`;
+    li.querySelector(".name").textContent = `${folder}/${name}`;
     document.getElementById("uploads").appendChild(li);
     return { li, bar: li.querySelector("progress"), pct: li.querySelector(".pct"),
              status: li.querySelector(".status"), cancel: li.querySelector(".cancel") };
@@ -54,8 +54,10 @@
     });
   }
 
-  async function upload(file, folder) {
-    const ui = row(file, folder);
+  // ``name`` may hold sub-paths ("scan/day1/a.tif"): a folder's files keep their tree, and the
+  // folder is then one dataset (its key ends in /).
+  async function upload(file, folder, name = file.name) {
+    const ui = row(file, folder, name);
     if (file.size > MAX) {  // refused before a single byte is sent
       ui.status.textContent = "refused: over S3's 5 TiB object limit";
       ui.li.classList.add("refused");
@@ -67,7 +69,7 @@
     ui.cancel.onclick = () => { cancelled = true; ctl.abort(); };
     let up = null;
     try {
-      up = await api("", { folder, name: file.name, size: file.size });
+      up = await api("", { folder, name, size: file.size });
       const size = up.part_size;
       const count = Math.max(1, Math.ceil(file.size / size));
       const partBytes = (n) => Math.max(0, Math.min(size, file.size - (n - 1) * size));
@@ -140,9 +142,26 @@
     }
   }
 
-  const start = (files, folder) => { for (const f of files) upload(f, folder); };
+  // A picked folder's files carry their path under it (webkitRelativePath: "scan/day1/a.tif").
+  const start = (files, folder) => {
+    for (const f of files) upload(f, folder, f.webkitRelativePath || f.name);
+  };
   for (const input of section.querySelectorAll("input[type=file]")) {
     input.addEventListener("change", () => { start([...input.files], input.dataset.folder); input.value = ""; });
+  }
+  // A dropped folder: walk its entries (read in batches until one comes back empty).
+  async function walk(entry, prefix, out) {
+    if (entry.isFile) {
+      const file = await new Promise((ok, fail) => entry.file(ok, fail));
+      out.push([file, prefix + entry.name]);
+      return;
+    }
+    const reader = entry.createReader();
+    for (;;) {
+      const batch = await new Promise((ok, fail) => reader.readEntries(ok, fail));
+      if (!batch.length) return;
+      for (const child of batch) await walk(child, `${prefix}${entry.name}/`, out);
+    }
   }
   const zone = document.getElementById("dropzone");
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
@@ -150,6 +169,13 @@
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    start([...e.dataTransfer.files], document.getElementById("drop-folder").value);
+    const folder = document.getElementById("drop-folder").value;
+    const entries = [...e.dataTransfer.items].map((i) => i.webkitGetAsEntry && i.webkitGetAsEntry());
+    if (!entries.length || entries.some((x) => !x)) { start([...e.dataTransfer.files], folder); return; }
+    (async () => {
+      const found = [];
+      for (const entry of entries) await walk(entry, "", found);
+      for (const [file, name] of found) upload(file, folder, name);
+    })();
   });
 })();
