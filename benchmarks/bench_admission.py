@@ -49,6 +49,7 @@ from ncaas_dev.client import AnalysisClient, Submitted  # noqa: E402
 from ncaas_dev.containers import Engine, connect  # noqa: E402
 from ncaas_dev.dispatch.admission import Admission  # noqa: E402
 from ncaas_dev.events import ObjectCreated  # noqa: E402
+from ncaas_dev.lastseen import LastSeen  # noqa: E402
 from ncaas_dev.pricing import parse_time  # noqa: E402
 from ncaas_dev.provision import QUEUE_NAME, provision  # noqa: E402
 from ncaas_dev.runner import Runner  # noqa: E402
@@ -118,7 +119,7 @@ def requests_per_admission(
     (task,) = list(scheduler.pending)
     scheduler.launch_ready()
     per_launch = counted.take()
-    jobstore._last_seen = jobstore._LastSeen()  # a runner is a process of its own: cold cache
+    jobstore._last_seen = LastSeen()  # a runner is a process of its own: cold cache
     Runner(counted.storage, engine, settings).run(task, "docker:counting")
     per_run = counted.take()
     return {"admission": per_admission, "launch": per_launch, "runner": per_run}
