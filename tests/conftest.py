@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,13 @@ from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.containers import Engine, connect
 from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import STACK_PROCESSES, PidFile, start_dispatcher, start_localstack
+from ncaas_dev.stack import (
+    STACK_PROCESSES,
+    PidFile,
+    start_command_server,
+    start_dispatcher,
+    start_localstack,
+)
 from ncaas_dev.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,16 +69,41 @@ def settings(state_dir: Path) -> Iterator[Settings]:
         PidFile(state_dir, name).stop()
 
 
+def via_command_server() -> bool:
+    """``NCAAS_TEST_COMMAND_SERVER=1``: every `ncaas-dev` of the session goes through the warm
+    command server (started for the session); unset or 0: none does, even after a `run` has
+    started one. Either way the same for every test, whatever ran before it."""
+    return os.environ.get("NCAAS_TEST_COMMAND_SERVER", "0") == "1"
+
+
 @pytest.fixture(scope="session")
 def cli_env(settings: Settings) -> dict[str, str]:
     """Environment for `ncaas-dev` subprocesses pointed at the session's stack."""
     assert settings.endpoint_url
-    return {
+    env = {
         **os.environ,
         "AWS_ENDPOINT_URL": settings.endpoint_url,
         "NCAAS_STATE_DIR": str(settings.state_dir),
         "COLUMNS": "200",
     }
+    if via_command_server():
+        env.pop("NCAAS_NO_COMMAND_SERVER", None)
+        wait_for_command_server(settings)
+    else:
+        env["NCAAS_NO_COMMAND_SERVER"] = "1"
+    return env
+
+
+def wait_for_command_server(settings: Settings, timeout: float = 120) -> None:
+    """Start the session's command server (as `up` does) and wait until it listens."""
+    from ncaas_dev.front import socket_path
+
+    start_command_server(settings)
+    path = Path(socket_path({"NCAAS_STATE_DIR": str(settings.state_dir)}))
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, "the command server never listened"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

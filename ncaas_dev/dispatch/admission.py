@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import __version__
-from ..analysis import AnalysisRecord, load_record
+from ..analysis import AnalysisRecord
 from ..budget import Budget, Projection, ReservationClash, ReservationRequest
 from ..compat import neurocaas
 from ..errors import NcaasError
@@ -32,6 +32,7 @@ from ..storage import NotFound, PreconditionFailed, Storage
 from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
 from . import options
 from .ledger import ReservationBatcher
+from .records import BatchRecords
 from .submitted import SubmissionClaims
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,14 @@ class Admission:
     def __post_init__(self) -> None:
         self._reservations = ReservationBatcher(self.storage)
         self._claims = SubmissionClaims(self.storage, self.owner)
+        self._records = BatchRecords(self.storage)
 
-    def admit(self, event: ObjectCreated) -> Admitted:
-        """Admit one event; a failure here is logged and answered, never raised."""
+    def admit(self, event: ObjectCreated, received: float | None = None) -> Admitted:
+        """Admit one event; a failure here is logged and answered, never raised.
+        ``received``: when its batch arrived (``time.monotonic()``), so the batch's
+        admissions share one read of the analysis's record."""
         try:
-            return self._admit(event)
+            return self._admit(event, received)
         except NcaasError as e:
             log.error("event %s/%s: %s", event.bucket, event.key, e)
             return Admitted(Outcome(event.key, "error", reason=str(e)))
@@ -80,10 +84,10 @@ class Admission:
             return Admitted(Outcome(event.key, "error", reason=f"{type(e).__name__}: {e}"))
 
     # -- the event ---------------------------------------------------------------------------
-    def _admit(self, event: ObjectCreated) -> Admitted:
+    def _admit(self, event: ObjectCreated, received: float | None) -> Admitted:
         if not is_submission_key(event.key):
             return Admitted(Outcome(event.key, "ignored", reason="not a submission key"))
-        record = load_record(self.storage, event.bucket)
+        record = self._records.get(event.bucket, received)
         if record is None:
             reason = f"bucket {event.bucket} not provisioned"
             return Admitted(Outcome(event.key, "ignored", reason=reason))
