@@ -43,8 +43,9 @@ LOCK_NAME = "command.lock"
 def code_fingerprint() -> dict[str, int | str]:
     """What the server's code is made of: the package's modules (their mtimes), the
     interpreter (its version and binary) and the installed distributions (the mtime of every
-    folder on the import path: installing, upgrading or removing a distribution adds or
-    removes its ``*.dist-info`` there). Any change means the server is stale."""
+    ``site-packages`` folder on the import path: installing, upgrading or removing a
+    distribution adds or removes its ``*.dist-info`` there). Any change means the server is
+    stale."""
     found: dict[str, int | str] = {
         str(p): p.stat().st_mtime_ns for p in sorted(Path(PACKAGE_DIR).rglob("*.py"))
     }
@@ -53,11 +54,12 @@ def code_fingerprint() -> dict[str, int | str]:
     with contextlib.suppress(OSError):
         info = executable.stat()
         found[f"interpreter {executable}"] = f"{info.st_ino}:{info.st_mtime_ns}"
-    for entry in sys.path:
-        folder = Path(entry or ".")
+    for entry in sys.path:  # only where distributions are installed: not the working folder
+        folder = Path(entry)
+        if folder.name not in ("site-packages", "dist-packages"):
+            continue
         with contextlib.suppress(OSError):
-            if folder.is_dir():
-                found[f"path {folder}"] = folder.stat().st_mtime_ns
+            found[f"path {folder}"] = folder.stat().st_mtime_ns
     return found
 
 

@@ -215,8 +215,8 @@ def test_a_second_server_is_refused_and_leaves_the_first_ones_socket(
 def test_the_fingerprint_covers_interpreter_and_installed_distributions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    site = tmp_path / "site-packages"
-    site.mkdir()
+    site = tmp_path / "lib" / "site-packages"
+    site.mkdir(parents=True)
     monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
     before = cmdserver.code_fingerprint()
     assert before["python"] == sys.version
