@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import docker.errors
 import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
 from integration.jobs import SESSION_ANALYSES, copy_blueprint, pin_image, remove_image
+from warm_server import wait_for_command_server
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -28,7 +28,6 @@ from ncaas_dev.settings import Settings
 from ncaas_dev.stack import (
     STACK_PROCESSES,
     PidFile,
-    start_command_server,
     start_dispatcher,
     start_localstack,
 )
@@ -92,18 +91,6 @@ def cli_env(settings: Settings) -> dict[str, str]:
     else:
         env["NCAAS_NO_COMMAND_SERVER"] = "1"
     return env
-
-
-def wait_for_command_server(settings: Settings, timeout: float = 120) -> None:
-    """Start the session's command server (as `up` does) and wait until it listens."""
-    from ncaas_dev.front import socket_path
-
-    start_command_server(settings)
-    path = Path(socket_path({"NCAAS_STATE_DIR": str(settings.state_dir)}))
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, "the command server never listened"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_command_server
+from warm_server import wait_for_command_server
 
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.settings import Settings
