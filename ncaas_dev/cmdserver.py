@@ -285,6 +285,8 @@ def serve(state_dir: Path, endpoint_url: str | None) -> int:
     if lock is None:
         log.error("another command server already serves %s; leaving it alone", state_dir)
         return 1
+    # `down` stops it with SIGTERM: leave through the finally below (socket removed, lock let go).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         preload(endpoint_url)
         server.code = code_fingerprint()

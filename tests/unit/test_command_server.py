@@ -60,6 +60,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     process.terminate()
     process.wait(timeout=10)
     log.close()
+    assert not Path(socket_path(env)).exists(), "a stopped server leaves no socket behind"
 
 
 def test_a_served_command_works_in_the_callers_folder(
