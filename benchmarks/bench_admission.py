@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 from counting import Counted  # noqa: E402
 from load import free_port, noop_blueprint, percentiles, stop_stack  # noqa: E402
 
-from ncaas_dev import jobstore  # noqa: E402
+from ncaas_dev import budget, jobstore  # noqa: E402
 from ncaas_dev.analysis import AnalysisRecord  # noqa: E402
 from ncaas_dev.aws import sqs_client  # noqa: E402
 from ncaas_dev.client import AnalysisClient, Submitted  # noqa: E402
@@ -132,7 +132,9 @@ def requests_per_admission(
     (task,) = list(scheduler.pending)
     scheduler.launch_ready()
     per_launch = counted.take()
-    jobstore._last_seen = LastSeen()  # a runner is a process of its own: cold cache
+    # A runner is a process of its own: cold caches (its status.json and ledger versions).
+    jobstore._last_seen = LastSeen()
+    budget._last_seen = LastSeen(64)
     Runner(counted.storage, engine, settings).run(task, "docker:counting")
     per_run = counted.take()
     return {
