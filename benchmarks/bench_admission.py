@@ -27,6 +27,7 @@ import os
 import platform
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,18 +43,19 @@ sys.path.insert(0, str(HERE))
 from counting import Counted  # noqa: E402
 from load import free_port, noop_blueprint, percentiles, stop_stack  # noqa: E402
 
-from ncaas_dev import jobstore  # noqa: E402
+from ncaas_dev import budget, jobstore  # noqa: E402
 from ncaas_dev.analysis import AnalysisRecord  # noqa: E402
 from ncaas_dev.aws import sqs_client  # noqa: E402
 from ncaas_dev.client import AnalysisClient, Submitted  # noqa: E402
 from ncaas_dev.containers import Engine, connect  # noqa: E402
 from ncaas_dev.dispatch.admission import Admission  # noqa: E402
 from ncaas_dev.events import ObjectCreated  # noqa: E402
+from ncaas_dev.lastseen import LastSeen  # noqa: E402
 from ncaas_dev.pricing import parse_time  # noqa: E402
 from ncaas_dev.provision import QUEUE_NAME, provision  # noqa: E402
 from ncaas_dev.runner import Runner  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import start_dispatcher, start_localstack  # noqa: E402
+from ncaas_dev.stack import PidFile, start_dispatcher, start_localstack  # noqa: E402
 from ncaas_dev.storage import Storage  # noqa: E402
 
 GROUP = "bench"
@@ -98,7 +100,7 @@ def created_at(client: AnalysisClient, keys: dict[str, float], timeout: float) -
 
 def requests_per_admission(
     counted: Counted, settings: Settings, record: AnalysisRecord, data_key: str, engine: Engine
-) -> dict[str, int]:
+) -> dict[str, float]:
     """Admit one submission and run its dataset in this process, counting S3 requests."""
     from ncaas_dev.dispatch.scheduler import Scheduler
     from ncaas_dev.launchers.docker import DockerLauncher
@@ -111,6 +113,18 @@ def requests_per_admission(
     )
     per_admission = counted.take()
     assert admitted.status is not None, admitted.outcome
+    # As the dispatcher admits an SQS batch: ten at once, sharing the record's read and the
+    # ledger's writes.
+    batch = [write_submission(counted.storage, bucket, data_key, "batch")[0] for _ in range(10)]
+    counted.take()
+    admission, received = Admission(counted.storage, "docker", "bench:1"), time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda k: admission.admit(ObjectCreated(bucket, k, None, None), received), batch
+            )
+        )
+    per_admission_in_batch = counted.take() / 10
     launcher = DockerLauncher(settings.state_dir / "counting", settings.endpoint_url)
     scheduler = Scheduler(counted.storage, launcher, settings.endpoint_url, settings.region, "b:1")
     launcher.launch = lambda task: "docker:counting"  # type: ignore[method-assign]
@@ -118,10 +132,17 @@ def requests_per_admission(
     (task,) = list(scheduler.pending)
     scheduler.launch_ready()
     per_launch = counted.take()
-    jobstore._last_seen = jobstore._LastSeen()  # a runner is a process of its own: cold cache
+    # A runner is a process of its own: cold caches (its status.json and ledger versions).
+    jobstore._last_seen = LastSeen()
+    budget._last_seen = LastSeen(64)
     Runner(counted.storage, engine, settings).run(task, "docker:counting")
     per_run = counted.take()
-    return {"admission": per_admission, "launch": per_launch, "runner": per_run}
+    return {
+        "admission": per_admission,
+        "admission_in_a_batch_of_10": per_admission_in_batch,
+        "launch": per_launch,
+        "runner": per_run,
+    }
 
 
 def rss_kib(pid: int) -> int:
@@ -169,25 +190,23 @@ def main() -> int:
         sqs.purge_queue(QueueUrl=sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"])
         pid = start_dispatcher(settings, "docker").pid
         assert pid is not None
-        if os.environ.get("NCAAS_BENCH_PROFILE"):  # a sampling profile of the dispatcher
-            import subprocess
-
-            subprocess.Popen(
-                [
-                    "py-spy",
-                    "record",
-                    "-p",
-                    str(pid),
-                    "-d",
-                    "25",
-                    "-f",
-                    "raw",
-                    "-o",
-                    os.environ["NCAAS_BENCH_PROFILE"],
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        # Sampling profiles (py-spy, raw stacks) of the dispatcher and of LocalStack itself,
+        # over the burst.
+        localstack_pid = PidFile(settings.state_dir, "localstack").read().pid
+        for variable, profiled in (
+            ("NCAAS_BENCH_PROFILE", pid),
+            ("NCAAS_BENCH_PROFILE_LOCALSTACK", localstack_pid),
+        ):
+            if os.environ.get(variable) and profiled:
+                subprocess.Popen(
+                    [
+                        shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                        "record",
+                        *("-p", str(profiled), "-d", "25", "-f", "raw", "-o", os.environ[variable]),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
         time.sleep(2)  # its start-up sweep
         client = AnalysisClient(storage, bucket)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
+from .lastseen import LastSeen
 from .layout import INTERNAL_PREFIX
 from .pricing import billed_seconds, run_cost, runtime_seconds
 from .status import JobStatus, utcnow
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 50
 # A reservation whose job folder never appeared (its dispatcher died before creating it).
 ORPHAN_RESERVATION_SECONDS = 600
+# Ledgers this process last wrote: a dispatcher admitting one group's submissions is mostly
+# alone on its ledger, so the next reservation is written without reading it first.
+_last_seen = LastSeen(64)
 
 
 def ledger_key(group: str) -> str:
@@ -141,8 +145,9 @@ class Budget:
         key = ledger_key(group)
         for attempt in range(MAX_ATTEMPTS):
             etag: str | None
+            seen = _last_seen.get(self.bucket, key) if attempt == 0 else None
             try:
-                doc, etag = self.storage.get_json(self.bucket, key)
+                doc, etag = seen or self.storage.get_json(self.bucket, key)
                 ledger = Ledger.model_validate(doc)
             except NotFound:
                 ledger, etag = Ledger(group=group), None
@@ -152,12 +157,17 @@ class Budget:
             body = ledger.model_dump(mode="json")
             try:
                 if etag is None:
-                    self.storage.put_json(self.bucket, key, body, if_none_match=True)
+                    etag = self.storage.put_json(self.bucket, key, body, if_none_match=True)
                 else:
-                    self.storage.put_json(self.bucket, key, body, if_match=etag)
-            except PreconditionFailed:
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                    etag = self.storage.put_json(self.bucket, key, body, if_match=etag)
+            except (PreconditionFailed, NotFound) as e:  # NotFound: the ledger is gone
+                _last_seen.forget(self.bucket, key)
+                if isinstance(e, NotFound) and seen is None:
+                    raise
+                if seen is None:  # a real conflict, not just an old copy: back off
+                    time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
+            _last_seen.put(self.bucket, key, body, etag)
             return ledger
         raise PreconditionFailed(f"ledger of {group}: gave up after {MAX_ATTEMPTS} conflicts")
 

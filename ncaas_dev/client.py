@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import NcaasError, UsageError
-from .layout import JobPaths, claim_key, group_prefix
+from .layout import JobPaths, group_prefix, pointed_job, submission_pointer_key
 from .status import JobStatus
 from .storage import AccessDenied, NotFound, Progress, Storage, key_part
 
@@ -89,15 +89,14 @@ class AnalysisClient:
 
     def job_of(self, submitted: Submitted) -> str | None:
         """The job folder the dispatcher made for this submission, once it has."""
+        # The pointer the dispatcher leaves beside the submission, once its job folder exists.
         try:
-            claim, _ = self.storage.get_json(self.bucket, claim_key(submitted.key, submitted.etag))
+            doc, _ = self.storage.get_json(self.bucket, submission_pointer_key(submitted.key))
         except NotFound:
             return None
-        except AccessDenied:
-            # A group user's own keys reach only the group's prefix, not `.ncaas/claims/`.
+        except (AccessDenied, ValueError):  # a policy without the pointers; a garbled pointer
             return self._job_in_results(submitted)
-        job = claim.get("job")
-        return str(job) if job else None
+        return pointed_job(doc, submitted.key, submitted.etag)
 
     def _job_in_results(self, submitted: Submitted) -> str | None:
         """The job whose status names this submission (newest folders first)."""

@@ -79,7 +79,8 @@ class Dispatcher:
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.admission_workers, "ncaas-admission")
-            admitted = list(self._pool.map(self.admission.admit, events))
+            received = time.monotonic()
+            admitted = list(self._pool.map(lambda e: self.admission.admit(e, received), events))
             outcomes = [self._accept(a) for a in admitted]
         self.pump()
         return outcomes

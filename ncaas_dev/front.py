@@ -6,9 +6,11 @@ on a small machine, which is more than the analysis of a quick ``ncaas-dev run``
 stack's command server (``ncaas_dev.cmdserver``, started by ``up``) has done all of that once;
 this front end imports only the standard library, hands the server its arguments, working
 folder, environment and its standard input, output and error (the file descriptors
-themselves), and waits for the exit code. Anything amiss (no server, another user's, another
-checkout's, code changed since it started) and the command simply runs here.
-``NCAAS_NO_COMMAND_SERVER=1`` always runs it here.
+themselves), and waits for the exit code (128+N if the command died of signal N). It sends
+nothing before the kernel confirms that the socket's server runs as this user (SO_PEERCRED).
+Anything amiss (no server, another user's, another checkout's, code or distributions changed
+since it started) and the command simply runs here. ``NCAAS_NO_COMMAND_SERVER=1`` always runs
+it here.
 """
 
 from __future__ import annotations
@@ -74,6 +76,37 @@ def request_bytes(argv: list[str], fds: list[int]) -> bytes:
     return struct.pack("!I", len(body)) + body
 
 
+def _ours(sock: socket.socket) -> bool:
+    """Whether the process listening on the socket runs as this user (the kernel's word)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _, uid, _ = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
+
+
+def _forward_signals(pid: int) -> None:
+    """The command runs in a session of its own, beyond the terminal's job control: pass it
+    what the terminal sends this process. Stopped (^Z), this process stops its command, then
+    itself; continued (fg), both continue. A resized window is passed on; the command reads
+    the new size from the terminal it shares with this process."""
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signum)
+
+    def stop(signum: int, _frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTSTP)
+        os.kill(os.getpid(), signal.SIGSTOP)  # SIGTSTP is handled here: stop for real
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGWINCH):
+        signal.signal(signum, forward)
+    signal.signal(signal.SIGCONT, forward)
+    signal.signal(signal.SIGTSTP, stop)
+
+
 def via_server(argv: list[str]) -> int | None:
     """The command's exit code as the server ran it; None if no server would run it."""
     if os.environ.get("NCAAS_NO_COMMAND_SERVER") or not _served(argv):
@@ -84,6 +117,8 @@ def via_server(argv: list[str]) -> int | None:
     except OSError:
         return None
     with sock:
+        if not _ours(sock):
+            return None  # the environment (AWS keys too) goes to no one else's process
         fds = _open_fds()
         try:
             socket.send_fds(sock, [request_bytes(argv, fds)], fds)
@@ -93,13 +128,7 @@ def via_server(argv: list[str]) -> int | None:
         if not answer.startswith(b"pid "):
             return None  # refused (stale code, another checkout): run it here
         pid = int(answer[4:])
-
-        def forward(signum: int, _frame: object) -> None:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signum)
-
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, forward)
+        _forward_signals(pid)
         ended = _read_line(sock)
     if ended.startswith(b"exit "):
         return int(ended[5:])

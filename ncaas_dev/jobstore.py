@@ -9,18 +9,16 @@ accounting holds wherever the writer runs (dispatcher, local runner, runner on a
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from .budget import Budget, cost_finished
 from .compat import neurocaas
 from .errors import NcaasError
+from .lastseen import LastSeen
 from .layout import JobPaths, open_marker
 from .status import JobStatus, render_certificate, settle, utcnow
 from .storage import PreconditionFailed, Storage
@@ -30,37 +28,7 @@ MAX_ATTEMPTS = 50
 log = logging.getLogger(__name__)
 
 
-class _LastSeen:
-    """The version of each job's status this process last wrote or read (a bounded LRU).
-
-    An update first writes against it and reads only on a conflict: a writer that is alone on
-    the job (a runner, mostly) saves a round-trip per change. The conditional write keeps it
-    safe: a stale entry only costs the 412 and the read the update would have made anyway.
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, bucket: str, key: str) -> tuple[dict[str, object], str] | None:
-        with self._lock:
-            entry = self._entries.get((bucket, key))
-        return (json.loads(entry[0]), entry[1]) if entry else None
-
-    def put(self, bucket: str, key: str, doc: dict[str, object], etag: str) -> None:
-        with self._lock:
-            self._entries[(bucket, key)] = (json.dumps(doc), etag)
-            self._entries.move_to_end((bucket, key))
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def forget(self, bucket: str, key: str) -> None:
-        with self._lock:
-            self._entries.pop((bucket, key), None)
-
-
-_last_seen = _LastSeen()
+_last_seen = LastSeen()
 
 
 class JobStore:

@@ -82,6 +82,37 @@ def claim_key(submission_key: str, etag: str) -> str:
     return f"{INTERNAL_PREFIX}/claims/{digest}.json"
 
 
+POINTER_SUFFIX = ".job"
+# A job folder's name as the dispatcher makes it: one path segment, nothing to climb out with.
+JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+
+
+def submission_pointer_key(submission_key: str) -> str:
+    """``{group}/submissions/{id}_submit.json.job``: names the job folder of a submission, for
+    clients that cannot read ``.ncaas/`` (a group's users). Not a submission key itself."""
+    return submission_key + POINTER_SUFFIX
+
+
+def pointer_doc(submission_key: str, etag: str, job: str) -> dict[str, str]:
+    """The pointer's body: the job folder (within the submission's own group) and the version
+    of the submission it was made for (a new version of the same file is a new submission)."""
+    return {"job": job, "submission": submission_key, "etag": etag.strip('"')}
+
+
+def pointed_job(doc: object, submission_key: str, etag: str | None = None) -> str | None:
+    """The job a pointer names, if it is a pointer for this submission (and version); None for
+    anything else. Group users can write their prefix, so a pointer is only a hint: the job is
+    a bare folder name, resolved inside the submission's own group and never elsewhere."""
+    if not isinstance(doc, dict) or doc.get("submission") != submission_key:
+        return None
+    if etag is not None and doc.get("etag") != etag.strip('"'):
+        return None
+    job = doc.get("job")
+    if not isinstance(job, str) or not JOB_NAME.fullmatch(job) or ".." in job:
+        return None
+    return job
+
+
 def open_marker(group: str, job: str) -> str:
     return f"{OPEN_PREFIX}{group}/{job}"
 

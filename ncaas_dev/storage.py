@@ -57,6 +57,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    modified: float = 0.0  # epoch seconds of LastModified, where a listing gives it
 
 
 def _code(error: ClientError) -> str:
@@ -250,7 +251,12 @@ class Storage:
                 Bucket=bucket, Prefix=prefix
             ):
                 found += [
-                    ObjectInfo(key=o["Key"], size=o["Size"], etag=o["ETag"].strip('"'))
+                    ObjectInfo(
+                        key=o["Key"],
+                        size=o["Size"],
+                        etag=o["ETag"].strip('"'),
+                        modified=o["LastModified"].timestamp(),
+                    )
                     for o in page.get("Contents", [])
                 ]
         return found

@@ -17,6 +17,7 @@ import docker.errors
 import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
 from integration.jobs import SESSION_ANALYSES, copy_blueprint, pin_image, remove_image
+from warm_server import wait_for_command_server
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
@@ -24,7 +25,12 @@ from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.containers import Engine, connect
 from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import STACK_PROCESSES, PidFile, start_dispatcher, start_localstack
+from ncaas_dev.stack import (
+    STACK_PROCESSES,
+    PidFile,
+    start_dispatcher,
+    start_localstack,
+)
 from ncaas_dev.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,16 +68,29 @@ def settings(state_dir: Path) -> Iterator[Settings]:
         PidFile(state_dir, name).stop()
 
 
+def via_command_server() -> bool:
+    """``NCAAS_TEST_COMMAND_SERVER=1``: every `ncaas-dev` of the session goes through the warm
+    command server (started for the session); unset or 0: none does, even after a `run` has
+    started one. Either way the same for every test, whatever ran before it."""
+    return os.environ.get("NCAAS_TEST_COMMAND_SERVER", "0") == "1"
+
+
 @pytest.fixture(scope="session")
 def cli_env(settings: Settings) -> dict[str, str]:
     """Environment for `ncaas-dev` subprocesses pointed at the session's stack."""
     assert settings.endpoint_url
-    return {
+    env = {
         **os.environ,
         "AWS_ENDPOINT_URL": settings.endpoint_url,
         "NCAAS_STATE_DIR": str(settings.state_dir),
         "COLUMNS": "200",
     }
+    if via_command_server():
+        env.pop("NCAAS_NO_COMMAND_SERVER", None)
+        wait_for_command_server(settings)
+    else:
+        env["NCAAS_NO_COMMAND_SERVER"] = "1"
+    return env
 
 
 @pytest.fixture(scope="session")

@@ -19,20 +19,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import __version__
-from ..analysis import AnalysisRecord, load_record
+from ..analysis import AnalysisRecord
 from ..budget import Budget, Projection, ReservationClash, ReservationRequest
 from ..compat import neurocaas
 from ..errors import NcaasError
 from ..events import ObjectCreated
 from ..jobstore import JobStore
-from ..layout import claim_key, is_folder_key, is_submission_key, name_claim_key
+from ..layout import is_folder_key, is_submission_key, name_claim_key
 from ..pricing import UnknownInstanceType, launcher_price
 from ..status import DatasetStatus, JobStatus, reject
 from ..storage import NotFound, PreconditionFailed, Storage
 from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
 from . import options
-from .claims import claim_doc, claim_is_stale
 from .ledger import ReservationBatcher
+from .records import BatchRecords
+from .submitted import SubmissionClaims
 
 log = logging.getLogger(__name__)
 WAITING = "waiting for a free slot"
@@ -66,11 +67,15 @@ class Admission:
 
     def __post_init__(self) -> None:
         self._reservations = ReservationBatcher(self.storage)
+        self._claims = SubmissionClaims(self.storage, self.owner)
+        self._records = BatchRecords(self.storage)
 
-    def admit(self, event: ObjectCreated) -> Admitted:
-        """Admit one event; a failure here is logged and answered, never raised."""
+    def admit(self, event: ObjectCreated, received: float | None = None) -> Admitted:
+        """Admit one event; a failure here is logged and answered, never raised.
+        ``received``: when its batch arrived (``time.monotonic()``), so the batch's
+        admissions share one read of the analysis's record."""
         try:
-            return self._admit(event)
+            return self._admit(event, received)
         except NcaasError as e:
             log.error("event %s/%s: %s", event.bucket, event.key, e)
             return Admitted(Outcome(event.key, "error", reason=str(e)))
@@ -78,42 +83,11 @@ class Admission:
             log.exception("event %s/%s: unexpected failure", event.bucket, event.key)
             return Admitted(Outcome(event.key, "error", reason=f"{type(e).__name__}: {e}"))
 
-    # -- the submission's claim --------------------------------------------------------------
-    def _take_claim(self, bucket: str, key: str, etag: str) -> str | None:
-        """Claim the submission: first writer wins ("new"); a dead writer's open claim is
-        retaken ("retaken"); None if someone else holds it."""
-        claim = claim_key(key, etag)
-        try:
-            self.storage.put_json(
-                bucket, claim, claim_doc(key, etag, None, self.owner), if_none_match=True
-            )
-            return "new"
-        except PreconditionFailed:
-            pass
-        try:
-            doc, claim_etag = self.storage.get_json(bucket, claim)
-        except NotFound:
-            return None
-        if doc.get("job") or not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
-            return None
-        try:
-            self.storage.put_json(
-                bucket, claim, claim_doc(key, etag, None, self.owner), if_match=claim_etag
-            )
-        except PreconditionFailed:
-            return None  # another dispatcher retook it first
-        log.info("retook the abandoned claim of %s (was %s)", key, doc.get("owner"))
-        return "retaken"
-
-    def _publish_claim(self, bucket: str, key: str, etag: str, job: str) -> None:
-        # Only once status.json exists: whoever reads the job's name can then read it.
-        self.storage.put_json(bucket, claim_key(key, etag), claim_doc(key, etag, job, self.owner))
-
     # -- the event ---------------------------------------------------------------------------
-    def _admit(self, event: ObjectCreated) -> Admitted:
+    def _admit(self, event: ObjectCreated, received: float | None) -> Admitted:
         if not is_submission_key(event.key):
             return Admitted(Outcome(event.key, "ignored", reason="not a submission key"))
-        record = load_record(self.storage, event.bucket)
+        record = self._records.get(event.bucket, received)
         if record is None:
             reason = f"bucket {event.bucket} not provisioned"
             return Admitted(Outcome(event.key, "ignored", reason=reason))
@@ -126,19 +100,19 @@ class Admission:
             reason = "submission no longer exists"
             return Admitted(Outcome(event.key, "ignored", reason=reason))
         group = event.key.split("/", 1)[0]
-        taken = self._take_claim(event.bucket, event.key, etag)
+        taken = self._claims.take(event.bucket, event.key, etag)
         if taken is None:
             reason = "this submission was already handled"
             return Admitted(Outcome(event.key, "duplicate", reason=reason))
         store = JobStore(self.storage, event.bucket)
         if taken == "retaken":
-            existing = self._job_of_abandoned_claim(store, group, event.key, etag)
+            existing = self._claims.job_of_abandoned(store, group, event.key, etag)
             if existing is not None:
                 # The dead claimer had created the job folder but not yet published it (nor,
                 # perhaps, indexed it as open).
                 if not existing.state.terminal:
                     store.mark_open(group, existing.job)
-                self._publish_claim(event.bucket, event.key, etag, existing.job)
+                self._claims.publish(event.bucket, event.key, etag, existing.job)
                 outcome = Outcome(event.key, "started", job=existing.job, reason="recovered")
                 return Admitted(outcome, event.bucket, record, existing)
         submission: Submission | None = None
@@ -165,7 +139,7 @@ class Admission:
             reject(status, problem)
             self._create(store, status)
             store.write_end(status)
-            self._publish_claim(event.bucket, event.key, etag, status.job)
+            self._claims.publish(event.bucket, event.key, etag, status.job)
             log.info("%s: rejected %s: %s", status.job, event.key, problem)
             return Admitted(Outcome(event.key, "rejected", job=status.job, reason=problem))
         assert submission is not None
@@ -174,7 +148,7 @@ class Admission:
             status.datasets[name].reason = f"{WAITING} (limits.max_concurrent_jobs is {cap})"
         status.log(f"accepted {len(submission.datasets)} dataset(s); queued for launch")
         self._create(store, status, budget_keys=list(submission.datasets))
-        self._publish_claim(event.bucket, event.key, etag, status.job)
+        self._claims.publish(event.bucket, event.key, etag, status.job)
         return Admitted(Outcome(event.key, "started", job=status.job), event.bucket, record, status)
 
     # -- the job folder ----------------------------------------------------------------------
@@ -194,23 +168,8 @@ class Admission:
         taken = status.job
         base = taken if neurocaas.is_compat(status) else "_".join(taken.split("_", 2)[:2])
         status.job = f"{base}_{secrets.token_hex(3)}"
-        while store.exists(status.group, status.job):
-            status.job = f"{base}_{secrets.token_hex(3)}"
-        status.log(f"{taken} was just taken by another submission; this job uses {status.job}")
+        status.log(f"{taken} already exists; this job uses {status.job}")
         return taken
-
-    def _job_of_abandoned_claim(
-        self, store: JobStore, group: str, key: str, etag: str
-    ) -> JobStatus | None:
-        """A job folder already made for this submission (only after retaking a claim)."""
-        for job in self.storage.list_folders(store.bucket, f"{group}/results/"):
-            try:
-                status = store.read(group, job)
-            except (NcaasError, ValueError):
-                continue
-            if status.submission == key and status.provenance.get("submission_etag") == etag:
-                return status
-        return None
 
     def _open_job(
         self,
@@ -233,7 +192,6 @@ class Admission:
         else:
             base = f"job_{stamp or now}"
         job = base
-        notes: list[str] = []
         problem: str | None = None
         if (
             compat
@@ -245,10 +203,8 @@ class Admission:
                 f"timestamp {stamp!r} is already taken: job folder {base} belongs to "
                 "another submission; submit again with a new timestamp"
             )
-        while store.exists(group, job):
-            taken = job
-            job = f"{base}_{secrets.token_hex(3)}"
-            notes.append(f"{taken} already exists; this job uses {job}")
+        # A folder that exists is found when its status.json is created (If-None-Match), and
+        # the job then moves to a fresh name (_create): no listing for the common case.
         chosen = options.instance_type(record.blueprint, submission) if submission else None
         instance_type = str(chosen.value) if chosen and chosen.value else None
         instance_type = instance_type or record.blueprint.cloud.instance_type
@@ -276,8 +232,6 @@ class Admission:
             priced = launcher_price(record.blueprint, self.launcher_name, instance_type)[1]
             status.provenance["price_usd_per_hour"] = priced
         status.log(f"received submission {key}")
-        for note in notes:
-            status.log(note)
         if compat:
             neurocaas.mark_compat(status)
         if submission is not None:

@@ -167,6 +167,8 @@ def test_dispatcher_role_reads_submissions_writes_job_folders(world: World) -> N
     assert allowed(dispatcher.s3.list_objects_v2, Bucket=BUCKET, Prefix="labA/submissions/")
     assert not put(dispatcher, "labA/inputs/rec.bin"), "the dispatcher must not alter inputs"
     assert not put(dispatcher, "labA/submissions/forged_submit.json")
+    assert put(dispatcher, "labA/submissions/y_submit.json.job")  # the pointer to its job
+    assert not put(dispatcher, "labA/submissions/y.job"), "nothing but a submission's pointer"
     assert not get(dispatcher, "labA/inputs/rec.bin", bucket=OTHER_BUCKET)
     assert not put(dispatcher, "x", bucket=OTHER_BUCKET)
     assert allowed(dispatcher.ec2.describe_instances)

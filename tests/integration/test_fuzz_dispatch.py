@@ -29,6 +29,7 @@ from ncaas_dev.aws import sqs_client
 from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.client import Submitted
 from ncaas_dev.containers import Engine
+from ncaas_dev.layout import pointed_job, submission_pointer_key
 from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.stack import PidFile
@@ -202,10 +203,15 @@ def test_fuzzed_submissions_get_an_answer_and_write_only_in_their_group(
 
     after = {o.key for o in storage.list_objects(lab.bucket, "")}
     allowed_roots = [f"{g}/results/{j}/" for g, j in jobs.values()]
+    # Beside each submission, its pointer naming that job (and nothing else in the prefix).
+    for key, (_, job) in jobs.items():
+        assert pointed_job(storage.get_json(lab.bucket, submission_pointer_key(key))[0], key) == job
+    pointers = {submission_pointer_key(key) for key in jobs}
     strays = [
         key
         for key in after - before
         if key not in jobs
+        and key not in pointers
         and not key.startswith(".ncaas/")
         and not any(key.startswith(root) for root in allowed_roots)
     ]

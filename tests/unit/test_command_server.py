@@ -7,8 +7,10 @@ the ones that count, and that a request the server must not serve runs in the ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ncaas_dev import cmdserver, front
 from ncaas_dev.front import request_bytes, socket_path
 
 FRONT = [sys.executable, "-c", "from ncaas_dev.front import main; main()"]
@@ -57,6 +60,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     process.terminate()
     process.wait(timeout=10)
     log.close()
+    assert not Path(socket_path(env)).exists(), "a stopped server leaves no socket behind"
 
 
 def test_a_served_command_works_in_the_callers_folder(
@@ -135,3 +139,164 @@ def test_without_a_server_the_command_runs_in_the_caller(tmp_path: Path) -> None
     env = {**os.environ, "NCAAS_STATE_DIR": str(tmp_path / "no-server")}
     result = subprocess.run([*FRONT, "--version"], env=env, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip()
+
+
+def send(env: dict[str, str], payload: bytes, fds: list[int] | None = None) -> list[bytes]:
+    """Send raw bytes as a request; the server's answer lines."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(socket_path(env))
+        socket.send_fds(sock, [payload], fds or [])
+        with sock.makefile("rb") as answers:
+            return answers.readlines()
+
+
+def framed(doc: object) -> bytes:
+    body = json.dumps(doc).encode()
+    return struct.pack("!I", len(body)) + body
+
+
+def test_malformed_requests_never_kill_the_server(server: dict[str, str]) -> None:
+    good = json.loads(request_bytes(["jobs", "x"], [])[4:])
+    for payload in (
+        framed(["not", "an", "object"]),
+        framed("a string"),
+        framed({**good, "argv": "jobs x"}),
+        framed({**good, "env": {"A": 1}}),
+        struct.pack("!I", 5) + b"\xff\xfe{}x",
+        b"garbage that is no frame at all",
+    ):
+        answer = send(server, payload)
+        assert answer in ([b"refused malformed request\n"], []), answer
+    ok = subprocess.run([*FRONT, "jobs", "/nowhere/bp"], env=server, capture_output=True)
+    assert ok.returncode != 0 and served(server) == ["jobs /nowhere/bp"]
+
+
+def test_a_stalled_client_blocks_no_other_command(server: dict[str, str]) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stalled:
+        stalled.connect(socket_path(server))
+        stalled.sendall(b"\x00\x00")  # half a header, then nothing
+        started = time.monotonic()
+        result = subprocess.run([*FRONT, "jobs", "/nowhere/bp"], env=server, capture_output=True)
+        took = time.monotonic() - started
+        assert served(server) == ["jobs /nowhere/bp"], result.stderr
+        assert took < cmdserver.READ_TIMEOUT_S, took  # not held behind the stalled one
+
+
+def test_a_command_killed_by_a_signal_exits_128_plus_n(server: dict[str, str]) -> None:
+    request = json.loads(request_bytes(["jobs", "/nowhere/bp"], [])[4:])
+    request["env"] = server
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(socket_path(server))
+        socket.send_fds(sock, [framed(request)], [])
+        with sock.makefile("rb") as answers:
+            pid = int(answers.readline().split()[1])
+            os.kill(pid, signal.SIGSTOP)  # caught before it can finish on its own
+            os.kill(pid, signal.SIGKILL)
+            assert answers.readline() == f"exit {128 + signal.SIGKILL}\n".encode()
+
+
+def test_a_second_server_is_refused_and_leaves_the_first_ones_socket(
+    server: dict[str, str],
+) -> None:
+    state = server["NCAAS_STATE_DIR"]
+    before = os.stat(socket_path(server)).st_ino
+    second = subprocess.run(
+        [sys.executable, "-m", "ncaas_dev.cmdserver", state, "http://127.0.0.1:9"],
+        env=server,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 1 and "already serves" in second.stderr, second.stderr
+    assert os.stat(socket_path(server)).st_ino == before
+    ok = subprocess.run([*FRONT, "jobs", "/nowhere/bp"], env=server, capture_output=True)
+    assert ok.returncode != 0 and served(server) == ["jobs /nowhere/bp"]
+
+
+def test_the_fingerprint_covers_interpreter_and_installed_distributions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    before = cmdserver.code_fingerprint()
+    assert before["python"] == sys.version
+    assert any(k.startswith("interpreter ") for k in before)
+    os.utime(site, ns=(1, 1))  # as if long ago
+    older = cmdserver.code_fingerprint()
+    (site / "boto3-9.9.9.dist-info").mkdir()  # what an upgrade does to the folder
+    assert cmdserver.code_fingerprint() != older
+
+
+def test_the_client_sends_nothing_to_a_socket_of_another_user(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state" / "command.sock"
+    path.parent.mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+    monkeypatch.setenv("NCAAS_STATE_DIR", str(path.parent))
+    monkeypatch.delenv("NCAAS_NO_COMMAND_SERVER", raising=False)
+    real_uid = os.getuid()
+    monkeypatch.setattr(os, "getuid", lambda: real_uid + 1)  # the listener is then not "ours"
+    try:
+        assert front.via_server(["jobs", "x"]) is None
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(2)
+            assert conn.recv(1) == b""  # connected, then closed: not one byte sent
+    finally:
+        listener.close()
+
+
+FORWARDING = """
+import os, signal, subprocess, sys, time
+from ncaas_dev.front import _forward_signals
+child = subprocess.Popen([sys.executable, "-c", '''
+import signal, sys, time
+out = open(sys.argv[1], "a", buffering=1)
+for s in (signal.SIGWINCH, signal.SIGTSTP, signal.SIGCONT):
+    signal.signal(s, lambda n, f: out.write(signal.Signals(n).name + "\\\\n"))
+print("ready", flush=True)
+time.sleep(60)
+''', sys.argv[1]], stdout=subprocess.PIPE)
+child.stdout.readline()
+_forward_signals(child.pid)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_job_control_signals_and_resizes_are_forwarded(tmp_path: Path) -> None:
+    seen = tmp_path / "signals"
+    front_end = subprocess.Popen(
+        [sys.executable, "-c", FORWARDING, str(seen)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert front_end.stdout is not None
+        child = int(front_end.stdout.readline())
+
+        def wait_for(names: list[str]) -> None:
+            deadline = time.monotonic() + 20
+            while not (seen.exists() and seen.read_text().split() == names):
+                assert time.monotonic() < deadline, seen.read_text() if seen.exists() else ""
+                time.sleep(0.02)
+
+        os.kill(front_end.pid, signal.SIGWINCH)
+        wait_for(["SIGWINCH"])
+        os.kill(front_end.pid, signal.SIGTSTP)  # ^Z: the command, then the front end stop
+        wait_for(["SIGWINCH", "SIGTSTP"])
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{front_end.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            assert time.monotonic() < deadline, "the front end did not stop"
+            time.sleep(0.02)
+        os.kill(front_end.pid, signal.SIGCONT)  # fg
+        wait_for(["SIGWINCH", "SIGTSTP", "SIGCONT"])
+    finally:
+        front_end.kill()
+        front_end.wait()
+        if front_end.stdout is not None:
+            front_end.stdout.close()
+        with contextlib.suppress(ProcessLookupError, UnboundLocalError):
+            os.kill(child, signal.SIGKILL)

@@ -19,7 +19,14 @@ from ncaas_dev.dispatcher import Dispatcher
 from ncaas_dev.events import ObjectCreated
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.ec2 import Ec2Launcher
-from ncaas_dev.layout import OPEN_INDEX_RECORD, JobPaths, claim_key, open_marker
+from ncaas_dev.layout import (
+    OPEN_INDEX_RECORD,
+    JobPaths,
+    claim_key,
+    open_marker,
+    pointed_job,
+    submission_pointer_key,
+)
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State
 from ncaas_dev.storage import Storage
@@ -156,12 +163,14 @@ def test_a_job_whose_creator_died_before_indexing_it_is_indexed_by_whoever_retak
     event = submit(storage)
     first = Dispatcher(storage, Ec2Launcher(settings, storage, ec2, iam), None, "us-east-1")
     job = first.handle(event).job or ""
-    # The first dispatcher died after creating status.json, before the marker and the claim.
+    # The first dispatcher died after creating status.json, before the marker and the pointer.
     storage.delete(BUCKET, open_marker(GROUP, job))
+    storage.delete(BUCKET, submission_pointer_key(event.key))
     claim = claim_key(event.key, event.etag)
     storage.put_json(BUCKET, claim, {"submission": event.key, "etag": event.etag, "job": None})
 
     second = Dispatcher(storage, Ec2Launcher(settings, storage, ec2, iam), None, "us-east-1")
     second.sweep()
     assert storage.head(BUCKET, open_marker(GROUP, job)) is not None
-    assert storage.get_json(BUCKET, claim)[0]["job"] == job
+    pointer, _ = storage.get_json(BUCKET, submission_pointer_key(event.key))
+    assert pointed_job(pointer, event.key, event.etag) == job

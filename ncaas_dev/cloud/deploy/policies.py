@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from ...blueprint import Blueprint
-from ...layout import INTERNAL_PREFIX, OPEN_PREFIX, group_prefix
+from ...layout import (
+    INTERNAL_PREFIX,
+    OPEN_PREFIX,
+    POINTER_SUFFIX,
+    SUBMISSION_SUFFIX,
+    group_prefix,
+    submissions_prefix,
+)
 from ..layout import TAG_BUCKET
 from .names import INSTANCE_ROLE, dispatcher_function_name
 
@@ -196,6 +203,15 @@ def dispatcher_policy(blueprint: Blueprint) -> Doc:
             "Resource": _objects(
                 bucket, *(group_prefix(g, "results") for g in groups), f"{INTERNAL_PREFIX}/"
             ),
+        },
+        {
+            "Sid": "PointSubmissionsAtTheirJobs",  # {id}_submit.json.job, nothing else there
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": [
+                arn("s3", f"{bucket}/{submissions_prefix(g)}*{SUBMISSION_SUFFIX}{POINTER_SUFFIX}")
+                for g in groups
+            ],
         },
         {
             "Sid": "CloseEndedJobs",  # drop ended jobs from the index of open jobs
