@@ -73,8 +73,11 @@ def cancellations(status: JobStatus) -> list[str]:
     return [e.message for e in status.events if e.message.startswith("cancelled by")]
 
 
-@pytest.fixture
-def lab(storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int) -> Lab:
+@pytest.fixture(name="lab")
+def lab_fixture(
+    storage: Storage, settings: Settings, probe: LoadedBlueprint, dispatcher: int
+) -> Lab:
+    """A variant of the probe of this test's own, whose datasets may run for minutes."""
     suffix = "x" + secrets.token_hex(2)
     return variant_lab(storage, settings, probe, suffix, run={"timeout": 300})
 
