@@ -69,6 +69,19 @@ def seconds_until_gone(engine: Engine, lab: Lab, job: str, timeout: float = 30) 
     return time.monotonic() - start
 
 
+def cancel_one_by_alice(lab: Lab, engine: Engine, job: str) -> tuple[JobStatus, str]:
+    """Cancel a running one-dataset job by a file naming alice: its analysis is gone within the
+    bound, and the job and dataset end cancelled by alice. Returns the final status and the
+    dataset's name (the other launchers' tests)."""
+    cancel_file(lab, job, by="alice")
+    assert seconds_until_gone(engine, lab, job) <= STOP_BOUND_S
+    final = lab.wait_end(job, timeout=60)
+    (name, ds), = final.datasets.items()  # fmt: skip
+    assert final.state == State.CANCELLED and ds.state == State.CANCELLED, final
+    assert (ds.reason or "").startswith("cancelled by alice at "), ds.reason
+    return final, name
+
+
 def cancellations(status: JobStatus) -> list[str]:
     return [e.message for e in status.events if e.message.startswith("cancelled by")]
 

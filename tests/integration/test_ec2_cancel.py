@@ -11,10 +11,9 @@ import pytest
 from ncaas_dev.budget import Budget
 from ncaas_dev.cloud.layout import TAG_JOB
 from ncaas_dev.containers import Engine
-from ncaas_dev.status import State
 
 from .jobs import Lab
-from .test_cancel import STOP_BOUND_S, cancel_file, seconds_until_gone
+from .test_cancel import cancel_one_by_alice
 from .test_ec2_path import (  # noqa: F401 (the fixtures)
     PROBE_REGION,
     Cloud,
@@ -45,12 +44,7 @@ def test_a_cancel_file_terminates_the_instance(
         assert time.monotonic() < deadline, "the analysis never started on the instance"
         time.sleep(0.2)
     assert instance_states(cloud, job) == ["running"]
-    cancel_file(lab, job, by="alice")
-    assert seconds_until_gone(engine, lab, job) <= STOP_BOUND_S
-    final = lab.wait_end(job, timeout=30)
-    (name, ds), = final.datasets.items()  # fmt: skip
-    assert final.state == State.CANCELLED and ds.state == State.CANCELLED, final
-    assert (ds.reason or "").startswith("cancelled by alice at "), ds.reason
+    _, name = cancel_one_by_alice(lab, engine, job)
     assert instance_states(cloud, job) == ["terminated"]
     ledger = Budget(lab.storage, lab.bucket).read(lab.group)
     assert f"{job}/{name}" not in ledger.reserved and f"{job}/{name}" in ledger.charges

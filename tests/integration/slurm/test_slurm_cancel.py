@@ -8,9 +8,8 @@ import pytest
 
 from ncaas_dev.budget import Budget
 from ncaas_dev.containers import Engine
-from ncaas_dev.status import State
 
-from ..test_cancel import STOP_BOUND_S, cancel_file, seconds_until_gone
+from ..test_cancel import cancel_one_by_alice
 from ..test_limits import analysis_containers
 from .conftest import MakeLab, jobs_of
 from .test_slurm_launcher import running_in_slurm, wait_for
@@ -22,12 +21,7 @@ def test_a_cancel_file_scancels_the_slurm_job(slurm_lab: MakeLab, engine: Engine
     lab = slurm_lab(run={"timeout": 300})
     job = lab.wait_job(lab.submit(dataname=lab.dataset(), configname=lab.config(sleep=120)))
     slurm_id = running_in_slurm(lab, job)
-    cancel_file(lab, job, by="alice")
-    assert seconds_until_gone(engine, lab, job) <= STOP_BOUND_S
-    final = lab.wait_end(job, timeout=90)
-    (name, ds), = final.datasets.items()  # fmt: skip
-    assert final.state == State.CANCELLED and ds.state == State.CANCELLED, final
-    assert (ds.reason or "").startswith("cancelled by alice at "), ds.reason
+    _, name = cancel_one_by_alice(lab, engine, job)
     # SLURM's own record: the job was cancelled, not completed or lost.
     wait_for(
         "CANCELLED in SLURM",
