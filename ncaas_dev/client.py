@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .errors import NcaasError, UsageError
-from .layout import JobPaths, group_prefix, pointed_job, submission_pointer_key
+from .layout import CANCEL_SUFFIX, JobPaths, group_prefix, pointed_job, submission_pointer_key
 from .status import JobStatus
 from .storage import AccessDenied, NotFound, Progress, Storage, key_part
 
@@ -86,6 +86,21 @@ class AnalysisClient:
         key = f"{group_prefix(group, 'submissions')}{stamp}-{secrets.token_hex(3)}_submit.json"
         etag = self.storage.put_json(self.bucket, key, doc)
         return Submitted(key, etag)
+
+    def cancel(
+        self, group: str, job: str, datasets: list[str] | None = None, by: str | None = None
+    ) -> str:
+        """Write a cancel request for the group's job (or only ``datasets``); return its key.
+        The dispatcher does the rest (``dispatch/cancel.py``)."""
+        doc: dict[str, object] = {"job": job}
+        if datasets:
+            doc["datasets"] = list(datasets)
+        if by:
+            doc["by"] = by
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        key = f"{group_prefix(group, 'submissions')}{stamp}-{secrets.token_hex(3)}_{CANCEL_SUFFIX}"
+        self.storage.put_json(self.bucket, key, doc)
+        return key
 
     def job_of(self, submitted: Submitted) -> str | None:
         """The job folder the dispatcher made for this submission, once it has."""

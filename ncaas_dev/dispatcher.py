@@ -20,13 +20,17 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from .analysis import AnalysisRecord
 from .dispatch.admission import Admission, Admitted, Outcome
+from .dispatch.cancel import Canceller
 from .dispatch.claims import dispatcher_identity
 from .dispatch.scheduler import Scheduler
 from .dispatch.sweep import Sweeper
 from .errors import NcaasError
 from .events import ObjectCreated
 from .launchers.base import DatasetTask, Launcher
+from .layout import is_cancel_key
+from .status import JobStatus
 from .storage import Storage
 
 __all__ = ["Dispatcher", "Outcome"]
@@ -58,7 +62,8 @@ class Dispatcher:
         self.scheduler = Scheduler(
             self.storage, self.launcher, self.endpoint_url, self.region, self.owner
         )
-        self.sweeper = Sweeper(self.storage, self._admit_one, self.scheduler.queue_waiting)
+        self.canceller = Canceller(self.storage, self.launcher, self.scheduler.task)
+        self.sweeper = Sweeper(self.storage, self._admit_one, self._sweep_open_job)
 
     @property
     def pending(self) -> deque[DatasetTask]:
@@ -73,25 +78,40 @@ class Dispatcher:
         return outcome
 
     def handle_many(self, events: Sequence[ObjectCreated]) -> list[Outcome]:
-        """Admit a batch in parallel, queue what was accepted in order, then launch."""
-        if len(events) <= 1 or self.admission_workers <= 1:
-            outcomes = [self._admit_one(e) for e in events]
+        """Cancel requests first (they stop work), then admit the rest of the batch in
+        parallel, queue what was accepted in order, then launch. Outcomes in event order."""
+        cancels = {
+            i: self.canceller.handle(e) for i, e in enumerate(events) if is_cancel_key(e.key)
+        }
+        submissions = [e for i, e in enumerate(events) if i not in cancels]
+        if len(submissions) <= 1 or self.admission_workers <= 1:
+            admitted_outcomes = [self._admit_one(e) for e in submissions]
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.admission_workers, "ncaas-admission")
             received = time.monotonic()
-            admitted = list(self._pool.map(lambda e: self.admission.admit(e, received), events))
-            outcomes = [self._accept(a) for a in admitted]
+            admitted = list(self._pool.map(lambda e: self.admission.admit(e, received), submissions))
+            admitted_outcomes = [self._accept(a) for a in admitted]
+        rest = iter(admitted_outcomes)
+        outcomes = [cancels[i] if i in cancels else next(rest) for i in range(len(events))]
         self.pump()
         return outcomes
 
     def _admit_one(self, event: ObjectCreated) -> Outcome:
+        if is_cancel_key(event.key):
+            return self.canceller.handle(event)
         return self._accept(self.admission.admit(event))
 
     def _accept(self, admitted: Admitted) -> Outcome:
         if admitted.status is not None and admitted.record is not None:
             self.scheduler.queue_waiting(admitted.bucket, admitted.record, admitted.status)
         return admitted.outcome
+
+    def _sweep_open_job(self, bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
+        """The sweep's look at an open job: queue what waits, stop again what a cancel request
+        marked and still runs (its stop was lost with a dead dispatcher)."""
+        self.canceller.resume(bucket, record, status)
+        return self.scheduler.queue_waiting(bucket, record, status)
 
     # -- scheduling --------------------------------------------------------------------------
     def pump(self) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 GROUP_FOLDERS = ("inputs", "configs", "submissions", "results")
 SUBMISSION_SUFFIX = "submit.json"
+CANCEL_SUFFIX = "cancel.json"  # {group}/submissions/{id}_cancel.json cancels a job of the group
 INTERNAL_PREFIX = ".ncaas"
 BLUEPRINT_RECORD = f"{INTERNAL_PREFIX}/blueprint.json"
 # The index of open jobs: one empty marker per job not yet terminal, so a sweep reads only those.
@@ -41,14 +42,13 @@ def submissions_prefix(group: str) -> str:
     return group_prefix(group, "submissions")
 
 
-def is_submission_key(key: str) -> bool:
-    """``{group}/submissions/{id}_submit.json`` with a group name a blueprint can hold."""
+def _is_request_key(key: str, suffix: str) -> bool:
     parts = key.split("/")
     return (
         len(parts) == 3
         and GROUP_NAME.fullmatch(parts[0]) is not None
         and parts[1] == "submissions"
-        and parts[2].endswith(SUBMISSION_SUFFIX)
+        and parts[2].endswith(suffix)
     )
 
 
@@ -72,6 +72,16 @@ def not_a_submission(key: str) -> str | None:
         f"{key} is not a submission: only names ending in _{SUBMISSION_SUFFIX} (lower case) "
         f"start a job; rename it {parts[0]}/submissions/{stem}_{SUBMISSION_SUFFIX}"
     )
+
+
+def is_submission_key(key: str) -> bool:
+    """``{group}/submissions/{id}_submit.json`` with a group name a blueprint can hold."""
+    return _is_request_key(key, SUBMISSION_SUFFIX)
+
+
+def is_cancel_key(key: str) -> bool:
+    """``{group}/submissions/{id}_cancel.json`` with a group name a blueprint can hold."""
+    return _is_request_key(key, CANCEL_SUFFIX)
 
 
 def claim_key(submission_key: str, etag: str) -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from .analysis import AnalysisRecord, save_record
-from .layout import GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
+from .layout import CANCEL_SUFFIX, GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
 from .settings import Settings
 from .storage import Storage, translated
 
@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 QUEUE_NAME = "ncaas-submissions"  # one queue per stack: every analysis's submission events
+
+
+# The objects that reach the dispatcher: submissions and cancel requests (S3 refuses two
+# rules whose filters overlap; these two suffixes do not).
+NOTIFIED_SUFFIXES = (("ncaas-submissions", SUBMISSION_SUFFIX), ("ncaas-cancels", CANCEL_SUFFIX))
 
 
 def ensure_queue(sqs: SQSClient, endpoint: str | None) -> tuple[str, str]:
@@ -68,7 +73,7 @@ def provision(
             if storage.head(bucket, prefix) is None:
                 storage.put_bytes(bucket, prefix, b"")  # the "folder" users see in consoles
     _, queue_arn = ensure_queue(sqs, settings.endpoint_url)
-    # One rule on the suffix: submissions of unknown groups reach the dispatcher too, and are
+    # Rules on the suffix only: submissions of unknown groups reach the dispatcher too, and are
     # answered with a rejection instead of silence; keys outside submissions/ are ignored there.
     with translated(f"set notifications on {bucket}", settings.endpoint_url):
         storage.s3.put_bucket_notification_configuration(
@@ -76,17 +81,12 @@ def provision(
             NotificationConfiguration={
                 "QueueConfigurations": [
                     {
-                        "Id": "ncaas-submissions",
+                        "Id": rule_id,
                         "QueueArn": queue_arn,
                         "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {
-                            "Key": {
-                                "FilterRules": [
-                                    {"Name": "suffix", "Value": SUBMISSION_SUFFIX},
-                                ]
-                            }
-                        },
+                        "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": suffix}]}},
                     }
+                    for rule_id, suffix in NOTIFIED_SUFFIXES
                 ]
             },
         )

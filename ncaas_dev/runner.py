@@ -28,7 +28,7 @@ from .layout import JobPaths, dataset_name, is_folder_key
 from .logship import LogShipper, tail_lines
 from .logtext import progress
 from .settings import Settings
-from .status import JobStatus, State, utcnow
+from .status import JobStatus, State, cancel_mark, utcnow
 from .stopping import Stopped, arm, install_handlers
 from .storage import Storage
 
@@ -231,9 +231,8 @@ class Runner:
             if container is not None:
                 Engine.remove(container)  # nothing of the analysis runs on past this point
             uploaded = self._upload_outputs(task, work, paths)
-            if stopped_by:  # stopped from outside: the launcher records how it ended
-                note = f"{task.dataset}: runner stopped by {stopped_by}; {uploaded} output file(s)"
-                store.update(task.group, task.job, lambda s: s.log(note))
+            if stopped_by:  # stopped from outside: a cancel request, or the launcher says
+                self._stopped(store, task, stopped_by, uploaded)
             else:
                 self._finish(store, task, state, reason, exit_code, uploaded, extra)
             shutil.rmtree(work, ignore_errors=True)
@@ -294,6 +293,20 @@ class Runner:
         store.update(task.group, task.job, note)
 
     @staticmethod
+    def _stopped(store: JobStore, task: DatasetTask, by: str, uploaded: int) -> None:
+        """After a signal from outside: ``cancelled`` if a cancel request marked the dataset;
+        otherwise its launcher records how it ended (SLURM's state, a lost instance)."""
+
+        def stopped(status: JobStatus) -> None:
+            ds = status.datasets[task.dataset]
+            status.log(f"{task.dataset}: runner stopped by {by}; {uploaded} output file(s)")
+            mark = cancel_mark(ds)
+            if mark and not ds.state.terminal:
+                ds.state, ds.reason, ds.finished = State.CANCELLED, mark, utcnow()
+
+        store.update(task.group, task.job, stopped)
+
+    @staticmethod
     def _finish(
         store: JobStore,
         task: DatasetTask,
@@ -309,6 +322,9 @@ class Runner:
                 status.log(f"{task.dataset}: runner ended ({state.value}) after it was decided")
                 return
             ds.state, ds.reason, ds.exit_code, ds.finished = state, reason, exit_code, utcnow()
+            mark = cancel_mark(ds)
+            if mark and state != State.SUCCEEDED:  # stopped by a cancel request
+                ds.state, ds.reason = State.CANCELLED, mark
             if extra.get("last_output"):
                 ds.last_output = str(extra["last_output"])[:500]
                 ds.progress = progress(ds.last_output)

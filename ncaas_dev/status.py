@@ -86,6 +86,17 @@ class JobStatus(BaseModel):
         return all(d.state.terminal for d in self.datasets.values())
 
 
+# A running dataset a cancel request marked (an extra field holding the reason): its runner,
+# or whoever settles a runner that ended without a result, ends it ``cancelled`` with it.
+CANCEL_MARK = "cancel_requested"
+
+
+def cancel_mark(ds: DatasetStatus) -> str | None:
+    """The reason a cancel request marked this dataset with, if one did."""
+    value = (ds.model_extra or {}).get(CANCEL_MARK)
+    return str(value) if value else None
+
+
 _UNHAPPY_ORDER = (State.FAILED, State.TIMED_OUT, State.CANCELLED)
 
 

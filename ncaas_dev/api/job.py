@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,6 +155,50 @@ class Job:
         self.results_dir = self._client.download(self.group, self.name, Path(dir))
         return self.results_dir
 
+    # -- cancelling ------------------------------------------------------------------------------
+    def cancel(
+        self,
+        datasets: Sequence[str] | None = None,
+        *,
+        wait: bool = True,
+        timeout: float = 60,
+        by: str | None = None,
+    ) -> State:
+        """Cancel the job (or only ``datasets``): write the cancel request
+        ``{group}/submissions/{id}_cancel.json`` a user could write, which the dispatcher acts
+        on; with ``wait``, block until those datasets ended. Returns the job's state.
+
+        ``by`` names who cancelled in the reason (default: this user's login name). Raises
+        ``UsageError`` if the job already ended or has no such dataset (nothing is written),
+        ``JobTimeout`` if the datasets still run after ``timeout`` seconds.
+        """
+        self.refresh()
+        unknown = sorted(set(datasets or ()) - set(self._status.datasets))
+        if unknown:
+            raise UsageError(
+                f"job {self.name} has no dataset {', '.join(unknown)}",
+                hint=f"its datasets: {', '.join(self._status.datasets) or '(none)'}",
+            )
+        wanted = list(datasets) if datasets else list(self._status.datasets)
+        if all(self._status.datasets[n].state.terminal for n in wanted):
+            raise UsageError(
+                f"job {self.name} has nothing left to cancel: it is {self.state.value}",
+                hint="only a queued or running job (or dataset) can be cancelled",
+            )
+        self._client.cancel(self.group, self.name, list(datasets or ()), by or _login())
+        if not wait:
+            return self.state
+        deadline = time.monotonic() + timeout
+        while not all(self._status.datasets[n].state.terminal for n in wanted):
+            if time.monotonic() > deadline:
+                raise JobTimeout(
+                    f"job {self.name} of {self.analysis} was not cancelled within {timeout:g} s",
+                    hint="is the dispatcher running? (`ncaas-dev status`)",
+                )
+            time.sleep(0.1)
+            self.refresh()
+        return self.state
+
     def check(self) -> Job:
         """Raise ``JobFailed`` (with the reason) unless the job succeeded; return the job."""
         from ..errors import JobFailed
@@ -162,3 +206,13 @@ class Job:
         if not self.succeeded:
             raise JobFailed(f"job {self.name} {self.state.value}: {self.reason}")
         return self
+
+
+def _login() -> str | None:
+    """Who runs this, for the reason ("cancelled by alice at ..."); None if unknown."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None

@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from ..errors import NcaasError
 from ..web import cli as web_cli  # `ncaas-dev web` (issue 8)
-from . import bake, deploy, doctor, importing, jobs, measure, project, stack
+from . import bake, cancel, deploy, doctor, importing, jobs, measure, project, stack
 from .common import console, err, escape, piped, strip_ansi
 
 
@@ -105,6 +105,7 @@ for _command in (
 ):
     app.command()(_command)
 for _register in (
+    cancel.register,
     bake.register,
     deploy.register,
     doctor.register,

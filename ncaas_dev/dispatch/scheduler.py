@@ -20,7 +20,7 @@ from ..errors import NcaasError
 from ..jobstore import JobStore
 from ..launchers.base import DatasetTask, Finished, Launcher, RetryableLaunchError
 from ..pricing import parse_time
-from ..status import DatasetStatus, JobStatus, State, utcnow
+from ..status import DatasetStatus, JobStatus, State, cancel_mark, utcnow
 from ..storage import Storage
 from .claims import claim_is_stale
 
@@ -58,7 +58,7 @@ class Scheduler:
                 continue
             if watch is not None and ds.runner and (ds.claimed_at or ds.started):
                 since = parse_time(ds.claimed_at or ds.started or "").timestamp()
-                watch(self._task(bucket, record, status, name), ds.runner, since)
+                watch(self.task(bucket, record, status, name), ds.runner, since)
             if ds.state != State.QUEUED:
                 continue
             if ds.runner is not None:
@@ -66,10 +66,10 @@ class Scheduler:
                     continue
                 if not self._release_launch_claim(store, status, name, ds):
                     continue
-            found += self._queue(self._task(bucket, record, status, name))
+            found += self._queue(self.task(bucket, record, status, name))
         return found
 
-    def _task(
+    def task(
         self, bucket: str, record: AnalysisRecord, status: JobStatus, name: str
     ) -> DatasetTask:
         ds = status.datasets[name]
@@ -243,6 +243,8 @@ class Scheduler:
             )
             if finished.state is not None:  # the launcher knows how it ended (e.g. SLURM)
                 ds.reason = finished.detail
+            if cancel_mark(ds):  # stopped by a cancel request: that is how it ended
+                ds.state, ds.reason = State.CANCELLED, cancel_mark(ds)
             status.log(f"{task.dataset}: runner {finished.runner} ended without a result")
 
         try:

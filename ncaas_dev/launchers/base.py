@@ -78,6 +78,19 @@ class Launcher(Protocol):
         """Runners that ended since the last call."""
         ...
 
+    def cancel(self, task: DatasetTask, runner: str | None) -> None:
+        """Stop the work of ``task``'s dataset (a cancel request): its runner is told to stop
+        the analysis and upload what it wrote; past a grace the launcher ends it by force.
+
+        ``runner`` is the id status.json last recorded (a hint: it may be ``NAME:starting``
+        or None); find the work by the task too. Return at once, without waiting for the
+        work to end; raise ``NcaasError`` only if the request to stop could not be made.
+        Idempotent: called again (a repeated request, the sweep after a restart) for work
+        already stopping or gone, it does nothing harmful. The dataset's ending is recorded
+        by its runner, or by ``reap`` when the runner ends without a result.
+        """
+        ...
+
     def shutdown(self) -> None:
         """Stop watching; live runners keep going and finish their datasets."""
         ...

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +38,10 @@ RUNNER_GRACE_SECONDS = 300
 SPARE_DELAY_SECONDS = 1.0
 # Two spares, so a launch that follows another within that delay still finds one warm.
 SPARES = 2
+# After a cancel request's SIGTERM, the runner removes the container itself (well under a
+# second); one that has not after this long (busy outside the analysis, stuck) has the analysis
+# containers removed for it, and it is killed past RUNNER_GRACE_SECONDS.
+CANCEL_GRACE_SECONDS = 3.0
 
 
 def process_start_ticks(pid: int) -> int | None:
@@ -61,6 +66,8 @@ class _Live:
     process: subprocess.Popen[bytes] | None = None  # None: adopted from an earlier dispatcher
     log: IO[bytes] | None = None
     ticks: int | None = None
+    cancelled: float | None = None  # wall-clock time of the cancel request's SIGTERM
+    containers_removed: bool = False
 
     def exit_code(self) -> tuple[bool, int | None]:
         """(ended, exit code if known)."""
@@ -206,6 +213,30 @@ class DockerLauncher:
         self._adopt()
         return sum(1 for live in self._live if live.task.bucket == analysis)
 
+    def cancel(self, task: DatasetTask, runner: str | None) -> None:
+        """SIGTERM the dataset's runner: it stops the analysis, removes its container and
+        uploads the partial outputs (``stopping.Stopped``); ``reap`` enforces the graces."""
+        self._adopt()
+        found = [live for live in self._live if live.task.label == task.label]
+        for live in found:
+            if live.cancelled is None:
+                live.cancelled = time.time()
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(live.pid, signal.SIGTERM)
+        if not found:  # no runner of ours: whatever analysis container is left goes
+            remove_containers(task)
+
+    def _enforce_cancel(self, live: _Live, now: float) -> str | None:
+        """Past the graces of a cancel request: remove the containers, then kill the runner."""
+        assert live.cancelled is not None
+        if not live.containers_removed and now - live.cancelled > CANCEL_GRACE_SECONDS:
+            live.containers_removed = True
+            remove_containers(live.task)
+        if now - live.cancelled <= RUNNER_GRACE_SECONDS:
+            return None
+        self._kill(live)
+        return f"no result {RUNNER_GRACE_SECONDS} s after a cancel request; runner killed"
+
     def reap(self) -> list[Finished]:
         self._adopt()
         if self._spare_due is not None and time.monotonic() >= self._spare_due:
@@ -215,7 +246,12 @@ class DockerLauncher:
         now = time.time()
         for live in list(self._live):
             done, code = live.exit_code()
-            if not done:
+            if not done and live.cancelled is not None:
+                killed = self._enforce_cancel(live, now)
+                if killed is None:
+                    continue
+                detail = killed
+            elif not done:
                 deadline = live.task.timeout_seconds + RUNNER_GRACE_SECONDS
                 if now - live.launched <= deadline:
                     continue

@@ -334,6 +334,25 @@ class Ec2Launcher:
             ended.append(Finished(task, f"ec2:{instance_id}", None, detail))
         return ended
 
+    def cancel(self, task: DatasetTask, runner: str | None) -> None:
+        """Terminate the dataset's instance (by the recorded id, and by its tags, for one
+        whose id was not recorded yet); ``reap`` then sees it end and the dataset is settled
+        as cancelled. The instance's runner has no time to upload partial outputs."""
+        region = task.record.blueprint.cloud.region
+        ids = {runner.removeprefix("ec2:")} if runner and runner.startswith("ec2:i-") else set()
+        tagged = {
+            f"tag:{TAG_BUCKET}": [task.bucket],
+            f"tag:{TAG_JOB}": [task.job],
+            f"tag:{TAG_DATASET}": [task.dataset[:255]],
+        }
+        for instance in self.regions.instances(region, **tagged, instance_state_name=LIVE_STATES):
+            ids.add(instance["InstanceId"])
+        if not ids:
+            return
+        with self.regions.errors(f"terminate the instance of {task.label}"):
+            self.regions.client(region).terminate_instances(InstanceIds=sorted(ids))
+        log.info("%s: terminated %s (cancel request)", task.label, ", ".join(sorted(ids)))
+
     def shutdown(self) -> None:
         """Instances run on and terminate themselves; nothing to stop."""
         self._live.clear()

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import NcaasError, ServiceUnavailable
 from .base import DatasetTask, Finished
-from .docker import RUNNER_GRACE_SECONDS, remove_containers
+from .docker import CANCEL_GRACE_SECONDS, RUNNER_GRACE_SECONDS, remove_containers
 
 log = logging.getLogger(__name__)
 # Set in docker-compose.yml for the dispatcher: start runners as sibling containers.
@@ -67,6 +67,7 @@ class SiblingLauncher:
     name: str = "docker"
     runner_announces_itself: bool = True
     _seen_dead: set[str] = field(default_factory=set)
+    _cancelled: dict[str, tuple[float, DatasetTask]] = field(default_factory=dict)  # by id
 
     @classmethod
     def beside_this_container(cls, state_dir: Path) -> SiblingLauncher:
@@ -124,7 +125,31 @@ class SiblingLauncher:
         """Runners of ``analysis`` not reaped yet (an ended one counts until the next reap)."""
         return len(self._runners(analysis))
 
+    def cancel(self, task: DatasetTask, runner: str | None) -> None:
+        """SIGTERM the dataset's runner container (its runner stops the analysis and uploads
+        the partial outputs); past a grace ``reap`` removes the analysis containers."""
+        task_file = self.runners_dir / task.bucket / task.group / task.job
+        label = f"{TASK}={task_file / f'{task.dataset}.task.json'}"
+        try:
+            found = self.client.containers.list(filters={"label": [RUNNER, label]})
+        except Exception as e:
+            raise NcaasError(f"could not list the runner of {task.label}: {e}") from e
+        for container in found:
+            if container.id not in self._cancelled:
+                self._cancelled[container.id] = (time.time(), task)
+                with contextlib.suppress(Exception):
+                    container.kill(signal="SIGTERM")
+        if not found:
+            remove_containers(task)
+
+    def _enforce_cancels(self) -> None:
+        for key, (since, task) in list(self._cancelled.items()):
+            if time.time() - since > CANCEL_GRACE_SECONDS:
+                del self._cancelled[key]
+                remove_containers(task)
+
     def reap(self) -> list[Finished]:
+        self._enforce_cancels()
         ended: list[Finished] = []
         for container in self._runners():
             finished = self._ended(container)

@@ -259,7 +259,12 @@ class SlurmLauncher:
         return ended
 
     # -- cancelling --------------------------------------------------------------------------
-    def cancel(self, bucket: str, group: str, job: str, dataset: str | None = None) -> list[str]:
+    def cancel(self, task: DatasetTask, runner: str | None) -> None:
+        """scancel the dataset's SLURM job: SLURM sends its runner SIGTERM, the runner stops the
+        analysis and uploads what it wrote; SLURM then says CANCELLED (``reap``)."""
+        self.scancel(task.bucket, task.group, task.job, task.dataset)
+
+    def scancel(self, bucket: str, group: str, job: str, dataset: str | None = None) -> list[str]:
         """scancel the live SLURM jobs of a job (or of one of its datasets); returns their ids.
         Their runners stop the analysis and upload what it wrote; SLURM then says CANCELLED."""
         ids = [

@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import NcaasError, ServiceUnavailable
-from . import api, live, pages
+from . import api, cancel, live, pages
 from .auth import CsrfFailed, SignInRequired, safe_next
 from .backend import Forbidden, NotVisible
 from .common import HERE, WebConfig, render
@@ -136,6 +136,7 @@ def create_app(config: WebConfig) -> Starlette:
         *pages.routes(),
         *live.routes(),
         *api.routes(),
+        *cancel.routes(),
     ]
     app = Starlette(
         routes=routes,

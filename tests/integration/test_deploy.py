@@ -92,7 +92,8 @@ def assert_stack_is_really_there(
             assert storage.head(analysis, group_prefix(group, folder)) is not None
     config = s3.get_bucket_notification_configuration(Bucket=analysis)
     assert [q["QueueArn"].rsplit(":", 1)[1] for q in config["QueueConfigurations"]] == [
-        "ncaas-submissions"
+        "ncaas-submissions",
+        "ncaas-submissions",  # submissions and cancel requests
     ]
     assert load_record(storage, analysis) is not None
 

@@ -104,3 +104,44 @@ def test_a_runner_stuck_past_its_timeout_is_killed_and_reported(
     ended = launcher.reap()
     assert len(ended) == 1 and "past run.timeout; runner killed" in ended[0].detail
     assert sleeper.poll() is not None  # really killed
+
+
+def test_a_cancelled_runner_gets_sigterm_then_its_containers_go_then_it_is_killed(
+    tmp_path: Path, make_task: MakeTask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A runner that ignores the cancel request's SIGTERM (stuck outside the analysis): past
+    the cancel grace its analysis containers are removed for it, past the runner grace it is
+    killed and reported. Container removal is recorded, not done (no engine needed)."""
+    from ncaas_dev.launchers import docker
+
+    deaf = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys, time\n"
+         "signal.signal(signal.SIGTERM, lambda *a: print('TERM', flush=True))\n"
+         "print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert deaf.stdout is not None and deaf.stdout.readline() == b"ready\n"
+    removed: list[str] = []
+    monkeypatch.setattr(docker, "remove_containers", lambda task: removed.append(task.label))
+    task = make_task()
+    launcher = DockerLauncher(tmp_path)
+    launcher._adopted = True
+    record = tmp_path / "r.runner.json"
+    launcher._live.append(_Live(task, "docker:deaf", deaf.pid, record, time.time(), deaf))
+    launcher.cancel(task, "docker:abc123")
+    assert deaf.stdout.readline() == b"TERM\n"  # the runner was told
+    launcher.cancel(task, "docker:abc123")  # again (a repeated request): no second signal
+    assert launcher.reap() == [] and removed == []  # within the grace: left to the runner
+    live = launcher._live[0]
+    assert live.cancelled is not None
+    live.cancelled -= docker.CANCEL_GRACE_SECONDS + 0.1
+    assert launcher.reap() == [] and removed == [task.label]  # containers gone, runner kept
+    live.cancelled -= RUNNER_GRACE_SECONDS
+    ended = launcher.reap()
+    assert len(ended) == 1 and "after a cancel request; runner killed" in ended[0].detail
+    assert deaf.wait(timeout=5) is not None
+    deaf.stdout.close()
+    # A dataset without a runner of this launcher: its leftover containers are removed at once.
+    other = make_task(dataset="other.bin")
+    launcher.cancel(other, None)
+    assert removed[-1] == other.label

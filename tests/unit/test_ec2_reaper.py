@@ -115,7 +115,7 @@ def test_an_instance_that_died_unwatched_ends_lost_with_its_budget_settled(tmp_p
     record = load_record(storage, BUCKET)
     assert record is not None
     status = store.read("labA", outcome.job or "")
-    task = second.scheduler._task(BUCKET, record, status, "d.bin")
+    task = second.scheduler.task(BUCKET, record, status, "d.bin")
     runner = Runner(storage, None, settings)  # type: ignore[arg-type]  # never reaches Docker
     assert runner.run(task, ds.runner or "") == State.FAILED
     Runner._finish(store, task, State.SUCCEEDED, None, 0, 1, {})

@@ -71,4 +71,6 @@ def test_the_owners_lifecycle_encryption_and_notifications_stay() -> None:
     config: dict[str, Any] = s3.get_bucket_notification_configuration(Bucket=bucket)
     assert [q["Id"] for q in config["QueueConfigurations"]] == ["owner-archive"]
     ours = sorted(r["Id"] for r in config["LambdaFunctionConfigurations"])
-    assert ours == sorted(f"ncaas-{g.name}" for g in loaded.blueprint.groups)
+    assert ours == sorted(
+        f"ncaas-{g.name}{tail}" for g in loaded.blueprint.groups for tail in ("", "-cancel")
+    )

@@ -333,7 +333,7 @@ def test_cancel_scancels_the_jobs_of_a_job(make_task: MakeTask, tmp_path: Path) 
     slurm = launcher(tmp_path, fake)
     for n in range(2):
         slurm.launch(slurm_task(make_task, dataset=f"rec{n}.bin"))
-    assert slurm.cancel("spike-detect", "labA", "job_20261124T203000Z") == ["100", "101"]
+    assert slurm.scancel("spike-detect", "labA", "job_20261124T203000Z") == ["100", "101"]
     assert {state for _, state, _ in fake.jobs.values()} == {"CANCELLED"}
 
 

@@ -92,14 +92,15 @@ def test_a_bucket_made_outside_the_stack_is_not_in_it() -> None:
     assert doc["Outputs"]["BucketName"]["Value"] == "spike-detect"
 
 
-def test_each_group_notifies_the_lambda_for_its_own_submissions() -> None:
+def test_each_group_notifies_the_lambda_for_its_own_submissions_and_cancels() -> None:
     doc = t.render_template(blueprint(), t.TemplateOptions(dispatcher=CODE))
     bucket = doc["Resources"][n.BUCKET]
     configs = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
     rules = [{r["Name"]: r["Value"] for r in c["Filter"]["S3Key"]["Rules"]} for c in configs]
     assert rules == [
-        {"prefix": f"{g}/submissions/", "suffix": "submit.json"}
+        {"prefix": f"{g}/submissions/", "suffix": suffix}
         for g in ("labA", "lab_B-2", "empty")
+        for suffix in ("submit.json", "cancel.json")
     ]
     assert bucket["DependsOn"] == [n.S3_INVOKE_PERMISSION]
     function = doc["Resources"][n.DISPATCHER_FUNCTION]["Properties"]

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from ...blueprint import LoadedBlueprint
 from ...errors import NcaasError
+from ...layout import CANCEL_SUFFIX, SUBMISSION_SUFFIX
 from ...storage import AccessDenied, Storage, translated
 from .template import ABORT_INCOMPLETE_UPLOADS, PUBLIC_ACCESS_BLOCK, submission_filter
 
@@ -83,16 +84,18 @@ def _owner_setting(get: Callable[[], Any]) -> dict[str, Any] | None:
 
 
 def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) -> None:
-    """Submission notifications to the Lambda, for a bucket the stack does not own: merged with
-    the owner's own notifications (only rules named ``ncaas-*`` are replaced)."""
+    """Submission and cancel-request notifications to the Lambda, for a bucket the stack does
+    not own: merged with the owner's own notifications (only rules named ``ncaas-*`` are
+    replaced)."""
     rules: list[dict[str, Any]] = [
         {
-            "Id": f"{RULE_PREFIX}{g.name}",
+            "Id": f"{RULE_PREFIX}{g.name}{tail}",
             "LambdaFunctionArn": function_arn,
             "Events": ["s3:ObjectCreated:*"],
-            "Filter": {"Key": {"FilterRules": submission_filter(g.name)}},
+            "Filter": {"Key": {"FilterRules": submission_filter(g.name, suffix)}},
         }
         for g in loaded.blueprint.groups
+        for tail, suffix in (("", SUBMISSION_SUFFIX), ("-cancel", CANCEL_SUFFIX))
     ]
     bucket = loaded.blueprint.bucket
     s3 = storage.s3

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...blueprint import Blueprint
-from ...layout import SUBMISSION_SUFFIX, group_prefix
+from ...layout import CANCEL_SUFFIX, SUBMISSION_SUFFIX, group_prefix
 from .batch import BatchOptions, batch_resources
 from .names import (
     BUCKET,
@@ -79,12 +79,13 @@ ABORT_INCOMPLETE_UPLOADS: Doc = {
 }
 
 
-def submission_filter(group: str) -> list[Doc]:
-    """The key filter of a group's submissions, for one S3 notification rule per group (S3
-    refuses overlapping rules, and the groups' prefixes are apart)."""
+def submission_filter(group: str, suffix: str = SUBMISSION_SUFFIX) -> list[Doc]:
+    """The key filter of a group's submissions (or cancel requests: ``suffix``), for one S3
+    notification rule per group and suffix (S3 refuses overlapping rules; the groups'
+    prefixes are apart, and so are the two suffixes)."""
     return [
         {"Name": "prefix", "Value": group_prefix(group, "submissions")},
-        {"Name": "suffix", "Value": SUBMISSION_SUFFIX},
+        {"Name": "suffix", "Value": suffix},
     ]
 
 
@@ -130,9 +131,10 @@ def _bucket(blueprint: Blueprint, options: TemplateOptions) -> Doc:
                 {
                     "Event": "s3:ObjectCreated:*",
                     "Function": {"Fn::GetAtt": [DISPATCHER_FUNCTION, "Arn"]},
-                    "Filter": {"S3Key": {"Rules": submission_filter(g.name)}},
+                    "Filter": {"S3Key": {"Rules": submission_filter(g.name, suffix)}},
                 }
                 for g in blueprint.groups
+                for suffix in (SUBMISSION_SUFFIX, CANCEL_SUFFIX)
             ]
         }
         # S3 checks it may invoke the function when the notification is set.

@@ -67,10 +67,10 @@ def _check_notifications(settings: Settings, storage: Storage, loaded: LoadedBlu
             f"submissions -> SQS {', '.join(queues) or 'nothing'} (local dispatcher loop)",
         )  # fmt: skip
     rules = config.get("LambdaFunctionConfigurations", [])
-    groups = len(loaded.blueprint.groups)
+    wanted = 2 * len(loaded.blueprint.groups)  # each group's submissions and cancel requests
     return Check(
-        "(notifications)", "S3 notification", bucket, len(rules) == groups,
-        f"{len(rules)} of {groups} group submission rules -> Lambda",
+        "(notifications)", "S3 notification", bucket, len(rules) == wanted,
+        f"{len(rules)} of {wanted} group submission and cancel rules -> Lambda",
     )  # fmt: skip
 
 
