@@ -90,7 +90,9 @@ class Dispatcher:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.admission_workers, "ncaas-admission")
             received = time.monotonic()
-            admitted = list(self._pool.map(lambda e: self.admission.admit(e, received), submissions))
+            admitted = list(
+                self._pool.map(lambda e: self.admission.admit(e, received), submissions)
+            )
             admitted_outcomes = [self._accept(a) for a in admitted]
         rest = iter(admitted_outcomes)
         outcomes = [cancels[i] if i in cancels else next(rest) for i in range(len(events))]

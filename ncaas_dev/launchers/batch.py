@@ -351,7 +351,12 @@ class BatchLauncher:
         return None
 
     # -- cancelling --------------------------------------------------------------------------
-    def cancel(self, bucket: str, group: str, job: str, dataset: str | None = None) -> list[str]:
+    def cancel(self, task: DatasetTask, runner: str | None) -> None:
+        """TerminateJob on the dataset's live attempt (a cancel request); reap then ends it
+        cancelled unless its runner recorded an ending first."""
+        self.terminate(task.bucket, task.group, task.job, task.dataset)
+
+    def terminate(self, bucket: str, group: str, job: str, dataset: str | None = None) -> list[str]:
         """TerminateJob on the live attempts of a job (or of one of its datasets); returns
         their ids. Reap then ends their datasets cancelled unless the runner recorded one."""
         if not self._adopted:  # a dispatcher (or a Lambda) that did not submit them

@@ -184,7 +184,7 @@ def test_cancel_terminates_the_job(
     job = lab.wait_job(lab.submit(dataname=lab.dataset(), configname=lab.config(sleep=60)))
     running = analysis_running(lab, job)
     launcher = BatchLauncher(settings, storage)
-    assert launcher.cancel(lab.bucket, lab.group, job) == [running["id"]]
+    assert launcher.terminate(lab.bucket, lab.group, job) == [running["id"]]
     status = lab.wait_end(job, timeout=120)
     (ds,) = status.datasets.values()
     assert status.state == State.CANCELLED and "cancel" in (ds.reason or ""), ds
