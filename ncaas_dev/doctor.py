@@ -145,8 +145,8 @@ def check_credentials(settings: Settings) -> Check:
 
 def check_ami(settings: Settings, loaded: LoadedBlueprint) -> Check:
     from .aws import ec2_client
+    from .cloud.ec2.images import check_ami as verify
     from .containers import connect
-    from .launchers.ec2 import check_ami as verify
 
     blueprint = loaded.blueprint
     ami = blueprint.cloud.ami

@@ -40,7 +40,7 @@ def run(
     its state (``job.check()`` raises ``JobFailed`` unless it succeeded); raises
     ``JobTimeout`` after ``timeout`` seconds, ``UsageError`` for a bad group, file or launcher.
     """
-    from ..cli.common import check_launcher
+    from ..launchers.names import check_launcher
 
     item = loaded(bp)
     group = group or item.blueprint.groups[0].name
@@ -182,8 +182,8 @@ def wait_for_job(
 def _require_ami(ctx: Context, item: LoadedBlueprint) -> None:
     """Refuse to submit work no instance could start; ``cloud.ami`` is set (checked before)."""
     from ..aws import ec2_client
+    from ..cloud.ec2.images import check_ami
     from ..containers import Engine, connect
-    from ..launchers.ec2 import check_ami
 
     ami = item.blueprint.cloud.ami
     assert ami is not None

@@ -8,11 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+from ..launchers.names import LAUNCHERS, check_launcher
 from .context import Context
 from .progress import OnProgress, emit
 
 if TYPE_CHECKING:
     from .project import BlueprintLike
+
+
+__all__ = ["LAUNCHERS", "check_launcher", "down", "status", "up"]
 
 
 class ProcessState(TypedDict):
@@ -62,7 +66,6 @@ def up(
 
     ``containers``: the same stack in containers (``docker-compose.yml``, images built
     offline); its dispatcher runs datasets with the docker launcher only."""
-    from ..cli.common import check_launcher
     from ..errors import UsageError
 
     ctx = Context.create(endpoint_url)

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import UsageError
-
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -75,14 +73,6 @@ LauncherOpt = Annotated[
         "--launcher", help="docker (local containers), ec2 (the cloud path) or slurm (a cluster)."
     ),
 ]
-
-
-def check_launcher(launcher: str) -> str:
-    if launcher not in ("docker", "ec2", "slurm"):  # ncaas_dev.launchers.factory.LAUNCHERS
-        raise UsageError(
-            f"unknown launcher {launcher!r}", hint="use --launcher docker, ec2 or slurm"
-        )
-    return launcher
 
 
 def emit_json(doc: Any) -> None:

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
+from ..api.stack import check_launcher
 from .common import (
     CloudOpt,
     EndpointOpt,
     JsonOpt,
     LauncherOpt,
-    check_launcher,
     console,
     emit_json,
     escape,

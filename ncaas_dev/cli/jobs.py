@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..api.stack import check_launcher
 from ..errors import JobFailed
 from .common import (
     EndpointOpt,
     GroupOpt,
     JsonOpt,
     LauncherOpt,
-    check_launcher,
     console,
     emit_json,
     err,

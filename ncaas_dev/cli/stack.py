@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import EndpointOpt, JsonOpt, LauncherOpt, check_launcher, console, emit_json, err
+from ..api.stack import check_launcher
+from .common import EndpointOpt, JsonOpt, LauncherOpt, console, emit_json, err
 from .context import Context
 from .render import Renderer
 

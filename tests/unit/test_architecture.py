@@ -93,6 +93,51 @@ def test_the_dispatcher_core_does_not_know_its_event_sources() -> None:
         assert not {m for m in edges[name] if m in sources or m.startswith("ncaas_dev.cli.")}, name
 
 
+# (importer prefix, imported prefix, importers excepted): an arrow that must not exist.
+FORBIDDEN = [
+    # The API is what the CLI calls, never the other way round.
+    ("ncaas_dev.api", "ncaas_dev.cli", ()),
+    ("ncaas_dev.api", "ncaas_dev.web", ()),
+    # The cloud path is below the EC2 launcher: the launcher uses it, it never uses the launcher
+    # (the Lambda handler is an entry point composing the dispatcher with that launcher).
+    ("ncaas_dev.cloud", "ncaas_dev.launchers.ec2", ("ncaas_dev.cloud.deploy.lambda_handler",)),
+]
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def forbidden_arrows(
+    edges: dict[str, set[str]], rules: list[tuple[str, str, tuple[str, ...]]]
+) -> list[str]:
+    """Every import that breaks one of ``rules``, as ``importer -> imported``."""
+    return [
+        f"{name} -> {target}"
+        for name, targets in sorted(edges.items())
+        for source, banned, excepted in rules
+        if _under(name, source) and name not in excepted
+        for target in sorted(targets)
+        if _under(target, banned)
+    ]
+
+
+def test_no_arrow_points_the_wrong_way() -> None:
+    assert forbidden_arrows(graph(), FORBIDDEN) == []
+
+
+def test_a_wrong_arrow_is_found() -> None:  # the check above can fail
+    fake = {
+        "ncaas_dev.api.jobs": {"ncaas_dev.cli.common", "ncaas_dev.errors"},
+        "ncaas_dev.cloud.bake.amis": {"ncaas_dev.launchers.ec2"},
+        "ncaas_dev.cloud.deploy.lambda_handler": {"ncaas_dev.launchers.ec2"},
+    }
+    assert forbidden_arrows(fake, FORBIDDEN) == [
+        "ncaas_dev.api.jobs -> ncaas_dev.cli.common",
+        "ncaas_dev.cloud.bake.amis -> ncaas_dev.launchers.ec2",
+    ]
+
+
 def test_no_module_is_over_400_lines() -> None:
     long = {
         str(p.relative_to(PACKAGE.parent)): n
