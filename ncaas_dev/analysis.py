@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from . import __version__
 from .blueprint import Blueprint, LoadedBlueprint
 from .layout import BLUEPRINT_RECORD
-from .storage import NotFound, Storage, translated
+from .storage import NotFound, Storage
 
 
 class AnalysisRecord(BaseModel):
@@ -47,6 +47,6 @@ def load_record(storage: Storage, bucket: str) -> AnalysisRecord | None:
 
 def provisioned_analyses(storage: Storage) -> list[str]:
     """Buckets on the stack that hold an analysis record."""
-    with translated("list buckets", storage.endpoint):
-        buckets = [b["Name"] for b in storage.s3.list_buckets().get("Buckets", [])]
-    return [b for b in buckets if load_record(storage, b) is not None]
+    from .bucketconfig import list_buckets  # (bucketconfig is beside storage, below this)
+
+    return [b for b in list_buckets(storage) if load_record(storage, b) is not None]

@@ -15,8 +15,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
+from .. import presign
 from ..analysis import load_record, provisioned_analyses
 from ..client import AnalysisClient, Submitted
 from ..errors import NcaasError
@@ -31,7 +31,7 @@ from ..layout import (
 from ..provision import allow_browser_uploads
 from ..settings import Settings
 from ..status import JobStatus
-from ..storage import AccessDenied, NotFound, ObjectInfo, Storage, translated
+from ..storage import AccessDenied, NotFound, ObjectInfo, Storage
 
 MiB = 1024**2
 MAX_OBJECT = 5 * 1024**4  # S3's largest object
@@ -60,18 +60,11 @@ class Analysis:
 
 
 @dataclass(frozen=True)
-class Part:
-    number: int
-    etag: str
-    size: int
-
-
-@dataclass(frozen=True)
 class Upload:
     key: str
     upload_id: str
     part_size: int
-    done: list[Part] = field(default_factory=list)
+    done: list[presign.PartInfo] = field(default_factory=list)
 
 
 def part_size(size: int) -> int:
@@ -159,56 +152,28 @@ class Backend:
         """A new multipart upload, or the unfinished one for ``key`` with the parts it has."""
         if size > MAX_OBJECT:
             raise Forbidden(f"{size} bytes is over S3's 5 TiB object limit")
-        s3 = self.storage.s3
-        with translated(f"upload s3://{bucket}/{key}", self.storage.endpoint):
-            pending = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
-            pending = [u for u in pending if u.get("Key") == key]
-            if pending:
-                newest = max(pending, key=lambda u: u["Initiated"])
-                done = self._parts(bucket, key, newest["UploadId"])
-                return Upload(key, newest["UploadId"], part_size(size), done)
-            upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-        return Upload(key, upload_id, part_size(size))
-
-    def _parts(self, bucket: str, key: str, upload_id: str) -> list[Part]:
-        parts: list[Part] = []
-        pages = self.storage.s3.get_paginator("list_parts").paginate(
-            Bucket=bucket, Key=key, UploadId=upload_id
-        )
-        for page in pages:
-            parts += [Part(p["PartNumber"], p["ETag"], p["Size"]) for p in page.get("Parts", [])]
-        return parts
+        upload_id = presign.unfinished_upload(self.storage, bucket, key)
+        if upload_id is not None:
+            done = presign.uploaded_parts(self.storage, bucket, key, upload_id)
+            return Upload(key, upload_id, part_size(size), done)
+        return Upload(key, presign.start_upload(self.storage, bucket, key), part_size(size))
 
     def sign_parts(
         self, bucket: str, key: str, upload_id: str, numbers: list[int]
     ) -> dict[int, str]:
-        s3 = self.storage.s3
         return {
-            n: s3.generate_presigned_url(
-                "upload_part",
-                Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": n},
-                ExpiresIn=URL_SECONDS,
-            )
+            n: presign.part_url(self.storage, bucket, key, upload_id, n, URL_SECONDS)
             for n in numbers
             if 1 <= n <= MAX_PARTS
         }
 
     def complete(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> int:
-        with translated(f"complete s3://{bucket}/{key}", self.storage.endpoint):
-            self.storage.s3.complete_multipart_upload(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in sorted(parts)]
-                },
-            )
+        presign.complete_upload(self.storage, bucket, key, upload_id, parts)
         info = self.storage.head(bucket, key)
         return info.size if info else 0
 
     def abort(self, bucket: str, key: str, upload_id: str) -> None:
-        with translated(f"abort s3://{bucket}/{key}", self.storage.endpoint):
-            self.storage.s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        presign.abort_upload(self.storage, bucket, key, upload_id)
 
     # -- submissions --------------------------------------------------------------------------
     def read_config(self, bucket: str, group: str, key: str) -> bytes:
@@ -227,12 +192,10 @@ class Backend:
         key = f"{group_prefix(group, 'submissions')}{sub_id}_{SUBMISSION_SUFFIX}"
         if not is_submission_key(key) or "/" in sub_id:
             return None
-        try:
-            with translated(f"s3://{bucket}/{key}", self.storage.endpoint):
-                meta = self.storage.s3.head_object(Bucket=bucket, Key=key)
-        except NotFound:
+        info = self.storage.head(bucket, key)
+        if info is None:
             return None
-        return Submitted(key, meta["ETag"].strip('"')), meta["LastModified"].timestamp()
+        return Submitted(key, info.etag), info.modified or 0.0
 
     def job_of(self, bucket: str, submitted: Submitted) -> str | None:
         return self.client(bucket).job_of(submitted)
@@ -299,15 +262,9 @@ class Backend:
             raise Forbidden(str(e)) from e
         if self.storage.head(bucket, key) is None:
             raise NotVisible(f"no file {relative!r} in {job}")
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if not relative.lower().endswith((".png", ".jpg", ".jpeg", ".svg", ".txt", ".log")):
-            params["ResponseContentDisposition"] = (
-                f'attachment; filename="{posixpath.basename(relative)}"'
-            )
-        url: str = self.storage.s3.generate_presigned_url(
-            "get_object", Params=params, ExpiresIn=URL_SECONDS
-        )
-        return url
+        shown = relative.lower().endswith((".png", ".jpg", ".jpeg", ".svg", ".txt", ".log"))
+        attachment = None if shown else posixpath.basename(relative)
+        return presign.download_url(self.storage, bucket, key, URL_SECONDS, attachment)
 
     def download_commands(self, bucket: str, group: str, job: str) -> tuple[str, str]:
         """``ncaas-dev results …`` and ``aws s3 cp --recursive …`` for the whole job folder."""
