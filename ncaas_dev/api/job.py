@@ -36,6 +36,14 @@ class Job:
         self.results_dir: Path | None = None
         self._status = client.status(group, name)
 
+    @classmethod
+    def of(cls, client: AnalysisClient, group: str, status: JobStatus) -> Job:
+        """The job whose status.json was just read as ``status`` (not read again)."""
+        job = cls.__new__(cls)
+        job._client, job.group, job.name, job.results_dir = client, group, status.job, None
+        job._status = status
+        return job
+
     def __repr__(self) -> str:
         return f"Job({self.analysis}/{self.group}/{self.name}: {self.state.value})"
 
@@ -112,8 +120,9 @@ class Job:
         ``Job``'s attributes are kept current meanwhile. Between polls, a ``step`` event with
         the current state is yielded, so a consumer can stop or time out while nothing
         happens."""
-        offsets: dict[str, int] = {}
-        partial: dict[str, str] = {}
+        from .follow import LogTail
+
+        tails: dict[str, LogTail] = {}
         seen = 0
         while True:
             done = self.finished  # read before status: end.txt is written last
@@ -124,17 +133,10 @@ class Job:
             for name in self._status.datasets if logs else ():
                 if dataset and name != dataset:
                     continue
-                chunk = self._client.log_since(self.group, self.name, name, offsets.get(name, 0))
-                if chunk:
-                    offsets[name] = offsets.get(name, 0) + len(chunk)
-                    text = partial.get(name, "") + chunk.decode("utf-8", "replace")
-                    *lines, partial[name] = text.split("\n")
-                    for line in lines:
-                        yield Progress("log", line, dataset=name)
+                tail = tails.setdefault(name, LogTail(self._client, self.group, self.name, name))
+                for line in tail.poll(ended=done):
+                    yield Progress("log", line, dataset=name)
             if done:
-                for name, rest in partial.items():
-                    if rest:
-                        yield Progress("log", rest, dataset=name)
                 self.refresh()
                 return
             yield Progress("step", self.state.value)

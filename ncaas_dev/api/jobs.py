@@ -125,12 +125,16 @@ def jobs(
     *,
     endpoint_url: str | None = None,
     cloud: bool = False,
+    limit: int | None = None,
+    before: str | None = None,
 ) -> list[Job]:
-    """A group's jobs (the blueprint's first group by default), newest first."""
+    """A group's jobs (the blueprint's first group by default), newest first (by job folder
+    name, which starts with its time). A page: ``limit`` jobs at most, and ``before`` the
+    last job name of the previous page; only that page's status files are read."""
     target = analysis if isinstance(analysis, str) else str(loaded(analysis).folder)
     opened = open_analysis(target, endpoint_url, group, cloud)
-    found = [Job(opened.client, opened.group, s.job) for s in opened.client.jobs(opened.group)]
-    return list(reversed(found))
+    statuses = opened.client.jobs(opened.group, limit, before)
+    return [Job.of(opened.client, opened.group, s) for s in statuses]
 
 
 def job(

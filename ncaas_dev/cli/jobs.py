@@ -23,7 +23,7 @@ from .render import Renderer, event_line
 
 if TYPE_CHECKING:
     from ..api.progress import OnProgress, Progress
-    from ..status import JobStatus
+    from ..api.records import JobStatus
 
 
 def _job_doc(status: JobStatus, results: Path | None = None) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def _job_doc(status: JobStatus, results: Path | None = None) -> dict[str, Any]:
 def _summary(status: JobStatus, results: Path | None) -> None:
     from rich.table import Table
 
-    from ..status import State
+    from ..api.records import State
 
     table = Table(title=f"{status.job}: {status.state.value}", title_justify="left")
     for column in ("dataset", "state", "exit", "reason"):
@@ -55,7 +55,7 @@ def _summary(status: JobStatus, results: Path | None) -> None:
 
 
 def _finish(status: JobStatus) -> None:
-    from ..status import State
+    from ..api.records import State
 
     if status.state != State.SUCCEEDED:
         raise JobFailed(f"job {status.job} {status.state.value}: {status.reason}")
@@ -156,13 +156,20 @@ def _quiet_steps(render: Renderer) -> OnProgress:
 def jobs(
     analysis: Annotated[str, typer.Argument(help="Blueprint folder or analysis name.")],
     group: GroupOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="At most this many (a page).")
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Only jobs older than this one (next page).")
+    ] = None,
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a group's jobs and their states."""
+    """List a group's jobs and their states, newest first."""
     from ..api.jobs import jobs as list_jobs
 
-    found = [j.status for j in reversed(list_jobs(analysis, group, endpoint_url=endpoint_url))]
+    page = list_jobs(analysis, group, endpoint_url=endpoint_url, limit=limit, before=before)
+    found = [j.status for j in page]
     if as_json:
         emit_json([_job_doc(s) for s in found])
         return

@@ -9,7 +9,6 @@ import typer
 
 from ..api.stack import check_launcher
 from .common import EndpointOpt, JsonOpt, LauncherOpt, console, emit_json, err
-from .context import Context
 from .render import Renderer
 
 if TYPE_CHECKING:
@@ -94,28 +93,7 @@ def dispatch(
     """Run the dispatcher loop in the foreground (`up` starts it in the background)."""
     import logging
 
-    from ..dispatcher import Dispatcher
-    from ..launchers.factory import make_launcher
-    from ..provision import ensure_queue
-    from ..queue import QueueLoop
-    from ..stack import DISPATCH_WAIT_SECONDS
+    from ..api.stack import dispatch as serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(message)s")
-    check_launcher(launcher)
-    ctx = Context.create(endpoint_url)
-    ctx.require_stack(DISPATCH_WAIT_SECONDS, logging.getLogger(__name__).info)
-    queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
-    dispatcher = Dispatcher(
-        ctx.storage,
-        make_launcher(launcher, ctx.settings, ctx.storage),
-        ctx.settings.endpoint_url,
-        ctx.settings.region,
-    )
-    recovered = dispatcher.recover()
-    logging.getLogger(__name__).info(
-        "serving %s with the %s launcher; %d queued dataset(s) recovered",
-        queue_url,
-        launcher,
-        recovered,
-    )
-    QueueLoop(ctx.sqs, queue_url, dispatcher).run_forever()
+    serve(check_launcher(launcher), endpoint_url=endpoint_url)

@@ -146,16 +146,11 @@ def id_token_claims(token: str) -> dict[str, Any]:
 
 def cognito_groups(config: CognitoConfig, username: str, password: str) -> tuple[str, list[str]]:
     """Sign in with InitiateAuth (USER_PASSWORD_AUTH); the user's name and Cognito groups."""
-    import boto3
     from botocore.exceptions import ClientError
 
-    local = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    client = boto3.client(
-        "cognito-idp",
-        region_name=config.region,
-        endpoint_url=config.endpoint_url,
-        **(local if config.endpoint_url else {}),  # type: ignore[call-overload]
-    )
+    from ..api.browse import cognito_client
+
+    client = cognito_client(config.region, config.endpoint_url)
     try:
         reply = client.initiate_auth(
             ClientId=config.client_id,

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from ..api.browse import Analysis, Backend
 from .auth import CognitoConfig, Tokens, User, csrf_token, current_user
-from .backend import Analysis, Backend
 
 HERE = Path(__file__).parent
 SESSION_SECONDS = 8 * 3600

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from .backend import CONFIG_MAX
+from ..api.browse import CONFIG_MAX
 
 
 def config_problem(name: str, body: bytes) -> str | None:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from .backend import NotVisible
+from ..api.browse import NotVisible
 from .common import backend_of, signed_in
 from .pages import summary
 
@@ -91,25 +91,20 @@ async def log_events(request: Request) -> Response:
     status = await asyncio.to_thread(backend.status, bucket, user.group, job)
     if status is not None and dataset not in status.datasets:
         raise NotVisible(f"no dataset {dataset!r} in {job}")
-    start = _offset(request)
+    tail = backend.log_tail(bucket, user.group, job, dataset, _offset(request))
 
     async def stream() -> AsyncIterator[str]:
-        offset, quiet = start, 0.0
+        quiet = 0.0
         yield "retry: 1000\n\n"
         while not await request.is_disconnected():
             # Whether it ended is read before the log: a log read after it is complete.
             ended = await asyncio.to_thread(backend.finished, bucket, user.group, job)
-            chunk = await asyncio.to_thread(
-                backend.log_since, bucket, user.group, job, dataset, offset
-            )
-            whole = chunk if ended else chunk[: chunk.rfind(b"\n") + 1]
-            if whole:
-                offset += len(whole)
-                text = whole.decode("utf-8", "replace").removesuffix("\n")
-                yield event(text, name="log", event_id=offset)
+            lines = await asyncio.to_thread(tail.poll, ended)
+            if lines:
+                yield event("\n".join(lines), name="log", event_id=tail.offset)
                 quiet = 0.0
             if ended:
-                yield event("", name="end", event_id=offset)
+                yield event("", name="end", event_id=tail.offset)
                 return
             if quiet >= KEEPALIVE_SECONDS:
                 quiet = 0.0

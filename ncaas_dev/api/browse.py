@@ -1,23 +1,27 @@
-"""The web client's one adapter onto the library: every S3 key and call goes through here.
+"""What a browser client of a stack needs (``ncaas-dev web``): analyses and groups, a group's
+files and jobs, presigned multipart uploads and downloads, submissions, job status and logs.
 
-Pages and streams ask this module, never boto3 or the layout directly, so moving the web client
-onto the public Python API (issue 11) changes this file only. Keys come from ``layout`` and are
-checked with its ``check_group_key``; data bytes never pass through this process: uploads and
-downloads are presigned URLs the browser uses against S3 itself.
+Part of the public API: the web client's pages and streams ask this module, never the layout
+or S3 directly. Keys come from ``layout`` and are checked with its ``check_group_key``; data
+bytes never pass through this process: uploads and downloads are presigned URLs the browser
+uses against S3 itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import posixpath
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import presign
-from ..analysis import load_record, provisioned_analyses
+from ..analysis import provisioned_records
+from ..aws import client as aws_client
 from ..client import AnalysisClient, Submitted
 from ..errors import NcaasError
 from ..layout import (
@@ -29,9 +33,10 @@ from ..layout import (
     is_submission_key,
 )
 from ..provision import allow_browser_uploads
-from ..settings import Settings
+from ..settings import Settings, check_cloud_environment
 from ..status import JobStatus
 from ..storage import AccessDenied, NotFound, ObjectInfo, Storage
+from .follow import LogTail
 
 MiB = 1024**2
 MAX_OBJECT = 5 * 1024**4  # S3's largest object
@@ -41,6 +46,30 @@ UPLOAD_FOLDERS = ("inputs", "configs")
 URL_SECONDS = 3600
 CONFIG_MAX = 1 * MiB  # a config larger than this is not validated inline
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONFIG_MAX", "MAX_OBJECT", "Analysis", "Backend", "Forbidden", "LogTail", "NotVisible",
+    "Settings", "Submitted", "Upload", "cognito_client", "open_backend", "part_size",
+    "stack_settings", "submission_id",
+]  # fmt: skip
+
+
+def stack_settings(endpoint_url: str | None = None, cloud: bool = False) -> Settings:
+    """Where the web client's stack is (``--cloud``: real AWS, its settings checked)."""
+    if cloud:
+        check_cloud_environment(os.environ, endpoint_url)
+    return Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+
+
+def open_backend(settings: Settings) -> Backend:
+    from ..aws import s3_client
+
+    return Backend(settings, Storage(s3_client(settings), settings.endpoint_url))
+
+
+def cognito_client(region: str, endpoint_url: str | None) -> Any:
+    """Cognito's user-pool API, from the one client factory (LocalStack's keys locally)."""
+    return aws_client(Settings(endpoint_url=endpoint_url, region=region), "cognito-idp")
 
 
 class Forbidden(NcaasError):
@@ -94,10 +123,7 @@ class Backend:
         if time.monotonic() - stamp < max_age:
             return cached
         found: dict[str, Analysis] = {}
-        for bucket in provisioned_analyses(self.storage):
-            record = load_record(self.storage, bucket)
-            if record is None:
-                continue
+        for bucket, record in provisioned_records(self.storage).items():
             bp = record.blueprint
             groups = {g.name: list(g.users) for g in bp.groups}
             found[bucket] = Analysis(bucket, bp.analysis, bp.description or "", groups)
@@ -201,10 +227,11 @@ class Backend:
         return self.client(bucket).job_of(submitted)
 
     # -- jobs ---------------------------------------------------------------------------------
-    def job_names(self, bucket: str, group: str) -> list[str]:
-        """The group's job folders, newest first (job folder names start with their time)."""
-        names = self.storage.list_folders(bucket, group_prefix(group, "results"))
-        return sorted(names, reverse=True)
+    def job_names(
+        self, bucket: str, group: str, limit: int | None = None, before: str | None = None
+    ) -> list[str]:
+        """The group's job folders, newest first (the API's one order; a page as there)."""
+        return self.client(bucket).job_names(group, limit, before)
 
     def statuses(self, bucket: str, group: str, jobs: list[str]) -> list[JobStatus | None]:
         client = self.client(bucket)
@@ -234,8 +261,9 @@ class Backend:
     def finished(self, bucket: str, group: str, job: str) -> bool:
         return self.client(bucket).finished(group, job)
 
-    def log_since(self, bucket: str, group: str, job: str, dataset: str, offset: int) -> bytes:
-        return self.client(bucket).log_since(group, job, dataset, offset)
+    def log_tail(self, bucket: str, group: str, job: str, dataset: str, offset: int) -> LogTail:
+        """A dataset's log from ``offset`` on, followed as ``Job.watch`` follows it."""
+        return LogTail(self.client(bucket), group, job, dataset, offset)
 
     def certificate(self, bucket: str, group: str, job: str) -> str:
         try:
