@@ -17,7 +17,6 @@ import fnmatch
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from moto.iam.access_control import IAMPolicy, PermissionResult
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.blueprint import Blueprint, parse_blueprint
@@ -45,12 +45,6 @@ ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 BUCKET = "spike-access"
 OTHER_BUCKET = "someone-elses-bucket"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def resolve(value: Any, refs: dict[str, str], arns: dict[str, str]) -> Any:
@@ -122,7 +116,7 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[Moto]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1000000"}  # setup first, unchecked
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         env.pop(name, None)
