@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from . import __version__
 from .blueprint import Blueprint, LoadedBlueprint
 from .layout import BLUEPRINT_RECORD
-from .storage import NotFound, Storage, translated
+from .storage import NotFound, Storage
 
 
 class AnalysisRecord(BaseModel):
@@ -45,8 +45,15 @@ def load_record(storage: Storage, bucket: str) -> AnalysisRecord | None:
     return AnalysisRecord.model_validate(doc)
 
 
+def provisioned_records(storage: Storage) -> dict[str, AnalysisRecord]:
+    """The analyses on the stack: every bucket holding an analysis record, with its record.
+    (`ncaas-dev status` asks the same without boto3: ``stack_status.probe_analyses``.)"""
+    from .bucketconfig import list_buckets  # (bucketconfig is beside storage, below this)
+
+    found = {b: load_record(storage, b) for b in list_buckets(storage)}
+    return {b: record for b, record in found.items() if record is not None}
+
+
 def provisioned_analyses(storage: Storage) -> list[str]:
     """Buckets on the stack that hold an analysis record."""
-    with translated("list buckets", storage.endpoint):
-        buckets = [b["Name"] for b in storage.s3.list_buckets().get("Buckets", [])]
-    return [b for b in buckets if load_record(storage, b) is not None]
+    return list(provisioned_records(storage))

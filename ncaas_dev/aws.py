@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from .settings import Settings
+from .settings import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -21,10 +21,13 @@ _RETRIES = {"max_attempts": 4, "mode": "standard"}
 
 @lru_cache(maxsize=8)
 def _local_session(region: str) -> boto3.Session:
-    # LocalStack accepts any credentials; fixed ones keep a user's real keys out of it.
     # One session per region and process: it caches the service models, so every client
     # after the first is made in milliseconds instead of a few hundred.
-    return boto3.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=region)
+    return boto3.Session(
+        aws_access_key_id=LOCAL_ACCESS_KEY,
+        aws_secret_access_key=LOCAL_SECRET_KEY,
+        region_name=region,
+    )
 
 
 def session(settings: Settings) -> boto3.Session:

@@ -116,8 +116,7 @@ class AnalysisClient:
     def _job_in_results(self, submitted: Submitted) -> str | None:
         """The job whose status names this submission (newest folders first)."""
         group = submitted.key.split("/", 1)[0]
-        folders = sorted(self.storage.list_folders(self.bucket, group_prefix(group, "results")))
-        for job in reversed(folders):
+        for job in self.job_names(group):
             try:
                 doc, _ = self.storage.get_json(self.bucket, JobPaths(group, job).status)
             except (NotFound, AccessDenied, ValueError):  # unreadable: not this job
@@ -138,14 +137,35 @@ class AnalysisClient:
             raise NcaasError(f"status of {job} is not readable JSON") from e
         return JobStatus.model_validate(doc)
 
-    def jobs(self, group: str) -> list[JobStatus]:
-        found: list[JobStatus] = []
-        for job in self.storage.list_folders(self.bucket, group_prefix(group, "results")):
+    def job_names(
+        self, group: str, limit: int | None = None, before: str | None = None
+    ) -> list[str]:
+        """The group's job folders, newest first: the one order of every listing (CLI, API,
+        web). Job folder names start with their time, so this costs one LIST per 1000 jobs
+        and no status read. ``before``: only the jobs after that one in this order (the next
+        page); ``limit``: at most that many."""
+        names = sorted(self.storage.list_folders(self.bucket, group_prefix(group, "results")))
+        names.reverse()
+        if before is not None:
+            names = [n for n in names if n < before]
+        return names if limit is None else names[:limit]
+
+    def jobs(
+        self, group: str, limit: int | None = None, before: str | None = None
+    ) -> list[JobStatus]:
+        """The statuses of ``job_names(...)`` (read 8 at a time); a job folder without a
+        readable status yet is left out."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(job: str) -> JobStatus | None:
             try:
-                found.append(self.status(group, job))
+                return self.status(group, job)
             except NcaasError:
-                continue
-        return sorted(found, key=lambda s: s.created)
+                return None
+
+        names = self.job_names(group, limit, before)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return [s for s in pool.map(one, names) if s is not None]
 
     def log_since(self, group: str, job: str, dataset: str, offset: int) -> bytes:
         """Bytes of a dataset's log after ``offset`` (the log object is rewritten as it grows)."""

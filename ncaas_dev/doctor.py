@@ -146,8 +146,8 @@ def check_credentials(settings: Settings) -> Check:
 def check_ami(settings: Settings, loaded: LoadedBlueprint) -> Check:
     from .aws import ec2_client
     from .buildcache import cached_build
+    from .cloud.ec2.images import check_ami as verify
     from .containers import Engine, connect
-    from .launchers.ec2 import check_ami as verify
 
     blueprint = loaded.blueprint
     ami = blueprint.cloud.ami

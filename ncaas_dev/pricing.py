@@ -120,9 +120,11 @@ def fetch_price(client: Any, instance_type: str) -> float | None:
 
 
 def refresh(types: list[str], path: Path = PRICE_TABLE) -> dict[str, float]:
-    import boto3
+    from .aws import client as aws_client
+    from .settings import Settings
 
-    client = boto3.client("pricing", region_name="us-east-1")
+    # Real AWS (the Price List API lives in us-east-1), from the one client factory.
+    client = aws_client(Settings(endpoint_url=None, region="us-east-1"), "pricing")
     doc = json.loads(path.read_text())
     for instance_type in types or sorted(doc["prices"]):
         price = fetch_price(client, instance_type)

@@ -6,9 +6,14 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from .analysis import AnalysisRecord, save_record
+from .bucketconfig import (
+    cors_rules,
+    lifecycle_rules,
+    put_cors_rules,
+    put_lifecycle_rules,
+    put_notifications,
+)
 from .layout import CANCEL_SUFFIX, GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
 from .settings import Settings
 from .storage import Storage, translated
@@ -75,21 +80,16 @@ def provision(
     _, queue_arn = ensure_queue(sqs, settings.endpoint_url)
     # Rules on the suffix only: submissions of unknown groups reach the dispatcher too, and are
     # answered with a rejection instead of silence; keys outside submissions/ are ignored there.
-    with translated(f"set notifications on {bucket}", settings.endpoint_url):
-        storage.s3.put_bucket_notification_configuration(
-            Bucket=bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {
-                        "Id": rule_id,
-                        "QueueArn": queue_arn,
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": suffix}]}},
-                    }
-                    for rule_id, suffix in NOTIFIED_SUFFIXES
-                ]
-            },
-        )
+    rules = [
+        {
+            "Id": rule_id,
+            "QueueArn": queue_arn,
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {"Key": {"FilterRules": [{"Name": "suffix", "Value": suffix}]}},
+        }
+        for rule_id, suffix in NOTIFIED_SUFFIXES
+    ]
+    put_notifications(storage, bucket, {"QueueConfigurations": rules})
     allow_browser_uploads(storage, bucket)  # the web client's uploads (below)
     save_record(storage, record, bucket)
 
@@ -105,45 +105,30 @@ ABORT_RULE_ID = "abort-incomplete-uploads"  # the id deploy's template gives the
 def allow_browser_uploads(storage: Storage, bucket: str, origins: Iterable[str] = ()) -> None:
     """CORS for the web client's origins (ETag exposed) and a lifecycle rule that aborts
     multipart uploads left incomplete for 7 days; other rules on the bucket are kept."""
-    s3, endpoint = storage.s3, storage.endpoint
-    with translated(f"set CORS on {bucket}", endpoint):
-        try:
-            rules: list[dict[str, Any]] = [
-                dict(r) for r in s3.get_bucket_cors(Bucket=bucket).get("CORSRules", [])
-            ]
-        except ClientError:
-            rules = []  # NoSuchCORSConfiguration: none yet
-        ours = next((r for r in rules if r.get("ID") == CORS_RULE_ID), None)
-        known = set(ours.get("AllowedOrigins", [])) if ours else set()
-        wanted = sorted(known | set(WEB_ORIGINS) | set(origins))
-        if ours is None or sorted(known) != wanted:
-            rules = [r for r in rules if r.get("ID") != CORS_RULE_ID]
-            rules.append(
-                {
-                    "ID": CORS_RULE_ID,
-                    "AllowedOrigins": wanted,
-                    "AllowedMethods": ["GET", "PUT", "HEAD"],
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": ["ETag"],
-                    "MaxAgeSeconds": 3000,
-                }
-            )
-            s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": rules})  # type: ignore[typeddict-item]
-    with translated(f"set lifecycle on {bucket}", endpoint):
-        try:
-            reply = s3.get_bucket_lifecycle_configuration(Bucket=bucket)
-            kept: list[dict[str, Any]] = [dict(r) for r in reply.get("Rules", [])]
-        except ClientError:
-            kept = []  # NoSuchLifecycleConfiguration
-        if any(r.get("ID") == ABORT_RULE_ID for r in kept):
-            return
-        rule: dict[str, Any] = {
-            "ID": ABORT_RULE_ID,
-            "Status": "Enabled",
-            "Filter": {"Prefix": ""},
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
-        }
-        s3.put_bucket_lifecycle_configuration(
-            Bucket=bucket,
-            LifecycleConfiguration={"Rules": [*kept, rule]},  # type: ignore[list-item]
+    rules = cors_rules(storage, bucket)
+    ours = next((r for r in rules if r.get("ID") == CORS_RULE_ID), None)
+    known = set(ours.get("AllowedOrigins", [])) if ours else set()
+    wanted = sorted(known | set(WEB_ORIGINS) | set(origins))
+    if ours is None or sorted(known) != wanted:
+        rules = [r for r in rules if r.get("ID") != CORS_RULE_ID]
+        rules.append(
+            {
+                "ID": CORS_RULE_ID,
+                "AllowedOrigins": wanted,
+                "AllowedMethods": ["GET", "PUT", "HEAD"],
+                "AllowedHeaders": ["*"],
+                "ExposeHeaders": ["ETag"],
+                "MaxAgeSeconds": 3000,
+            }
         )
+        put_cors_rules(storage, bucket, rules)
+    kept = lifecycle_rules(storage, bucket) or []
+    if any(r.get("ID") == ABORT_RULE_ID for r in kept):
+        return
+    rule: dict[str, Any] = {
+        "ID": ABORT_RULE_ID,
+        "Status": "Enabled",
+        "Filter": {"Prefix": ""},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+    }
+    put_lifecycle_rules(storage, bucket, [*kept, rule])

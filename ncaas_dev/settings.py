@@ -10,6 +10,9 @@ from pathlib import Path
 from .errors import UsageError
 
 DEFAULT_ENDPOINT = "http://localhost:4566"
+# LocalStack accepts any keys; these fixed ones keep a user's real keys out of it. Written once:
+# every client, signer and child process for a local stack takes them from here.
+LOCAL_ACCESS_KEY = LOCAL_SECRET_KEY = "test"
 DEFAULT_REGION = "us-east-1"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +77,7 @@ def check_cloud_environment(environ: Mapping[str, str], endpoint_url: str | None
                 f"--cloud, but {name}={environ[name]} points the AWS clients elsewhere",
                 hint=f"unset {name} for real AWS (or drop --cloud to work against LocalStack)",
             )
-    if environ.get("AWS_ACCESS_KEY_ID") == "test":
+    if environ.get("AWS_ACCESS_KEY_ID") == LOCAL_ACCESS_KEY:
         raise UsageError(
             "--cloud, but AWS_ACCESS_KEY_ID is LocalStack's 'test' key",
             hint="use real credentials (AWS_PROFILE, `aws configure`, an instance role)",

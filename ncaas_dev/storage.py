@@ -57,7 +57,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
-    modified: float = 0.0  # epoch seconds of LastModified, where a listing gives it
+    modified: float = 0.0  # epoch seconds of LastModified (listings and ``head``; 0 unknown)
 
 
 def _code(error: ClientError) -> str:
@@ -176,7 +176,18 @@ class Storage:
                 meta = self.s3.head_object(Bucket=bucket, Key=key)
         except NotFound:
             return None
-        return ObjectInfo(key=key, size=meta["ContentLength"], etag=meta["ETag"].strip('"'))
+        etag, modified = meta["ETag"].strip('"'), meta["LastModified"].timestamp()
+        return ObjectInfo(key=key, size=meta["ContentLength"], etag=etag, modified=modified)
+
+    def sha256_of(self, bucket: str, key: str) -> str | None:
+        """The object's SHA-256 as S3 computed it when stored (base64), None if S3 has none or
+        there is no such object: what an upload with ``sha256=`` asked S3 to check."""
+        try:
+            with self._t(f"s3://{bucket}/{key}"):
+                meta = self.s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+        except NotFound:
+            return None
+        return meta.get("ChecksumSHA256")
 
     def get_bytes(self, bucket: str, key: str, max_bytes: int | None = None) -> tuple[bytes, str]:
         """Object body and ETag; reads at most ``max_bytes + 1`` bytes so a huge file is cheap."""
@@ -210,8 +221,10 @@ class Storage:
         if_none_match: bool = False,
         if_match: str | None = None,
         verified: bool = False,
+        sha256: str | None = None,
     ) -> str:
-        """Write ``body``; ``verified``: S3 checks it against its MD5 and refuses a changed one."""
+        """Write ``body``; ``verified``: S3 checks it against its MD5 and refuses a changed one;
+        ``sha256`` (base64): S3 checks that one and keeps it (``sha256_of``)."""
         args: dict[str, Any] = {
             "Bucket": bucket,
             "Key": key,
@@ -221,6 +234,8 @@ class Storage:
         if verified:
             digest = hashlib.md5(body, usedforsecurity=False).digest()
             args["ContentMD5"] = base64.b64encode(digest).decode()
+        if sha256:
+            args["ChecksumSHA256"] = sha256
         if if_none_match:
             args["IfNoneMatch"] = "*"
         if if_match is not None:

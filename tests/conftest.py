@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
 import isolation  # tests/ is on sys.path: pytest's rootdir conftest
 import pytest
-from integration.jobs import SESSION_ANALYSES, copy_blueprint, pin_image, remove_image
+from integration.jobs import SESSION_ANALYSES, copy_blueprint, provisioned
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 from warm_server import wait_for_command_server
 
-from ncaas_dev.analysis import AnalysisRecord
-from ncaas_dev.aws import s3_client, sqs_client
-from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
+from ncaas_dev.aws import s3_client
+from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine, connect
-from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.stack import (
     STACK_PROCESSES,
@@ -46,12 +44,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     isolation.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("ncaas-state")
@@ -60,7 +52,7 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def settings(state_dir: Path) -> Iterator[Settings]:
     """A LocalStack of the test session's own, started the way `ncaas-dev up` starts it."""
-    port = int(os.environ.get("NCAAS_TEST_LOCALSTACK_PORT", _free_port()))
+    port = int(os.environ.get("NCAAS_TEST_LOCALSTACK_PORT", free_port()))
     settings = Settings(endpoint_url=f"http://127.0.0.1:{port}", state_dir=state_dir)
     start_localstack(settings)
     yield settings
@@ -130,16 +122,8 @@ def probe(
 ) -> Iterator[LoadedBlueprint]:
     """The probe analysis under a bucket name unique to this session, built and provisioned."""
     folder = copy_blueprint(FIXTURES / "probe", tmp_path_factory.mktemp("probe"), "ncaas-test")
-    loaded = load_blueprint(folder)
-    image_id = engine.build(loaded)
-    pin_image(engine, loaded.blueprint.image_tag)
-    provision(storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, image_id))
-    yield loaded
-    for container in engine.client.containers.list(
-        all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
-    ):
-        container.remove(force=True)
-    remove_image(engine, loaded.blueprint.image_tag)
+    with provisioned(engine, storage, settings, folder) as (loaded, _):
+        yield loaded
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from .project import BlueprintLike, cached_build, loaded
 if TYPE_CHECKING:
     from ..blueprint import LoadedBlueprint
     from ..cloud.bake.bake import BakeResult
-    from ..cloud.deploy.deploy import DeployResult
+    from ..cloud.deploy.deploy import DeployResult as DeployResult
     from ..settings import Settings
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import JobTimeout, UsageError
-from .logs import LogScreen, render_log
+from .logs import render_log
 from .progress import OnProgress, Progress
 
 if TYPE_CHECKING:
@@ -36,6 +36,14 @@ class Job:
         self.name = name
         self.results_dir: Path | None = None
         self._status = client.status(group, name)
+
+    @classmethod
+    def of(cls, client: AnalysisClient, group: str, status: JobStatus) -> Job:
+        """The job whose status.json was just read as ``status`` (not read again)."""
+        job = cls.__new__(cls)
+        job._client, job.group, job.name, job.results_dir = client, group, status.job, None
+        job._status = status
+        return job
 
     def __repr__(self) -> str:
         return f"Job({self.analysis}/{self.group}/{self.name}: {self.state.value})"
@@ -113,8 +121,9 @@ class Job:
         ``Job``'s attributes are kept current meanwhile. Between polls, a ``step`` event with
         the current state is yielded, so a consumer can stop or time out while nothing
         happens."""
-        offsets: dict[str, int] = {}
-        screens: dict[str, LogScreen] = {}  # CR rewrites rendered as a terminal shows them
+        from .follow import LogTail
+
+        tails: dict[str, LogTail] = {}
         seen = 0
         while True:
             done = self.finished  # read before status: end.txt is written last
@@ -125,15 +134,10 @@ class Job:
             for name in self._status.datasets if logs else ():
                 if dataset and name != dataset:
                     continue
-                chunk = self._client.log_since(self.group, self.name, name, offsets.get(name, 0))
-                if chunk:
-                    offsets[name] = offsets.get(name, 0) + len(chunk)
-                    for line in screens.setdefault(name, LogScreen()).feed(chunk):
-                        yield Progress("log", line, dataset=name)
+                tail = tails.setdefault(name, LogTail(self._client, self.group, self.name, name))
+                for line in tail.poll(ended=done):
+                    yield Progress("log", line, dataset=name)
             if done:
-                for name, screen in screens.items():
-                    for line in screen.close():
-                        yield Progress("log", line, dataset=name)
                 self.refresh()
                 return
             yield Progress("step", self.state.value)

@@ -40,7 +40,7 @@ def run(
     its state (``job.check()`` raises ``JobFailed`` unless it succeeded); raises
     ``JobTimeout`` after ``timeout`` seconds, ``UsageError`` for a bad group, file or launcher.
     """
-    from ..cli.common import check_launcher
+    from ..launchers.names import check_launcher
 
     item = loaded(bp)
     group = group or item.blueprint.groups[0].name
@@ -125,12 +125,16 @@ def jobs(
     *,
     endpoint_url: str | None = None,
     cloud: bool = False,
+    limit: int | None = None,
+    before: str | None = None,
 ) -> list[Job]:
-    """A group's jobs (the blueprint's first group by default), newest first."""
+    """A group's jobs (the blueprint's first group by default), newest first (by job folder
+    name, which starts with its time). A page: ``limit`` jobs at most, and ``before`` the
+    last job name of the previous page; only that page's status files are read."""
     target = analysis if isinstance(analysis, str) else str(loaded(analysis).folder)
     opened = open_analysis(target, endpoint_url, group, cloud)
-    found = [Job(opened.client, opened.group, s.job) for s in opened.client.jobs(opened.group)]
-    return list(reversed(found))
+    statuses = opened.client.jobs(opened.group, limit, before)
+    return [Job.of(opened.client, opened.group, s) for s in statuses]
 
 
 def not_submissions(
@@ -201,8 +205,8 @@ def wait_for_job(
 def _require_ami(ctx: Context, item: LoadedBlueprint) -> None:
     """Refuse to submit work no instance could start; ``cloud.ami`` is set (checked before)."""
     from ..aws import ec2_client
+    from ..cloud.ec2.images import check_ami
     from ..containers import Engine, connect
-    from ..launchers.ec2 import check_ami
 
     ami = item.blueprint.cloud.ami
     assert ami is not None

@@ -8,11 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
+from ..launchers.names import LAUNCHERS, check_launcher
 from .context import Context
 from .progress import OnProgress, emit
 
 if TYPE_CHECKING:
     from .project import BlueprintLike
+
+
+__all__ = [
+    "LAUNCHERS", "check_launcher", "dispatch", "dispatcher_running", "down", "status", "up"
+]  # fmt: skip
 
 
 class ProcessState(TypedDict):
@@ -63,7 +69,6 @@ def up(
 
     ``containers``: the same stack in containers (``docker-compose.yml``, images built
     offline); its dispatcher runs datasets with the docker launcher only."""
-    from ..cli.common import check_launcher
     from ..errors import UsageError
 
     ctx = Context.create(endpoint_url)
@@ -149,6 +154,47 @@ def _localstack_up(ctx: Context) -> bool:
     if PidFile(ctx.settings.state_dir, "localstack").read().running:
         return True
     return ctx.settings.endpoint_url is not None and endpoint_answers(ctx.settings.endpoint_url)
+
+
+def dispatcher_running(*, endpoint_url: str | None = None) -> bool:
+    """Whether this state folder's dispatcher process runs (its pid file; no request)."""
+    from ..stack import PidFile
+
+    return PidFile(Context.create(endpoint_url).settings.state_dir, "dispatcher").read().running
+
+
+def dispatch(launcher: str = "docker", *, endpoint_url: str | None = None) -> None:
+    """The dispatcher loop, in this process, until it is stopped: waits for LocalStack
+    (``NCAAS_DISPATCH_WAIT_SECONDS``), re-queues what a dead dispatcher left queued, then
+    serves every analysis on the stack (`up` runs this in the background)."""
+    import logging
+
+    from ..dispatcher import Dispatcher
+    from ..launchers.factory import make_launcher
+    from ..provision import ensure_queue
+    from ..queue import QueueLoop
+    from ..stack import DISPATCH_WAIT_SECONDS
+
+    log = logging.getLogger("ncaas_dev.dispatcher")
+    launcher = check_launcher(launcher)
+    ctx = Context.create(endpoint_url)
+    ctx.require_own_stack()  # never serve another user's jobs
+    ctx.require_stack(DISPATCH_WAIT_SECONDS, log.info)
+    queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
+    dispatcher = Dispatcher(
+        ctx.storage,
+        make_launcher(launcher, ctx.settings, ctx.storage),
+        ctx.settings.endpoint_url,
+        ctx.settings.region,
+    )
+    recovered = dispatcher.recover()
+    log.info(
+        "serving %s with the %s launcher; %d queued dataset(s) recovered",
+        queue_url,
+        launcher,
+        recovered,
+    )
+    QueueLoop(ctx.sqs, queue_url, dispatcher).run_forever()
 
 
 def bring_up(

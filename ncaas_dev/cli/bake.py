@@ -81,8 +81,8 @@ def register(app: typer.Typer) -> None:
         """Bake the analysis into an AMI (LocalStack's EC2 unless --cloud); record it in the
         blueprint as cloud.ami."""
         from ..api.cloud import bake_report
+        from ..api.context import Context
         from ..api.project import load_blueprint
-        from ..settings import Settings
 
         loaded = load_blueprint(blueprint_dir)
         if as_json:
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
                 )
             finally:
                 reporter.close()
-        settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+        settings = Context.create(endpoint_url, cloud=cloud).settings
         where = "AWS" if cloud else f"LocalStack ({settings.endpoint_url})"
         if not result.baked:
             say(

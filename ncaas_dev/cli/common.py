@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import UsageError
-
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
@@ -79,14 +77,6 @@ LauncherOpt = Annotated[
         "(AWS Batch).",
     ),
 ]
-
-
-def check_launcher(launcher: str) -> str:
-    if launcher not in ("docker", "ec2", "slurm", "batch"):  # launchers.factory.LAUNCHERS
-        raise UsageError(
-            f"unknown launcher {launcher!r}", hint="use --launcher docker, ec2, slurm or batch"
-        )
-    return launcher
 
 
 # CSI sequences (colours, cursor moves), OSC sequences (titles, links) and two-byte escapes.

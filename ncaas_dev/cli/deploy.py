@@ -10,8 +10,8 @@ import typer
 from .common import CloudOpt, EndpointOpt, JsonOpt, console, emit_json, err, escape, print_table
 
 if TYPE_CHECKING:
+    from ..api.cloud import DeployResult
     from ..api.progress import Progress
-    from ..cloud.deploy.deploy import DeployResult
 
 _STYLE = {"COMPLETE": "green", "FAILED": "red", "PROGRESS": "yellow"}
 
@@ -90,14 +90,14 @@ def register(app: typer.Typer) -> None:
         """Create or update the analysis's stack (bucket, group access, dispatcher, instance
         role) with CloudFormation: LocalStack unless --cloud."""
         from ..api.cloud import deploy_report
+        from ..api.context import Context
         from ..api.project import load_blueprint
-        from ..settings import Settings
 
         loaded = load_blueprint(blueprint_dir)
         if cloud:
             where = f"AWS {loaded.blueprint.cloud.region}"
         else:
-            where = f"LocalStack ({Settings.from_env(endpoint_url=endpoint_url).endpoint_url})"
+            where = f"LocalStack ({Context.create(endpoint_url).settings.endpoint_url})"
         if as_json:
             result = deploy_report(loaded, cloud, endpoint_url=endpoint_url)
             emit_json(result.as_json())
@@ -112,9 +112,9 @@ def register(app: typer.Typer) -> None:
                         status.update(escape(event.message[:100]))
 
                 result = deploy_report(loaded, cloud, endpoint_url=endpoint_url, on_progress=show)
-            from ..stack import PidFile
+            from ..api.stack import dispatcher_running
 
-            running = PidFile(Settings.from_env().state_dir, "dispatcher").read().running
+            running = dispatcher_running()
             _summary(result, where, running)
         if result.missing:
             raise typer.Exit(1)

@@ -12,12 +12,10 @@ from .common import (
     EndpointOpt,
     JsonOpt,
     LauncherOpt,
-    check_launcher,
     console,
     emit_json,
     escape,
 )
-from .context import Context
 
 
 def doctor(
@@ -32,18 +30,11 @@ def doctor(
     """Check what ncaas-dev needs and say how to fix what is missing (exit 1 on a failure)."""
     from rich.table import Table
 
-    from ..blueprint import load_blueprint
-    from ..doctor import Level, diagnose
+    from ..api.tools import doctor as run_checks
 
-    styles = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "red"}
-    loaded = load_blueprint(blueprint_dir) if blueprint_dir else None
-    ctx = Context.create(endpoint_url, cloud=cloud)
-    checks = diagnose(ctx.settings, loaded)
-    if check_launcher(launcher) == "slurm":
-        from ..slurmcheck import slurm_checks
-
-        checks += slurm_checks()
-    failed = any(c.level == Level.FAIL for c in checks)
+    styles = {"ok": "green", "warn": "yellow", "fail": "red"}
+    checks = run_checks(blueprint_dir, cloud=cloud, launcher=launcher, endpoint_url=endpoint_url)
+    failed = any(c.level == "fail" for c in checks)
     if as_json:
         emit_json({"ok": not failed, "checks": [c.as_dict() for c in checks]})
     else:

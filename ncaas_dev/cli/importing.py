@@ -21,9 +21,9 @@ def import_(
     as_json: JsonOpt = False,
 ) -> None:
     """Turn a NeuroCAAS blueprint into an ncaas-dev blueprint folder; print what mapped where."""
-    from ..compat.importer import import_template
+    from ..api.tools import import_neurocaas
 
-    folder, imported = import_template(template, out)
+    folder, imported = import_neurocaas(template, out)
     if as_json:
         rows = [vars(r) for r in imported.rows]
         emit_json({"folder": str(folder), "analysis": imported.analysis, "mapping": rows})

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..api.stack import check_launcher
 from ..errors import JobFailed
 from .common import (
     EndpointOpt,
     GroupOpt,
     JsonOpt,
     LauncherOpt,
-    check_launcher,
     data_line,
     emit_json,
     escape,
@@ -23,7 +23,7 @@ from .render import Renderer, log_line, output_line, show_event
 
 if TYPE_CHECKING:
     from ..api.progress import OnProgress, Progress
-    from ..status import JobStatus
+    from ..api.records import JobStatus
 
 
 def _job_doc(status: JobStatus, results: Path | None = None) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def _job_doc(status: JobStatus, results: Path | None = None) -> dict[str, Any]:
 def _summary(status: JobStatus, results: Path | None) -> None:
     from rich.table import Table
 
-    from ..status import State
+    from ..api.records import State
 
     table = Table(title=f"{status.job}: {status.state.value}", title_justify="left")
     table.add_column("dataset", no_wrap=True)
@@ -57,7 +57,7 @@ def _summary(status: JobStatus, results: Path | None) -> None:
 
 
 def _finish(status: JobStatus) -> None:
-    from ..status import State
+    from ..api.records import State
 
     if status.state != State.SUCCEEDED:
         raise JobFailed(f"job {status.job} {status.state.value}: {status.reason}")
@@ -164,6 +164,12 @@ def _quiet_steps(render: Renderer) -> OnProgress:
 def jobs(
     analysis: Annotated[str, typer.Argument(help="Blueprint folder or analysis name.")],
     group: GroupOpt = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="At most this many (a page).")
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", help="Only jobs older than this one (next page).")
+    ] = None,
     endpoint_url: EndpointOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -171,7 +177,8 @@ def jobs(
     from ..api.jobs import jobs as list_jobs
     from ..api.jobs import not_submissions
 
-    found = [j.status for j in list_jobs(analysis, group, endpoint_url=endpoint_url)]
+    page = list_jobs(analysis, group, endpoint_url=endpoint_url, limit=limit, before=before)
+    found = [j.status for j in page]
     # Files in submissions/ that start nothing (misnamed): said, or their writer waits forever.
     for reason in not_submissions(analysis, group, endpoint_url=endpoint_url):
         data_line(f"[yellow]note:[/yellow] {escape(reason)}", f"note: {reason}", to_err=True)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def init(name: Annotated[Path, typer.Argument(help="Folder of the new blueprint.")]) -> None:
     """Scaffold a blueprint folder that runs as it is."""
     from ..api.project import load_blueprint
-    from ..scaffold import scaffold
+    from ..api.tools import init as scaffold
 
     folder = scaffold(name)
     console.print(f"created {folder}/ (blueprint.yaml, Dockerfile, main.py, README.md)")

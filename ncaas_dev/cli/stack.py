@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..api.stack import check_launcher
 from ..errors import UsageError
-from .common import EndpointOpt, JsonOpt, LauncherOpt, check_launcher, console, emit_json
-from .context import Context
+from .common import EndpointOpt, JsonOpt, LauncherOpt, console, emit_json
 from .render import Renderer
 
 if TYPE_CHECKING:
@@ -136,29 +136,7 @@ def dispatch(
     """Run the dispatcher loop in the foreground (`up` starts it in the background)."""
     import logging
 
-    from ..dispatcher import Dispatcher
-    from ..launchers.factory import make_launcher
-    from ..provision import ensure_queue
-    from ..queue import QueueLoop
-    from ..stack import DISPATCH_WAIT_SECONDS
+    from ..api.stack import dispatch as serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s dispatcher %(message)s")
-    check_launcher(launcher)
-    ctx = Context.create(endpoint_url)
-    ctx.require_own_stack()  # never serve another user's jobs
-    ctx.require_stack(DISPATCH_WAIT_SECONDS, logging.getLogger(__name__).info)
-    queue_url, _ = ensure_queue(ctx.sqs, ctx.settings.endpoint_url)
-    dispatcher = Dispatcher(
-        ctx.storage,
-        make_launcher(launcher, ctx.settings, ctx.storage),
-        ctx.settings.endpoint_url,
-        ctx.settings.region,
-    )
-    recovered = dispatcher.recover()
-    logging.getLogger(__name__).info(
-        "serving %s with the %s launcher; %d queued dataset(s) recovered",
-        queue_url,
-        launcher,
-        recovered,
-    )
-    QueueLoop(ctx.sqs, queue_url, dispatcher).run_forever()
+    serve(check_launcher(launcher), endpoint_url=endpoint_url)

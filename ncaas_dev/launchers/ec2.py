@@ -17,11 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from ..analysis import load_record
 from ..cloud.deploy.policies import trust_policy
-from ..cloud.ec2.api import LIVE_STATES, Ec2Regions, ec2_errors
+from ..cloud.ec2.api import LIVE_STATES, Ec2Regions
+from ..cloud.ec2.images import check_ami, snapshot_gb
 from ..cloud.ec2.refusals import error_code, explained, is_retryable, unsupported_here
 from ..cloud.ec2.signing import TAG_PROOF, launch_proof, stack_secret
 from ..cloud.ec2.userdata import VOLUME_INIT_MIB_S, render_user_data, watchdog_seconds
@@ -30,7 +29,6 @@ from ..cloud.layout import (
     TAG_BUCKET,
     TAG_DATASET,
     TAG_GROUP,
-    TAG_IMAGE_ID,
     TAG_JOB,
     load_stack_record,
     local_instance_profile,
@@ -356,46 +354,3 @@ class Ec2Launcher:
     def shutdown(self) -> None:
         """Instances run on and terminate themselves; nothing to stop."""
         self._live.clear()
-
-
-def snapshot_gb(image: dict[str, Any]) -> int:
-    """The size of an AMI's root snapshot (0 when the description does not say)."""
-    root = image.get("RootDeviceName")
-    for mapping in image.get("BlockDeviceMappings", []):
-        if mapping.get("DeviceName") == root:
-            return int(mapping.get("Ebs", {}).get("VolumeSize") or 0)
-    return 0
-
-
-def check_ami(
-    ec2: EC2Client,
-    ami: str,
-    image_id: str | None,
-    region: str,
-    settings: Settings,
-    blueprint_dir: str = "BLUEPRINT_DIR",
-) -> dict[str, Any]:
-    """The AMI exists and was baked from ``image_id``; returns its description. The fix names
-    ``blueprint_dir`` when the caller knows it."""
-    with ec2_errors(f"DescribeImages {ami}", settings.endpoint_url):
-        try:
-            images = ec2.describe_images(ImageIds=[ami])["Images"]
-        except ClientError as e:
-            if "NotFound" not in e.response.get("Error", {}).get("Code", ""):
-                raise
-            images = []
-    where = f"LocalStack at {settings.endpoint_url}" if settings.local else region
-    if not images:
-        raise NcaasError(
-            f"AMI {ami} (cloud.ami) does not exist in {where}",
-            hint=f"bake it there with `ncaas-dev bake {blueprint_dir}`",
-        )
-    image = images[0]
-    baked_from = tags_of(image).get(TAG_IMAGE_ID)
-    if baked_from and image_id and baked_from != image_id:
-        raise NcaasError(
-            f"AMI {ami} was baked from image {baked_from[:19]} but the analysis now runs "
-            f"{image_id[:19]}",
-            hint=f"bake again with `ncaas-dev bake {blueprint_dir}`",
-        )
-    return dict(image)

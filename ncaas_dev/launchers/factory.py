@@ -5,8 +5,9 @@ from __future__ import annotations
 from ..settings import Settings
 from ..storage import Storage
 from .base import Launcher
+from .names import LAUNCHERS
 
-LAUNCHERS = ("docker", "ec2", "slurm", "batch")
+__all__ = ["LAUNCHERS", "make_launcher"]
 
 
 def make_launcher(name: str, settings: Settings, storage: Storage) -> Launcher:

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..api.browse import Backend, Forbidden
 from .auth import User, check_csrf
-from .backend import Backend, Forbidden
 from .common import backend_of, config_of, signed_in
 
 

@@ -13,10 +13,10 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..api.browse import Forbidden, NotVisible
 from ..errors import NcaasError, ServiceUnavailable
 from . import api, cancel, live, pages
 from .auth import CsrfFailed, SignInRequired, safe_next
-from .backend import Forbidden, NotVisible
 from .common import HERE, WebConfig, render
 from .params import BadParameter, TooManyStreams
 from .security import SecurityHeaders

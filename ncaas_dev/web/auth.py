@@ -236,15 +236,9 @@ POOL_PREFIX = "ncaas-"  # deploy names each analysis's pool ncaas-{analysis} (co
 
 
 def _idp(config: CognitoConfig) -> Any:
-    import boto3
+    from ..api.browse import cognito_client
 
-    local = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    return boto3.client(
-        "cognito-idp",
-        region_name=config.region,
-        endpoint_url=config.endpoint_url,
-        **(local if config.endpoint_url else {}),  # type: ignore[call-overload]
-    )
+    return cognito_client(config.region, config.endpoint_url)
 
 
 def cognito_sign_in(config: CognitoConfig, username: str, password: str) -> CognitoUser:

@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..api.browse import NotVisible
 from ..api.job import Job
 from ..errors import UsageError
 from .auth import check_csrf
-from .backend import NotVisible
 from .common import backend_of, signed_in
 
 

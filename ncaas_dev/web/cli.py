@@ -40,13 +40,11 @@ def web(
     ] = None,
 ) -> None:
     """The web client for analysis users: upload, submit, watch and download in a browser."""
-    from ..settings import Settings, check_cloud_environment
+    from ..api.browse import stack_settings
     from .auth import CognitoConfig
     from .server import serve
 
-    if cloud:
-        check_cloud_environment(os.environ, endpoint_url)
-    settings = Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+    settings = stack_settings(endpoint_url, cloud)
     cognito = (
         CognitoConfig(
             cognito_client_id,

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
+from ..api.browse import Analysis, Backend, NotVisible
 from .auth import CognitoConfig, Sessions, Tokens, User, csrf_token, current_user
-from .backend import Analysis, Backend, NotVisible
 from .params import StreamSlots
 
 HERE = Path(__file__).parent

@@ -12,7 +12,7 @@ import json
 
 import yaml
 
-from .backend import CONFIG_MAX
+from ..api.browse import CONFIG_MAX
 
 MAX_DEPTH = 100
 TOO_DEEP = f"nested more than {MAX_DEPTH} levels deep; flatten the config"

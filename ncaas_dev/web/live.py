@@ -18,9 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from ..api.logs import LogScreen
+from ..api.browse import NotVisible
 from .auth import session_key
-from .backend import NotVisible
 from .common import backend_of, config_of, signed_in
 from .pages import summary
 from .params import event_offset
@@ -111,33 +110,23 @@ async def log_events(request: Request) -> Response:
     status = await asyncio.to_thread(backend.status, bucket, user.group, job)
     if status is not None and dataset not in status.datasets:
         raise NotVisible(f"no dataset {dataset!r} in {job}")
+    tail = backend.log_tail(bucket, user.group, job, dataset, start)
 
     async def stream() -> AsyncIterator[str]:
-        # ``read``: how far the log was read; ``done``: just past its last newline, where a
-        # reconnect resumes (the unfinished line is read again, never the whole log).
-        read = done = start
-        screen, shown, quiet = LogScreen(), "", 0.0
+        shown, quiet = "", 0.0
         yield "retry: 1000\n\n"
         while not await request.is_disconnected():
             # Whether it ended is read before the log: a log read after it is complete.
             ended = await asyncio.to_thread(backend.finished, bucket, user.group, job)
-            chunk = await asyncio.to_thread(
-                backend.log_since, bucket, user.group, job, dataset, read
-            )
-            read += len(chunk)
-            if b"\n" in chunk:
-                done = read - len(chunk) + chunk.rfind(b"\n") + 1
-            lines = screen.feed(chunk)
-            if ended:
-                lines, done = lines + screen.close(), read
+            lines = await asyncio.to_thread(tail.poll, ended)
             if lines:
-                yield event("\n".join(lines), name="log", event_id=done)
+                yield event("\n".join(lines), name="log", event_id=tail.offset)
                 quiet = 0.0
             if ended:
-                yield event("", name="end", event_id=done)
+                yield event("", name="end", event_id=tail.offset)
                 return
-            if screen.current != shown:
-                shown = screen.current
+            if tail.current != shown:
+                shown = tail.current
                 yield event(shown, name="partial")
                 quiet = 0.0
             if quiet >= KEEPALIVE_SECONDS:

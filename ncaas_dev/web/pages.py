@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..status import JobStatus, State
+from ..api.browse import MAX_OBJECT, Backend, NotVisible, submission_id
+from ..api.records import JobStatus, State
 from . import signin
 from .auth import check_csrf
-from .backend import MAX_OBJECT, Backend, NotVisible, submission_id
 from .checking import check_config
 from .common import backend_of, config_of, render, signed_in
 from .datasets import Choice, dataset_choices

@@ -8,9 +8,6 @@ leaves the site.
 
 from __future__ import annotations
 
-import re
-from urllib.parse import quote
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 AWS_S3 = "https://*.amazonaws.com"  # presigned uploads and figures, on AWS
@@ -64,34 +61,3 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+,=@-]")
-
-
-def attachment(name: str) -> str:
-    """A Content-Disposition that downloads ``name``: an ASCII fallback with nothing that could
-    end the quoted string or the header, and the exact name as RFC 5987 ``filename*``."""
-    fallback = _UNSAFE.sub("_", name)[:150] or "download"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
-
-
-_INLINE = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
-_TEXT = (".txt", ".log")
-
-
-def download_params(path: str) -> dict[str, str]:
-    """How S3 must answer a presigned GET of a result file: raster figures and text inline,
-    with their type fixed by name (never what the analysis claimed); anything else, which
-    could render as HTML or script (.html, .svg, ...), as a download."""
-    lowered = path.lower()
-    ext = lowered[lowered.rfind(".") :] if "." in lowered.rsplit("/", 1)[-1] else ""
-    if ext in _INLINE:
-        return {"ResponseContentType": _INLINE[ext]}
-    if ext in _TEXT:
-        return {"ResponseContentType": "text/plain; charset=utf-8"}
-    name = path.rsplit("/", 1)[-1]
-    return {
-        "ResponseContentDisposition": attachment(name),
-        "ResponseContentType": "application/octet-stream",
-    }

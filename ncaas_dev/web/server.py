@@ -11,13 +11,10 @@ from urllib.parse import urlsplit
 
 import uvicorn
 
-from ..aws import s3_client
+from ..api.browse import Settings, open_backend
 from ..errors import NcaasError, UsageError
-from ..settings import Settings
-from ..storage import Storage
 from .app import create_app
 from .auth import CognitoConfig, Tokens, signin_url
-from .backend import Backend
 from .common import WebConfig
 
 
@@ -27,7 +24,7 @@ def make_config(
     cognito: CognitoConfig | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> WebConfig:
-    backend = Backend(settings, Storage(s3_client(settings), settings.endpoint_url))
+    backend = open_backend(settings)
     s3 = urlsplit(settings.endpoint_url) if settings.endpoint_url else None
     return WebConfig(
         backend=backend,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.blueprint import Blueprint
 from ncaas_dev.cloud.deploy import names as n
@@ -35,12 +35,6 @@ from ncaas_dev.cloud.deploy import template as t
 ACCOUNT = "123456789012"  # moto's default account
 REGION = "us-east-1"
 SERVER = Path(__file__).with_name("moto_iam_server.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def resolve(value: Any, refs: dict[str, str], arns: dict[str, str]) -> Any:
@@ -88,7 +82,7 @@ class Moto:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[Moto]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "1000000"}  # setup first, unchecked
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         env.pop(name, None)

@@ -8,16 +8,22 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
 import yaml
+from waiting import wait_until  # tests/ is on sys.path: pytest's rootdir conftest
 
+from ncaas_dev.analysis import AnalysisRecord
+from ncaas_dev.aws import sqs_client
+from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.client import AnalysisClient, Submitted
 from ncaas_dev.containers import Engine
 from ncaas_dev.layout import JobPaths
+from ncaas_dev.provision import provision
+from ncaas_dev.settings import Settings
 from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage
 
@@ -59,22 +65,13 @@ class Lab:
         return self.wait_job(self.submit(dataname=keys, configname=self.config(**cfg)))
 
     def wait_job(self, submitted: Submitted, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.client.job_of(submitted)
-            if job:
-                return job
-            time.sleep(0.1)
-        raise AssertionError(f"no job for {submitted.key} within {timeout} s")
+        what = f"a job for {submitted.key}"
+        return wait_until(lambda: self.client.job_of(submitted), timeout, what, interval=0.1)
 
     def wait_end(self, job: str, timeout: float = 120, group: str | None = None) -> JobStatus:
         group = group or self.group
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.client.finished(group, job):
-                return self.client.status(group, job)
-            time.sleep(0.2)
-        raise AssertionError(f"{job} did not end within {timeout} s")
+        wait_until(lambda: self.client.finished(group, job), timeout, f"{job} ended", 0.2)
+        return self.client.status(group, job)
 
     def text(self, key: str) -> str:
         return self.storage.get_bytes(self.bucket, key)[0].decode()
@@ -140,6 +137,26 @@ def remove_image(engine: Engine, tag: str) -> None:
         pin.remove(force=True)
     with contextlib.suppress(docker.errors.ImageNotFound):
         engine.client.images.remove(tag, noprune=False)
+
+
+@contextlib.contextmanager
+def provisioned(
+    engine: Engine, storage: Storage, settings: Settings, folder: Path
+) -> Iterator[tuple[LoadedBlueprint, AnalysisRecord]]:
+    """The blueprint in ``folder`` built, its image pinned, provisioned on the session's stack;
+    at the end its containers (labelled with its analysis) and its image are removed. The one
+    build-pin-provision-teardown every fixture of an analysis of its own uses."""
+    loaded = load_blueprint(folder)
+    record = AnalysisRecord.of(loaded, engine.build(loaded))
+    pin_image(engine, loaded.blueprint.image_tag)
+    try:
+        provision(storage, sqs_client(settings), settings, record)
+        yield loaded, record
+    finally:
+        label = f"ncaas.analysis={loaded.blueprint.analysis}"
+        for container in engine.client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True)
+        remove_image(engine, loaded.blueprint.image_tag)
 
 
 def copy_blueprint(source: Path, folder: Path, prefix: str, **sections: dict[str, object]) -> Path:

@@ -17,9 +17,9 @@ from ncaas_dev import __version__
 from ncaas_dev.aws import client as aws_client
 from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.cloud.bake import packer
+from ncaas_dev.cloud.ec2.images import check_ami
 from ncaas_dev.cloud.layout import TAG_ANALYSIS, TAG_BAKE_KEY, TAG_IMAGE_ID, TAG_VERSION
 from ncaas_dev.containers import Engine
-from ncaas_dev.launchers.ec2 import check_ami
 from ncaas_dev.settings import Settings
 
 from .jobs import ncaas, new_analysis, pin_image, remove_image

@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
+from waiting import wait_until  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
@@ -266,13 +267,7 @@ def test_dataset_round_trip_is_streamed_and_intact(bench: Bench, settings: Setti
 
 
 def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.005)
-    raise AssertionError(f"{what} within {timeout} s")
+    return wait_until(predicate, timeout, what, interval=0.005)
 
 
 def _parts(folder: Path, name: str) -> list[Path]:

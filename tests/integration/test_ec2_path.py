@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.aws import ec2_client, s3_client
 from ncaas_dev.cloud.layout import TAG_ANALYSIS, TAG_IMAGE_ID, TAG_JOB, StackRecord
@@ -33,12 +33,6 @@ from ncaas_dev.storage import Storage
 from .jobs import ROOT, Lab, copy_blueprint, ncaas, pin_image
 
 FIXTURES = ROOT / "tests" / "fixtures"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 pytestmark = pytest.mark.integration
@@ -78,7 +72,7 @@ class Cloud:
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     state = tmp_path_factory.mktemp("ec2-state")
-    settings = Settings(endpoint_url=f"http://127.0.0.1:{_free_port()}", state_dir=state)
+    settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=state)
     start_localstack(settings)
     assert settings.endpoint_url
     env = {

@@ -24,20 +24,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from ncaas_dev.analysis import AnalysisRecord
-from ncaas_dev.aws import sqs_client
-from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.client import Submitted
 from ncaas_dev.containers import Engine
 from ncaas_dev.layout import pointed_job, submission_pointer_key
-from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.stack import PidFile
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 from ncaas_dev.submission import TIMESTAMP, InvalidSubmission, parse_submission
 
-from .jobs import Lab, copy_blueprint, pin_image, remove_image
+from .jobs import Lab, copy_blueprint, provisioned
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +70,13 @@ def stage(
 ) -> Iterator[Stage]:
     """The probe analysis in a bucket of its own, with datasets under odd names."""
     folder = copy_blueprint(FIXTURES / "probe", tmp_path_factory.mktemp("fuzz-probe"), "ncaas-fuzz")
-    loaded = load_blueprint(folder)
-    record = AnalysisRecord.of(loaded, engine.build(loaded))
-    pin_image(engine, loaded.blueprint.image_tag)
-    provision(storage, sqs_client(settings), settings, record)
-    lab = Lab(storage, loaded.blueprint.analysis)
-    keys = [f"labA/inputs/{n}" for n in ODD_NAMES] + [DEEP, THEIRS]
-    for key in keys:
-        storage.put_bytes(lab.bucket, key, secrets.token_bytes(100))
-    storage.put_bytes(lab.bucket, CONFIG, json.dumps({"lines": 1}).encode())
-    yield Stage(lab, frozenset([*keys, CONFIG]))
-    remove_image(engine, loaded.blueprint.image_tag)
+    with provisioned(engine, storage, settings, folder) as (loaded, _):
+        lab = Lab(storage, loaded.blueprint.analysis)
+        keys = [f"labA/inputs/{n}" for n in ODD_NAMES] + [DEEP, THEIRS]
+        for key in keys:
+            storage.put_bytes(lab.bucket, key, secrets.token_bytes(100))
+        storage.put_bytes(lab.bucket, CONFIG, json.dumps({"lines": 1}).encode())
+        yield Stage(lab, frozenset([*keys, CONFIG]))
 
 
 # -- what gets submitted ----------------------------------------------------------------------

@@ -18,19 +18,17 @@ from typing import Any
 import pytest
 
 from ncaas_dev.analysis import AnalysisRecord
-from ncaas_dev.aws import sqs_client
-from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
+from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine, pids_limit
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.base import DatasetTask
 from ncaas_dev.layout import JobPaths
-from ncaas_dev.provision import provision
 from ncaas_dev.runner import Runner
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 
-from .jobs import Lab, copy_blueprint, pin_image, remove_image
+from .jobs import Lab, copy_blueprint, provisioned
 
 pytestmark = pytest.mark.integration
 
@@ -46,16 +44,8 @@ def sandbox(
 ) -> Iterator[tuple[LoadedBlueprint, AnalysisRecord]]:
     """The hostile analysis, built and provisioned under a bucket of its own."""
     folder = copy_blueprint(FIXTURE, tmp_path_factory.mktemp("sandbox"), "ncaas-sandbox")
-    loaded = load_blueprint(folder)
-    record = AnalysisRecord.of(loaded, engine.build(loaded))
-    pin_image(engine, loaded.blueprint.image_tag)
-    provision(storage, sqs_client(settings), settings, record)
-    yield loaded, record
-    for container in engine.client.containers.list(
-        all=True, filters={"label": f"ncaas.analysis={loaded.blueprint.analysis}"}
-    ):
-        container.remove(force=True)
-    remove_image(engine, loaded.blueprint.image_tag)
+    with provisioned(engine, storage, settings, folder) as built:
+        yield built
 
 
 LISTENER_PORT = 8000

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.aws import ec2_client
 from ncaas_dev.cloud.ec2.signing import TAG_PROOF, launch_proof, stack_secret
@@ -54,18 +54,12 @@ print(reply["Instances"][0]["InstanceId"])
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A LocalStack and an EC2 stand-in of this module's own; the stand-in is started with a
     real-looking AWS key in its environment, which must reach no instance's script."""
     state = tmp_path_factory.mktemp("shared-state")
-    settings = Settings(endpoint_url=f"http://127.0.0.1:{_free_port()}", state_dir=state)
+    settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=state)
     start_localstack(settings)
     saved = dict(os.environ)
     os.environ.update({"AWS_SECRET_ACCESS_KEY": CANARY, "LAB_TOKEN": CANARY})
@@ -213,7 +207,7 @@ def test_a_second_user_cannot_attach_and_gets_a_stack_of_their_own(
         errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and f"uid {os.getuid()}" in errors[0], done.stderr
     # With an endpoint of their own, the second user's `up` runs a stack that `status` names.
-    own = f"http://127.0.0.1:{_free_port()}"
+    own = f"http://127.0.0.1:{free_port()}"
     env = {**base, "AWS_ENDPOINT_URL": own}
     try:
         done = neighbour.run([*ncaas, "up", "--json"], timeout=240, **env)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,12 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
 
 class _AnyAnswer(http.server.BaseHTTPRequestHandler):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
 
+from ncaas_dev.cloud.ec2.images import snapshot_gb
 from ncaas_dev.cloud.ec2.userdata import (
     VOLUME_INIT_MIB_S,
     WATCHDOG_MARGIN_S,
@@ -16,7 +17,7 @@ from ncaas_dev.cloud.ec2.userdata import (
     watchdog_seconds,
 )
 from ncaas_dev.dispatcher import Dispatcher
-from ncaas_dev.launchers.ec2 import Ec2Launcher, root_volume_gb, snapshot_gb
+from ncaas_dev.launchers.ec2 import Ec2Launcher, root_volume_gb
 from ncaas_dev.settings import Settings
 from ncaas_dev.storage import Storage
 

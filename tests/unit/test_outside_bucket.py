@@ -59,7 +59,7 @@ def test_the_owners_lifecycle_encryption_and_notifications_stay() -> None:
     storage = Storage(s3, None)
 
     for _ in range(2):  # a second deploy changes nothing
-        secure_bucket(storage, bucket, None)
+        secure_bucket(storage, bucket)
         notify_lambda(storage, loaded, FUNCTION)
 
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]

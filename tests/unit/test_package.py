@@ -110,6 +110,7 @@ def test_a_reused_artifact_is_checked_by_its_sha256(
             stub.add_response("head_object", reply, head)
         if action == "uploaded":
             put = {"Bucket": "art-bucket", "Key": built.key, "Body": ANY, "ChecksumSHA256": ours}
-            stub.add_response("put_object", {}, put)
+            put["ContentType"] = "application/octet-stream"
+            stub.add_response("put_object", {"ETag": '"e"'}, put)
         assert package.upload_artifact(Storage(s3, None), "art-bucket", built) == action
         stub.assert_no_pending_responses()

@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 from sse import parse_sse  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.errors import UsageError
+from ncaas_dev.presign import download_params
 from ncaas_dev.web.auth import MAX_TOKENS, TOKEN_SECONDS, Sessions, Tokens
 from ncaas_dev.web.configcheck import MAX_DEPTH, config_problem
 from ncaas_dev.web.live import event
 from ncaas_dev.web.params import BadParameter, StreamSlots, TooManyStreams, whole_number
-from ncaas_dev.web.security import content_security_policy, download_params
+from ncaas_dev.web.security import content_security_policy
 from ncaas_dev.web.server import web_origin
 
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from ncaas_dev.api.browse import MAX_OBJECT, MAX_PARTS, MIN_PART, part_size, submission_id
 from ncaas_dev.errors import UsageError
 from ncaas_dev.web.auth import Tokens, id_token_claims, safe_next
-from ncaas_dev.web.backend import MAX_OBJECT, MAX_PARTS, MIN_PART, part_size, submission_id
 from ncaas_dev.web.configcheck import config_problem
 from ncaas_dev.web.live import event
 from ncaas_dev.web.server import web_origin

@@ -104,7 +104,7 @@ def local_source_ami(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> 
 def source_snapshot_gb(ec2: Any, wanted: packer.SourceAmi, settings: Settings) -> int:
     """The root snapshot size of the AMI the cloud build starts from (the newest match, as
     Packer picks it), so the build's volume is never smaller (EC2 refuses that); 0 if unknown."""
-    from ...launchers.ec2 import snapshot_gb
+    from ..ec2.images import snapshot_gb
 
     try:
         if wanted.image_id:

@@ -23,7 +23,7 @@ from ... import __version__
 from ...blueprint import BLUEPRINT_FILE, LoadedBlueprint
 from ...containers import Engine
 from ...errors import NcaasError, UsageError
-from ...settings import Settings
+from ...settings import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, Settings
 from ..layout import RUNNER_PYTHON, TAG_BAKE_KEY, tags_of
 from . import packer
 from .amis import (
@@ -237,8 +237,8 @@ def _packer_aws_env(region: str, cloud: bool) -> dict[str, str | None]:
         return {"AWS_REGION": region}
     # LocalStack takes any key; fixed ones keep a developer's real credentials out of it.
     return {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
         "AWS_SESSION_TOKEN": None,
         "AWS_PROFILE": None,
         "AWS_REGION": region,

@@ -4,15 +4,21 @@ rule, and the submission notifications to the Lambda."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from ...blueprint import LoadedBlueprint
+from ...bucketconfig import (
+    block_public_access,
+    default_encryption,
+    encrypt_by_default,
+    lifecycle_rules,
+    notifications,
+    put_lifecycle_rules,
+    put_notifications,
+)
 from ...errors import NcaasError
 from ...layout import CANCEL_SUFFIX, SUBMISSION_SUFFIX
-from ...storage import AccessDenied, Storage, translated
+from ...storage import AccessDenied, Storage
 from .template import ABORT_INCOMPLETE_UPLOADS, PUBLIC_ACCESS_BLOCK, submission_filter
 
 RULE_PREFIX = "ncaas-"  # the Ids of the notification rules deploy sets (one per group)
@@ -32,55 +38,25 @@ def bucket_is_ours(storage: Storage, bucket: str) -> bool:
         ) from e
 
 
-def secure_bucket(storage: Storage, bucket: str, endpoint: str | None) -> None:
+def secure_bucket(storage: Storage, bucket: str) -> None:
     """What the template sets on a bucket it owns, for a bucket it found already there: merged
     with what its owner set (their lifecycle rules and a default encryption stay)."""
-    s3 = storage.s3
-    with translated(f"secure bucket {bucket}", endpoint):
-        s3.put_public_access_block(
-            Bucket=bucket,
-            PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]
-        )
-        if not _owner_setting(lambda: s3.get_bucket_encryption(Bucket=bucket)):
-            s3.put_bucket_encryption(
-                Bucket=bucket,
-                ServerSideEncryptionConfiguration={
-                    "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-                },
-            )
-        reply = _owner_setting(lambda: s3.get_bucket_lifecycle_configuration(Bucket=bucket))
-        ours = ABORT_INCOMPLETE_UPLOADS["Id"]
-        rules = [r for r in (reply or {}).get("Rules", []) if r.get("ID") != ours]
-        rules.append(
-            {  # the template's rule, in S3's spelling ("ID", and a filter)
-                "ID": ours,
-                "Status": ABORT_INCOMPLETE_UPLOADS["Status"],
-                "Filter": {"Prefix": ""},
-                "AbortIncompleteMultipartUpload": ABORT_INCOMPLETE_UPLOADS[
-                    "AbortIncompleteMultipartUpload"
-                ],
-            }
-        )
-        s3.put_bucket_lifecycle_configuration(
-            Bucket=bucket,
-            LifecycleConfiguration={"Rules": rules},
-        )
-
-
-_NO_SETTING = {
-    "NoSuchLifecycleConfiguration",
-    "ServerSideEncryptionConfigurationNotFoundError",
-}
-
-
-def _owner_setting(get: Callable[[], Any]) -> dict[str, Any] | None:
-    """A bucket setting its owner made, or None when the bucket has none."""
-    try:
-        return dict(get())
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") in _NO_SETTING:
-            return None
-        raise
+    block_public_access(storage, bucket, PUBLIC_ACCESS_BLOCK)
+    if not default_encryption(storage, bucket):
+        encrypt_by_default(storage, bucket)
+    ours = ABORT_INCOMPLETE_UPLOADS["Id"]
+    rules = [r for r in lifecycle_rules(storage, bucket) or [] if r.get("ID") != ours]
+    rules.append(
+        {  # the template's rule, in S3's spelling ("ID", and a filter)
+            "ID": ours,
+            "Status": ABORT_INCOMPLETE_UPLOADS["Status"],
+            "Filter": {"Prefix": ""},
+            "AbortIncompleteMultipartUpload": ABORT_INCOMPLETE_UPLOADS[
+                "AbortIncompleteMultipartUpload"
+            ],
+        }
+    )
+    put_lifecycle_rules(storage, bucket, rules)
 
 
 def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) -> None:
@@ -98,17 +74,11 @@ def notify_lambda(storage: Storage, loaded: LoadedBlueprint, function_arn: str) 
         for tail, suffix in (("", SUBMISSION_SUFFIX), ("-cancel", CANCEL_SUFFIX))
     ]
     bucket = loaded.blueprint.bucket
-    s3 = storage.s3
-    with translated(f"set notifications on {bucket}", storage.endpoint):
-        config: dict[str, Any] = dict(s3.get_bucket_notification_configuration(Bucket=bucket))
-        config.pop("ResponseMetadata", None)
-        owners = [
-            r
-            for r in config.get("LambdaFunctionConfigurations", [])
-            if not str(r.get("Id", "")).startswith(RULE_PREFIX)
-        ]
-        config["LambdaFunctionConfigurations"] = owners + rules
-        s3.put_bucket_notification_configuration(
-            Bucket=bucket,
-            NotificationConfiguration=config,  # type: ignore[arg-type]
-        )
+    config = notifications(storage, bucket)
+    owners = [
+        r
+        for r in config.get("LambdaFunctionConfigurations", [])
+        if not str(r.get("Id", "")).startswith(RULE_PREFIX)
+    ]
+    config["LambdaFunctionConfigurations"] = owners + rules
+    put_notifications(storage, bucket, config)

@@ -149,7 +149,7 @@ def deploy(
     if not in_stack or settings.local:
         # LocalStack's CloudFormation drops some bucket properties (the lifecycle rule), so
         # locally the settings are applied directly as well; they are idempotent.
-        secure_bucket(storage, bucket, settings.endpoint_url)
+        secure_bucket(storage, bucket)
     record = _record_for(storage, loaded)
     if settings.local:
         from ...provision import provision

@@ -22,14 +22,11 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from botocore.exceptions import ClientError
 
 import ncaas_dev
 
 from ...errors import NcaasError
-from ...storage import translated
+from ...storage import Storage
 from .template import LAMBDA_RUNTIME
 
 # The whole package goes into the zip, found from the package itself, not from where this
@@ -56,27 +53,15 @@ class Package:
         return f"{ARTIFACT_PREFIX}dispatcher-{self.digest[:20]}.zip"
 
 
-def upload_artifact(storage: Any, bucket: str, package: Package) -> str:
+def upload_artifact(storage: Storage, bucket: str, package: Package) -> str:
     """Put the zip at its key unless an object there has the zip's sha256 (S3's own checksum,
     computed by S3 when it was stored): a key is no proof of its content. Returns
     ``reused`` or ``uploaded``."""
-    s3 = storage.s3
     want = base64.b64encode(bytes.fromhex(package.digest)).decode()
-    with translated(f"s3://{bucket}/{package.key}", storage.endpoint):
-        try:
-            head = s3.head_object(Bucket=bucket, Key=package.key, ChecksumMode="ENABLED")
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                raise
-            head = {}
-        if head.get("ChecksumSHA256") == want:
-            return "reused"
-        s3.put_object(
-            Bucket=bucket,
-            Key=package.key,
-            Body=package.path.read_bytes(),
-            ChecksumSHA256=want,  # S3 refuses the upload if the bytes it got differ
-        )
+    if storage.sha256_of(bucket, package.key) == want:
+        return "reused"
+    # S3 refuses the upload if the bytes it got differ from the checksum.
+    storage.put_bytes(bucket, package.key, package.path.read_bytes(), sha256=want)
     return "uploaded"
 
 

@@ -14,6 +14,8 @@ from botocore.exceptions import ClientError
 
 from ...aws import client
 from ...blueprint import LoadedBlueprint
+from ...bucketconfig import default_encryption, notifications, public_access_block
+from ...errors import StorageError
 from ...settings import Settings
 from ...storage import Storage
 
@@ -33,21 +35,22 @@ class Check:
 
 
 def _check_bucket(storage: Storage, bucket: str) -> tuple[bool, str]:
-    s3 = storage.s3
     if not storage.bucket_exists(bucket):
         return False, "no bucket"
     problems = []
     try:
-        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-        if not all(block.values()):
-            problems.append("public access not fully blocked")
-    except ClientError:
+        block = public_access_block(storage, bucket)
+    except StorageError:
+        block = None
+    if block is None:
         problems.append("no public access block")
+    elif not all(block.values()):
+        problems.append("public access not fully blocked")
     try:
-        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]
-        if not rules.get("Rules"):
-            problems.append("no default encryption")
-    except ClientError:
+        encrypted = bool(default_encryption(storage, bucket))
+    except StorageError:
+        encrypted = False
+    if not encrypted:
         problems.append("no default encryption")
     return not problems, "; ".join(problems) or "public access blocked, SSE-S3"
 
@@ -56,10 +59,9 @@ def _check_notifications(settings: Settings, storage: Storage, loaded: LoadedBlu
     """Submissions reach a dispatcher: the local queue on LocalStack, else the Lambda."""
     bucket = loaded.blueprint.bucket
     try:
-        config = storage.s3.get_bucket_notification_configuration(Bucket=bucket)
-    except ClientError as e:
-        code = str(e.response.get("Error", {}).get("Code"))
-        return Check("(notifications)", "S3 notification", bucket, False, code)
+        config = notifications(storage, bucket)
+    except StorageError as e:
+        return Check("(notifications)", "S3 notification", bucket, False, e.message)
     if settings.local:
         queues = [q["QueueArn"].rsplit(":", 1)[-1] for q in config.get("QueueConfigurations", [])]
         return Check(

@@ -6,12 +6,12 @@ stack on 4566 is touched. A missing engine or docker-compose fails the tests: ne
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev import compose
 from ncaas_dev.analysis import AnalysisRecord
@@ -39,17 +39,11 @@ class Stack:
         return list(engine.client.containers.list(all=True, filters={"label": label}))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory, engine: Engine) -> Iterator[Stack]:
     assert shutil.which("docker-compose"), "docker-compose is missing (make setup installs it)"
     state_dir = tmp_path_factory.mktemp("compose-state")
-    settings = Settings(endpoint_url=f"http://127.0.0.1:{_free_port()}", state_dir=state_dir)
+    settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=state_dir)
     record = compose.up(settings, say=lambda line: None)
     try:
         yield Stack(settings, Storage(s3_client(settings), settings.endpoint_url), record)

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
+from waiting import wait_until  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.containers import Engine
 from ncaas_dev.pricing import runtime_seconds
@@ -27,13 +29,8 @@ from .conftest import MakeLab, jobs_of, scontrol, squeue, switch_dispatcher
 pytestmark = pytest.mark.integration
 
 
-def wait_for(what: str, check: object, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not {what} within {timeout} s")
+def wait_for(what: str, check: Callable[[], object], timeout: float = 120) -> None:
+    wait_until(check, timeout, what, interval=0.2)
 
 
 def running_in_slurm(lab: Lab, job: str) -> str:

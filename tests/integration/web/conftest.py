@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,13 +19,11 @@ from typing import Any
 import pytest
 from browser import CHROMIUM, CHROMIUM_ARGS  # tests/ is on sys.path: pytest's rootdir conftest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
-from integration.jobs import ROOT, copy_blueprint, pin_image, remove_image
-from ncaas_dev.analysis import AnalysisRecord
-from ncaas_dev.aws import sqs_client
-from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
+from integration.jobs import ROOT, copy_blueprint, provisioned
+from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine
-from ncaas_dev.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.storage import Storage
 from ncaas_dev.web.auth import signin_url
@@ -34,12 +31,6 @@ from ncaas_dev.web.common import WebConfig
 from ncaas_dev.web.server import make_config, prepare, serving
 
 SHOTS = Path(os.environ.get("NCAAS_WEB_SCREENSHOTS", ROOT / "build" / "web-screenshots"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -59,19 +50,15 @@ def spike(
     folder = copy_blueprint(
         ROOT / "blueprints" / "spike-detect", tmp_path_factory.mktemp("spike"), "ncaas-web"
     )
-    loaded = load_blueprint(folder)
-    image_id = engine.build(loaded)
-    pin_image(engine, loaded.blueprint.image_tag)
-    provision(storage, sqs_client(settings), settings, AnalysisRecord.of(loaded, image_id))
-    yield loaded
-    remove_image(engine, loaded.blueprint.image_tag)
+    with provisioned(engine, storage, settings, folder) as (loaded, _):
+        yield loaded
 
 
 @pytest.fixture(scope="session")
 def web(
     settings: Settings, probe: LoadedBlueprint, spike: LoadedBlueprint, dispatcher: int
 ) -> Iterator[Web]:
-    port = _free_port()
+    port = free_port()
     origin = f"http://127.0.0.1:{port}"
     config = make_config(settings, origin)
     prepare(config)
@@ -156,7 +143,7 @@ def serve_app(tmp_path: Path) -> Iterator[ServeApp]:
     stack = contextlib.ExitStack()
 
     def start(endpoint: str, **options: Any) -> Web:
-        port = _free_port()
+        port = free_port()
         origin = f"http://127.0.0.1:{port}"
         config = make_config(Settings(endpoint_url=endpoint, state_dir=tmp_path), origin)
         for name, value in options.items():
@@ -173,7 +160,7 @@ def moto_url() -> Iterator[str]:
     """moto's server: an S3 no dispatcher watches, and the cognito-idp LocalStack lacks."""
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

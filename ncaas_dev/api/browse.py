@@ -1,15 +1,17 @@
-"""The web client's one adapter onto the library: every S3 key and call goes through here.
+"""What a browser client of a stack needs (``ncaas-dev web``): analyses and groups, a group's
+files and jobs, presigned multipart uploads and downloads, submissions, job status and logs.
 
-Pages and streams ask this module, never boto3 or the layout directly, so moving the web client
-onto the public Python API (issue 11) changes this file only. Keys come from ``layout`` and are
-checked with its ``check_group_key``; data bytes never pass through this process: uploads and
-downloads are presigned URLs the browser uses against S3 itself.
+Part of the public API: the web client's pages and streams ask this module, never the layout
+or S3 directly. Keys come from ``layout`` and are checked with its ``check_group_key``; data
+bytes never pass through this process: uploads and downloads are presigned URLs the browser
+uses against S3 itself.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import posixpath
 import threading
 import time
@@ -17,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..analysis import load_record, provisioned_analyses
+from .. import presign
+from ..analysis import provisioned_records
+from ..aws import client as aws_client
 from ..client import AnalysisClient, Submitted
 from ..errors import NcaasError
 from ..layout import (
@@ -29,10 +33,10 @@ from ..layout import (
     is_submission_key,
 )
 from ..provision import allow_browser_uploads
-from ..settings import Settings
+from ..settings import Settings, check_cloud_environment
 from ..status import JobStatus
-from ..storage import AccessDenied, NotFound, ObjectInfo, Storage, translated
-from .security import download_params
+from ..storage import AccessDenied, NotFound, ObjectInfo, Storage
+from .follow import LogTail
 
 MiB = 1024**2
 MAX_OBJECT = 5 * 1024**4  # S3's largest object
@@ -42,6 +46,30 @@ UPLOAD_FOLDERS = ("inputs", "configs")
 URL_SECONDS = 3600
 CONFIG_MAX = 1 * MiB  # a config larger than this is not validated inline
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "CONFIG_MAX", "MAX_OBJECT", "Analysis", "Backend", "Forbidden", "LogTail", "NotVisible",
+    "Settings", "Submitted", "Upload", "cognito_client", "open_backend", "part_size",
+    "stack_settings", "submission_id",
+]  # fmt: skip
+
+
+def stack_settings(endpoint_url: str | None = None, cloud: bool = False) -> Settings:
+    """Where the web client's stack is (``--cloud``: real AWS, its settings checked)."""
+    if cloud:
+        check_cloud_environment(os.environ, endpoint_url)
+    return Settings.from_env(endpoint_url=endpoint_url, cloud=cloud)
+
+
+def open_backend(settings: Settings) -> Backend:
+    from ..aws import s3_client
+
+    return Backend(settings, Storage(s3_client(settings), settings.endpoint_url))
+
+
+def cognito_client(region: str, endpoint_url: str | None) -> Any:
+    """Cognito's user-pool API, from the one client factory (LocalStack's keys locally)."""
+    return aws_client(Settings(endpoint_url=endpoint_url, region=region), "cognito-idp")
 
 
 class Forbidden(NcaasError):
@@ -61,18 +89,11 @@ class Analysis:
 
 
 @dataclass(frozen=True)
-class Part:
-    number: int
-    etag: str
-    size: int
-
-
-@dataclass(frozen=True)
 class Upload:
     key: str
     upload_id: str
     part_size: int
-    done: list[Part] = field(default_factory=list)
+    done: list[presign.PartInfo] = field(default_factory=list)
 
 
 def part_size(size: int) -> int:
@@ -102,10 +123,7 @@ class Backend:
         if time.monotonic() - stamp < max_age:
             return cached
         found: dict[str, Analysis] = {}
-        for bucket in provisioned_analyses(self.storage):
-            record = load_record(self.storage, bucket)
-            if record is None:
-                continue
+        for bucket, record in provisioned_records(self.storage).items():
             bp = record.blueprint
             groups = {g.name: list(g.users) for g in bp.groups}
             found[bucket] = Analysis(bucket, bp.analysis, bp.description or "", groups)
@@ -167,56 +185,28 @@ class Backend:
         """A new multipart upload, or the unfinished one for ``key`` with the parts it has."""
         if size > MAX_OBJECT:
             raise Forbidden(f"{size} bytes is over S3's 5 TiB object limit")
-        s3 = self.storage.s3
-        with translated(f"upload s3://{bucket}/{key}", self.storage.endpoint):
-            pending = s3.list_multipart_uploads(Bucket=bucket, Prefix=key).get("Uploads", [])
-            pending = [u for u in pending if u.get("Key") == key]
-            if pending:
-                newest = max(pending, key=lambda u: u["Initiated"])
-                done = self._parts(bucket, key, newest["UploadId"])
-                return Upload(key, newest["UploadId"], part_size(size), done)
-            upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
-        return Upload(key, upload_id, part_size(size))
-
-    def _parts(self, bucket: str, key: str, upload_id: str) -> list[Part]:
-        parts: list[Part] = []
-        pages = self.storage.s3.get_paginator("list_parts").paginate(
-            Bucket=bucket, Key=key, UploadId=upload_id
-        )
-        for page in pages:
-            parts += [Part(p["PartNumber"], p["ETag"], p["Size"]) for p in page.get("Parts", [])]
-        return parts
+        upload_id = presign.unfinished_upload(self.storage, bucket, key)
+        if upload_id is not None:
+            done = presign.uploaded_parts(self.storage, bucket, key, upload_id)
+            return Upload(key, upload_id, part_size(size), done)
+        return Upload(key, presign.start_upload(self.storage, bucket, key), part_size(size))
 
     def sign_parts(
         self, bucket: str, key: str, upload_id: str, numbers: list[int]
     ) -> dict[int, str]:
-        s3 = self.storage.s3
         return {
-            n: s3.generate_presigned_url(
-                "upload_part",
-                Params={"Bucket": bucket, "Key": key, "UploadId": upload_id, "PartNumber": n},
-                ExpiresIn=URL_SECONDS,
-            )
+            n: presign.part_url(self.storage, bucket, key, upload_id, n, URL_SECONDS)
             for n in numbers
             if 1 <= n <= MAX_PARTS
         }
 
     def complete(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> int:
-        with translated(f"complete s3://{bucket}/{key}", self.storage.endpoint):
-            self.storage.s3.complete_multipart_upload(
-                Bucket=bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={
-                    "Parts": [{"PartNumber": n, "ETag": etag} for n, etag in sorted(parts)]
-                },
-            )
+        presign.complete_upload(self.storage, bucket, key, upload_id, parts)
         info = self.storage.head(bucket, key)
         return info.size if info else 0
 
     def abort(self, bucket: str, key: str, upload_id: str) -> None:
-        with translated(f"abort s3://{bucket}/{key}", self.storage.endpoint):
-            self.storage.s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        presign.abort_upload(self.storage, bucket, key, upload_id)
 
     # -- submissions --------------------------------------------------------------------------
     def read_config(self, bucket: str, group: str, key: str) -> bytes:
@@ -235,21 +225,20 @@ class Backend:
         key = f"{group_prefix(group, 'submissions')}{sub_id}_{SUBMISSION_SUFFIX}"
         if not is_submission_key(key) or "/" in sub_id:
             return None
-        try:
-            with translated(f"s3://{bucket}/{key}", self.storage.endpoint):
-                meta = self.storage.s3.head_object(Bucket=bucket, Key=key)
-        except NotFound:
+        info = self.storage.head(bucket, key)
+        if info is None:
             return None
-        return Submitted(key, meta["ETag"].strip('"')), meta["LastModified"].timestamp()
+        return Submitted(key, info.etag), info.modified or 0.0
 
     def job_of(self, bucket: str, submitted: Submitted) -> str | None:
         return self.client(bucket).job_of(submitted)
 
     # -- jobs ---------------------------------------------------------------------------------
-    def job_names(self, bucket: str, group: str) -> list[str]:
-        """The group's job folders, newest first (job folder names start with their time)."""
-        names = self.storage.list_folders(bucket, group_prefix(group, "results"))
-        return sorted(names, reverse=True)
+    def job_names(
+        self, bucket: str, group: str, limit: int | None = None, before: str | None = None
+    ) -> list[str]:
+        """The group's job folders, newest first (the API's one order; a page as there)."""
+        return self.client(bucket).job_names(group, limit, before)
 
     def statuses(self, bucket: str, group: str, jobs: list[str]) -> list[JobStatus | None]:
         client = self.client(bucket)
@@ -279,8 +268,9 @@ class Backend:
     def finished(self, bucket: str, group: str, job: str) -> bool:
         return self.client(bucket).finished(group, job)
 
-    def log_since(self, bucket: str, group: str, job: str, dataset: str, offset: int) -> bytes:
-        return self.client(bucket).log_since(group, job, dataset, offset)
+    def log_tail(self, bucket: str, group: str, job: str, dataset: str, offset: int) -> LogTail:
+        """A dataset's log from ``offset`` on, followed as ``Job.watch`` follows it."""
+        return LogTail(self.client(bucket), group, job, dataset, offset)
 
     def certificate(self, bucket: str, group: str, job: str) -> str:
         try:
@@ -307,11 +297,7 @@ class Backend:
             raise Forbidden(str(e)) from e
         if self.storage.head(bucket, key) is None:
             raise NotVisible(f"no file {relative!r} in {job}")
-        params: dict[str, Any] = {"Bucket": bucket, "Key": key, **download_params(relative)}
-        url: str = self.storage.s3.generate_presigned_url(
-            "get_object", Params=params, ExpiresIn=URL_SECONDS
-        )
-        return url
+        return presign.download_url(self.storage, bucket, key, URL_SECONDS)
 
     def download_commands(self, bucket: str, group: str, job: str) -> tuple[str, str]:
         """``ncaas-dev results …`` and ``aws s3 cp --recursive …`` for the whole job folder."""
