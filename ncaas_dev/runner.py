@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from .compat import neurocaas
-from .containers import ContainerSpec, Engine, ExitInfo, ImageMissing, Mount, connect
+from .containers import ContainerSpec, Engine, ImageMissing, Mount, connect
 from .diskguard import DiskGuard, disk_limit, written_reason
 from .errors import NcaasError
+from .exits import classify
 from .jobstore import JobStore
 from .launchers.base import DatasetTask
 from .layout import JobPaths, dataset_name, is_folder_key
@@ -53,38 +54,6 @@ def give_back(folder: Path) -> None:
     for root, dirs, files in os.walk(folder):
         for name in (*dirs, *files):
             os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
-
-
-def _size(n: int) -> str:
-    """Bytes as the blueprint would write them, exactly: 1g, 1536m, 1.5 GiB never floors."""
-    for unit, factor in (("t", 1024**4), ("g", 1024**3), ("m", 1024**2), ("k", 1024)):
-        if n >= factor and n % factor == 0:
-            return f"{n // factor}{unit}"
-    return f"{n}b" if n < 1024 else f"{n // 1024}k"
-
-
-def classify(exit: ExitInfo | None, task: DatasetTask) -> tuple[State, str | None]:
-    """The dataset's final state and a reason a user can act on (pure)."""
-    blueprint = task.record.blueprint
-    if exit is None:
-        return State.TIMED_OUT, (
-            f"killed at the timeout: still running after {task.timeout_seconds} s "
-            + (
-                "(raise run.timeout in the blueprint or give it a smaller dataset)"
-                if task.timeout is None
-                else "(the config's __duration__ set it; raise __duration__ up to run.timeout)"
-            )
-        )
-    if exit.oom_killed:
-        return State.FAILED, (
-            f"out of memory: the analysis used more than its {_size(blueprint.resources.memory)} "
-            "limit (raise resources.memory in the blueprint)"
-        )
-    if exit.exit_code == 0:
-        return State.SUCCEEDED, None
-    return State.FAILED, (
-        f"the analysis exited with code {exit.exit_code}; its log is logs/{task.dataset}.log"
-    )
 
 
 def container_spec(task: DatasetTask, work: Path, network_name: str | None = None) -> ContainerSpec:
