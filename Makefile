@@ -32,7 +32,7 @@ base-image: docker
 # The stack in containers (`ncaas-dev up --containers`): LocalStack's and the dispatcher's images,
 # built offline from ncaas/base; skipped when unchanged. The tests start it; the demo does not.
 stack-images: venv localstack base-image
-	$(BIN)/python -m ncaas_dev.stack_images
+	$(BIN)/python -m ncaas_dev.local.images
 
 slurm: system  ## a real single-node SLURM cluster for --launcher slurm (not needed by demo)
 	scripts/ensure-slurm.sh

@@ -51,11 +51,11 @@ from ncaas_dev.containers import Engine, connect  # noqa: E402
 from ncaas_dev.dispatch.admission import Admission  # noqa: E402
 from ncaas_dev.events import ObjectCreated  # noqa: E402
 from ncaas_dev.lastseen import LastSeen  # noqa: E402
+from ncaas_dev.local.provision import QUEUE_NAME, provision  # noqa: E402
+from ncaas_dev.local.stack import PidFile, start_dispatcher, start_localstack  # noqa: E402
 from ncaas_dev.pricing import parse_time  # noqa: E402
-from ncaas_dev.provision import QUEUE_NAME, provision  # noqa: E402
-from ncaas_dev.runner import Runner  # noqa: E402
+from ncaas_dev.runs.runner import Runner  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import PidFile, start_dispatcher, start_localstack  # noqa: E402
 from ncaas_dev.storage import Storage  # noqa: E402
 
 GROUP = "bench"

@@ -36,9 +36,9 @@ from load import free_port, noop_blueprint, percentiles, stop_stack  # noqa: E40
 from ncaas_dev.analysis import AnalysisRecord  # noqa: E402
 from ncaas_dev.aws import sqs_client  # noqa: E402
 from ncaas_dev.containers import Engine, connect  # noqa: E402
-from ncaas_dev.provision import QUEUE_NAME, provision  # noqa: E402
+from ncaas_dev.local.provision import QUEUE_NAME, provision  # noqa: E402
+from ncaas_dev.local.stack import start_dispatcher, start_localstack  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import start_dispatcher, start_localstack  # noqa: E402
 from ncaas_dev.storage import Storage  # noqa: E402
 
 GROUP = "bench"

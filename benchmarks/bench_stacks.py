@@ -37,11 +37,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from integration.jobs import Lab, copy_blueprint  # noqa: E402
 
-from ncaas_dev import compose, stack_images  # noqa: E402
 from ncaas_dev.aws import s3_client  # noqa: E402
 from ncaas_dev.blueprint import load_blueprint  # noqa: E402
+from ncaas_dev.local import compose  # noqa: E402
+from ncaas_dev.local import images as stack_images  # noqa: E402
+from ncaas_dev.local.stack import STACK_PROCESSES, PidFile  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import STACK_PROCESSES, PidFile  # noqa: E402
 from ncaas_dev.storage import Storage  # noqa: E402
 
 NCAAS = Path(sys.executable).parent / "ncaas-dev"

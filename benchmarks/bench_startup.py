@@ -57,9 +57,9 @@ def start_stack(state: Path) -> str:
     from ncaas_dev.analysis import AnalysisRecord
     from ncaas_dev.aws import s3_client, sqs_client
     from ncaas_dev.blueprint import load_blueprint
-    from ncaas_dev.provision import provision
+    from ncaas_dev.local.provision import provision
+    from ncaas_dev.local.stack import start_dispatcher, start_localstack
     from ncaas_dev.settings import Settings
-    from ncaas_dev.stack import start_dispatcher, start_localstack
     from ncaas_dev.storage import Storage
 
     settings = Settings(endpoint_url=f"http://127.0.0.1:{_free_port()}", state_dir=state)
@@ -74,7 +74,7 @@ def start_stack(state: Path) -> str:
 
 
 def stop_stack(state: Path) -> None:
-    from ncaas_dev.stack import PidFile
+    from ncaas_dev.local.stack import PidFile
 
     for name in ("dispatcher", "localstack"):
         PidFile(state, name).stop()

@@ -47,8 +47,8 @@ from ncaas_dev.layout import (  # noqa: E402
     pointer_doc,
     submission_pointer_key,
 )
+from ncaas_dev.local.stack import PidFile, start_localstack  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import PidFile, start_localstack  # noqa: E402
 from ncaas_dev.status import DatasetStatus, JobStatus, State  # noqa: E402
 
 BUCKET = "bench-sweep"

@@ -101,9 +101,9 @@ def main() -> int:
     from ncaas_dev.analysis import AnalysisRecord
     from ncaas_dev.aws import s3_client, sqs_client
     from ncaas_dev.containers import Engine, connect
-    from ncaas_dev.provision import provision
+    from ncaas_dev.local.provision import provision
+    from ncaas_dev.local.stack import start_dispatcher, start_localstack
     from ncaas_dev.settings import Settings
-    from ncaas_dev.stack import start_dispatcher, start_localstack
     from ncaas_dev.storage import Storage
 
     work = Path(tempfile.mkdtemp(prefix="ncaas-web-bench-"))

@@ -28,8 +28,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from ncaas_dev.aws import s3_client  # noqa: E402
+from ncaas_dev.local.stack import PidFile, health_ok, localstack_command, localstack_env  # noqa: E402
 from ncaas_dev.settings import Settings  # noqa: E402
-from ncaas_dev.stack import PidFile, health_ok, localstack_command, localstack_env  # noqa: E402
 
 SERVERS = ("hypercorn", "twisted")
 

@@ -174,7 +174,7 @@ def run_load(storage: Storage, bucket: str, group: str, count: int, timeout: flo
 
 def stop_stack(settings: Any, engine: Any, analysis: str) -> None:
     """Stop a benchmark's own stack and remove the containers its analysis left."""
-    from ncaas_dev.stack import STACK_PROCESSES, PidFile
+    from ncaas_dev.local.stack import STACK_PROCESSES, PidFile
 
     for name in STACK_PROCESSES:
         PidFile(settings.state_dir, name).stop()
@@ -218,9 +218,9 @@ def main() -> int:
     from ncaas_dev.analysis import AnalysisRecord
     from ncaas_dev.aws import s3_client, sqs_client
     from ncaas_dev.containers import Engine, connect
-    from ncaas_dev.provision import provision
+    from ncaas_dev.local.provision import provision
+    from ncaas_dev.local.stack import start_dispatcher, start_localstack
     from ncaas_dev.settings import Settings
-    from ncaas_dev.stack import start_dispatcher, start_localstack
 
     work = Path(tempfile.mkdtemp(prefix="ncaas-load-"))
     settings = Settings(endpoint_url=f"http://127.0.0.1:{free_port()}", state_dir=work / "state")

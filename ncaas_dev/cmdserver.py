@@ -70,8 +70,9 @@ def preload(endpoint_url: str | None) -> None:
     import rich.console  # noqa: F401
     import typer  # noqa: F401
 
-    from . import blueprint, buildcache, client, containers, provision, stack  # noqa: F401
+    from . import blueprint, buildcache, client, containers  # noqa: F401
     from .aws import s3_client, sqs_client
+    from .local import provision, stack  # noqa: F401
     from .settings import Settings
 
     settings = Settings.from_env(endpoint_url=endpoint_url)

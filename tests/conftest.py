@@ -22,13 +22,13 @@ from warm_server import wait_for_command_server
 from ncaas_dev.aws import s3_client
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine, connect
-from ncaas_dev.settings import Settings
-from ncaas_dev.stack import (
+from ncaas_dev.local.stack import (
     STACK_PROCESSES,
     PidFile,
     start_dispatcher,
     start_localstack,
 )
+from ncaas_dev.settings import Settings
 from ncaas_dev.storage import Storage
 
 ROOT = Path(__file__).resolve().parents[1]

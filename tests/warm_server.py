@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from ncaas_dev.front import socket_path
+from ncaas_dev.local.stack import start_command_server
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import start_command_server
 
 
 def wait_for_command_server(settings: Settings, timeout: float = 120) -> None:

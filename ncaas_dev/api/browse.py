@@ -32,7 +32,7 @@ from ..layout import (
     group_prefix,
     is_submission_key,
 )
-from ..provision import allow_browser_uploads
+from ..local.provision import allow_browser_uploads
 from ..settings import Settings, check_cloud_environment
 from ..status import JobStatus
 from ..storage import AccessDenied, NotFound, ObjectInfo, Storage

@@ -27,8 +27,8 @@ def target_settings(
 ) -> Settings:
     """Where bake and deploy work: with ``cloud``, real AWS in the blueprint's region (settings
     that only make sense against LocalStack are refused); else LocalStack, started if need be."""
+    from ..local.stack import start_localstack
     from ..settings import Settings, check_cloud_environment
-    from ..stack import start_localstack
 
     if cloud:
         check_cloud_environment(os.environ, endpoint_url)

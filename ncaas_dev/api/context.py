@@ -50,7 +50,7 @@ class Context:
         require_own_stack(self.settings.endpoint_url)
 
     def require_stack(self, wait: float = 0, say: Callable[[str], None] | None = None) -> None:
-        from ..stack import require_localstack
+        from ..local.stack import require_localstack
 
         require_localstack(self.settings, wait, say)
 

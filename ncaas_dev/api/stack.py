@@ -49,7 +49,7 @@ class StackStatus(TypedDict):
 
 def status(*, endpoint_url: str | None = None) -> StackStatus:
     """What runs: LocalStack, the dispatcher (and its launcher), the analyses provisioned."""
-    from ..stack_status import stack_status
+    from ..local.status import stack_status
 
     doc: Any = stack_status(Context.create(endpoint_url).settings)
     return doc  # type: ignore[no-any-return]
@@ -74,7 +74,7 @@ def up(
     ctx = Context.create(endpoint_url)
     launcher = check_launcher(launcher)
     if containers:
-        from ..compose import up as compose_up
+        from ..local.compose import up as compose_up
 
         if launcher != "docker":
             raise UsageError(
@@ -132,8 +132,8 @@ def local_contents(*, endpoint_url: str | None = None) -> LocalContents | None:
 def down(*, endpoint_url: str | None = None) -> dict[str, bool]:
     """Stop what ``up`` started (the compose stack first, if one runs here); per process,
     whether it was running."""
-    from ..compose import down as compose_down
-    from ..stack import STACK_PROCESSES, PidFile
+    from ..local.compose import down as compose_down
+    from ..local.stack import STACK_PROCESSES, PidFile
 
     ctx = Context.create(endpoint_url)
     stopped: dict[str, bool] = {}
@@ -142,14 +142,14 @@ def down(*, endpoint_url: str | None = None) -> dict[str, bool]:
     for name in STACK_PROCESSES:
         stopped[name] = PidFile(ctx.settings.state_dir, name).stop()
     if stopped.get("batch"):  # the local Batch's job containers outlive its server
-        from ..batchserver import stop_batch_containers
+        from ..local.batchserver import stop_batch_containers
 
         stop_batch_containers(ctx.settings.state_dir)
     return stopped
 
 
 def _localstack_up(ctx: Context) -> bool:
-    from ..stack import PidFile, endpoint_answers
+    from ..local.stack import PidFile, endpoint_answers
 
     if PidFile(ctx.settings.state_dir, "localstack").read().running:
         return True
@@ -158,7 +158,7 @@ def _localstack_up(ctx: Context) -> bool:
 
 def dispatcher_running(*, endpoint_url: str | None = None) -> bool:
     """Whether this state folder's dispatcher process runs (its pid file; no request)."""
-    from ..stack import PidFile
+    from ..local.stack import PidFile
 
     return PidFile(Context.create(endpoint_url).settings.state_dir, "dispatcher").read().running
 
@@ -169,13 +169,13 @@ def dispatch(launcher: str = "docker", *, endpoint_url: str | None = None) -> No
     serves every analysis on the stack (`up` runs this in the background)."""
     import logging
 
-    from ..dispatcher import Dispatcher
+    from ..dispatch.dispatcher import Dispatcher
+    from ..dispatch.queue import QueueLoop
     from ..launchers.factory import make_launcher
-    from ..provision import ensure_queue
-    from ..queue import QueueLoop
-    from ..stack import DISPATCH_WAIT_SECONDS
+    from ..local.provision import ensure_queue
+    from ..local.stack import DISPATCH_WAIT_SECONDS
 
-    log = logging.getLogger("ncaas_dev.dispatcher")
+    log = logging.getLogger("ncaas_dev.dispatch.dispatcher")
     launcher = check_launcher(launcher)
     ctx = Context.create(endpoint_url)
     ctx.require_own_stack()  # never serve another user's jobs
@@ -204,9 +204,9 @@ def bring_up(
     on_progress: OnProgress | None = None,
 ) -> None:
     from ..analysis import AnalysisRecord, load_record
-    from ..compose import containers_status
-    from ..provision import provision
-    from ..stack import (
+    from ..local.compose import containers_status
+    from ..local.provision import provision
+    from ..local.stack import (
         PidFile,
         start_command_server,
         start_dispatcher,
@@ -217,7 +217,7 @@ def bring_up(
 
     items = [loaded(bp) for bp in blueprints]
     if launcher == "slurm":  # before anything starts: the cluster answers, partitions exist
-        from ..slurmcheck import check_partition, require_slurm
+        from ..checks.slurm import check_partition, require_slurm
 
         require_slurm()
         for item in items:
@@ -241,7 +241,7 @@ def bring_up(
     if launcher == "ec2" and ctx.settings.local:
         start_standin(ctx.settings)
     if launcher == "batch" and ctx.settings.local:
-        from ..batchserver import start_batch_server
+        from ..local.batchserver import start_batch_server
 
         emit(on_progress, "step", "starting the local Batch server (moto)")
         start_batch_server(ctx.settings.state_dir)

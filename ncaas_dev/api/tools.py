@@ -11,8 +11,8 @@ from ..launchers.names import check_launcher
 from .context import Context
 
 if TYPE_CHECKING:
+    from ..checks.doctor import Check
     from ..compat.importer import Imported
-    from ..doctor import Check
 
 __all__ = ["doctor", "import_neurocaas", "init"]
 
@@ -42,13 +42,13 @@ def doctor(
     """Every check (Docker, the local stack, Packer, credentials, the blueprint's AMI; with
     ``launcher="slurm"`` the cluster too), each with its ``level`` (ok, warn, fail) and fix."""
     from ..blueprint import load_blueprint
-    from ..doctor import diagnose
+    from ..checks.doctor import diagnose
 
     launcher = check_launcher(launcher)
     loaded = load_blueprint(Path(blueprint_dir)) if blueprint_dir else None
     checks = diagnose(Context.create(endpoint_url, cloud=cloud).settings, loaded)
     if launcher == "slurm":
-        from ..slurmcheck import slurm_checks
+        from ..checks.slurm import slurm_checks
 
         checks += slurm_checks()
     return checks

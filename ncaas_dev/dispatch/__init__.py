@@ -2,6 +2,6 @@
 scheduling (queued datasets, the concurrency cap, launching and settling runners), with the
 claims both rely on and the sweep that recovers what a dead dispatcher left half-done.
 
-Event sources (the SQS loop, the Lambda handler) use :class:`~ncaas_dev.dispatcher.Dispatcher`,
+Event sources (the SQS loop, the Lambda handler) use ``dispatcher.Dispatcher``,
 which composes these parts; each part is usable and tested on its own.
 """

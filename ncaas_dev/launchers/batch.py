@@ -383,7 +383,7 @@ def batch_clients(settings: Settings) -> tuple[Any, Any]:
 
     if not settings.local:
         return client(settings, "batch"), client(settings, "iam")
-    from ..batchserver import batch_endpoint
+    from ..local.batchserver import batch_endpoint
 
     endpoint = batch_endpoint(settings.state_dir)
     if endpoint is None:

@@ -146,7 +146,7 @@ def apptainer_command(task: DatasetTask, image_archive: str, work: str) -> list[
     no network and no home. Limits come from SLURM's allocation (--cpus-per-task, --mem) and
     Apptainer runs as the submitting user, never root. Rendered for docs/slurm.md; Apptainer
     is not installed here."""
-    from ..runner import container_spec
+    from ..runs.runner import container_spec
 
     spec = container_spec(task, Path(work))
     # No run.command: the image's own ENTRYPOINT/CMD, which `apptainer run` starts.

@@ -16,7 +16,7 @@ from ..containers import ContainerSpec, Engine, Mount
 from ..errors import UsageError
 from ..launchers.base import DatasetTask
 from ..layout import group_prefix
-from ..runner import container_spec, sandbox_ids
+from ..runs.runner import container_spec, sandbox_ids
 from ..settings import Settings
 
 

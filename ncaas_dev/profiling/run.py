@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..containers import Engine, connect
-from ..runner import give_back
+from ..runs.runner import give_back
 from ..settings import Settings
 from .cgroup import CgroupSampler
 from .contract import check_files, lay_out, remove_labelled

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..containers import Engine, connect
 from ..errors import NcaasError
-from ..runner import give_back
+from ..runs.runner import give_back
 from ..settings import Settings
 from .contract import check_files, lay_out, remove_labelled
 

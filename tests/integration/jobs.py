@@ -22,7 +22,7 @@ from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.client import AnalysisClient, Submitted
 from ncaas_dev.containers import Engine
 from ncaas_dev.layout import JobPaths
-from ncaas_dev.provision import provision
+from ncaas_dev.local.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage

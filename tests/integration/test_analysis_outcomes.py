@@ -12,9 +12,9 @@ import pytest
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint
-from ncaas_dev.provision import provision
+from ncaas_dev.local.provision import provision
+from ncaas_dev.local.stack import PidFile, start_dispatcher
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 

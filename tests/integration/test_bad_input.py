@@ -7,11 +7,11 @@ import json
 import pytest
 
 from ncaas_dev.blueprint import LoadedBlueprint
-from ncaas_dev.dispatcher import Dispatcher
+from ncaas_dev.dispatch.dispatcher import Dispatcher
 from ncaas_dev.events import ObjectCreated
 from ncaas_dev.launchers.docker import DockerLauncher
+from ncaas_dev.local.stack import PidFile
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 from ncaas_dev.submission import MAX_SUBMISSION_BYTES

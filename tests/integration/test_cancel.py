@@ -18,9 +18,9 @@ from ncaas_dev.budget import Budget
 from ncaas_dev.compat import neurocaas
 from ncaas_dev.containers import Engine
 from ncaas_dev.jobstore import JobStore
-from ncaas_dev.provision import provision
+from ncaas_dev.local.provision import provision
+from ncaas_dev.local.stack import start_dispatcher
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import start_dispatcher
 from ncaas_dev.status import JobStatus, State, utcnow
 from ncaas_dev.storage import Storage
 

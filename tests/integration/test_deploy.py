@@ -18,7 +18,7 @@ from ncaas_dev.cloud.deploy import names as n
 from ncaas_dev.cloud.deploy.deploy import deploy
 from ncaas_dev.cloud.layout import load_stack_record
 from ncaas_dev.layout import GROUP_FOLDERS, group_prefix
-from ncaas_dev.provision import provision
+from ncaas_dev.local.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage

@@ -25,8 +25,8 @@ from ncaas_dev.aws import ec2_client, s3_client
 from ncaas_dev.cloud.layout import TAG_ANALYSIS, TAG_IMAGE_ID, TAG_JOB, StackRecord
 from ncaas_dev.cloud.layout import save_stack_record as save_stack
 from ncaas_dev.containers import Engine
+from ncaas_dev.local.stack import STACK_PROCESSES, PidFile, start_localstack
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import STACK_PROCESSES, PidFile, start_localstack
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 

@@ -15,8 +15,8 @@ from ncaas_dev.aws import ec2_client
 from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.cloud.layout import TAG_IMAGE_ID
 from ncaas_dev.containers import Engine
+from ncaas_dev.local.stack import PidFile
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile
 from ncaas_dev.storage import Storage
 
 from .jobs import NCAAS_DEV, Lab, copy_blueprint, ncaas, new_analysis

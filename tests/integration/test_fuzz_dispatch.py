@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from ncaas_dev.client import Submitted
 from ncaas_dev.containers import Engine
 from ncaas_dev.layout import pointed_job, submission_pointer_key
+from ncaas_dev.local.stack import PidFile
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage
 from ncaas_dev.submission import TIMESTAMP, InvalidSubmission, parse_submission

@@ -21,8 +21,8 @@ import pytest
 
 from ncaas_dev.aws import client, sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint
+from ncaas_dev.local.stack import PidFile, start_standin
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_standin
 from ncaas_dev.storage import Storage
 
 from .jobs import Lab

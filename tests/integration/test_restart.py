@@ -29,9 +29,9 @@ from ncaas_dev.containers import Engine
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.docker import process_start_ticks
 from ncaas_dev.layout import claim_key
-from ncaas_dev.provision import QUEUE_NAME
+from ncaas_dev.local.provision import QUEUE_NAME
+from ncaas_dev.local.stack import PidFile, start_dispatcher
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.status import DatasetStatus, JobStatus, State
 from ncaas_dev.storage import Storage
 

@@ -23,7 +23,7 @@ from ncaas_dev.containers import Engine, pids_limit
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.base import DatasetTask
 from ncaas_dev.layout import JobPaths
-from ncaas_dev.runner import Runner
+from ncaas_dev.runs.runner import Runner
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State, utcnow
 from ncaas_dev.storage import Storage

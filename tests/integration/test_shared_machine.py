@@ -20,14 +20,14 @@ from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftes
 from ncaas_dev.aws import ec2_client
 from ncaas_dev.cloud.ec2.signing import TAG_PROOF, launch_proof, stack_secret
 from ncaas_dev.cloud.layout import TAG_DATASET, TAG_JOB
-from ncaas_dev.settings import Settings
-from ncaas_dev.stack import (
+from ncaas_dev.local.stack import (
     STACK_PROCESSES,
     PidFile,
     localstack_python,
     start_localstack,
     start_standin,
 )
+from ncaas_dev.settings import Settings
 
 from .jobs import ROOT
 from .other_user import OtherUser, other_user, site_packages
@@ -189,7 +189,7 @@ def test_a_second_user_cannot_attach_and_gets_a_stack_of_their_own(
     stack: Settings, neighbour: OtherUser
 ) -> None:
     from ncaas_dev.aws import sqs_client
-    from ncaas_dev.provision import ensure_queue
+    from ncaas_dev.local.provision import ensure_queue
 
     assert stack.endpoint_url
     sqs = sqs_client(stack)

@@ -14,7 +14,7 @@ import pytest
 
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine
-from ncaas_dev.runner import sandbox_ids
+from ncaas_dev.runs.runner import sandbox_ids
 
 from .jobs import NCAAS_DEV, ncaas
 

@@ -96,7 +96,7 @@ def test_the_dispatcher_core_does_not_know_its_event_sources() -> None:
     core = [
         n
         for n in edges
-        if (n == "ncaas_dev.dispatcher" or n.startswith("ncaas_dev.dispatch"))
+        if (n == "ncaas_dev.dispatch.dispatcher" or n.startswith("ncaas_dev.dispatch"))
         and not _event_source(n)
     ]
     assert core

@@ -16,8 +16,8 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from ncaas_dev.local.status import _bucket_names, probe_analyses, sign_v4, stack_status
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack_status import _bucket_names, probe_analyses, sign_v4, stack_status
 
 # What only some commands need: each costs tens of milliseconds to import.
 HEAVY = ("boto3", "botocore", "docker", "pydantic", "rich", "yaml", "ruamel", "ncaas_dev.cloud")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ncaas_dev.compose import (
+from ncaas_dev.errors import UsageError
+from ncaas_dev.local.compose import (
     COMPOSE_FILE,
     RECORD,
     ComposeStack,
@@ -20,11 +21,10 @@ from ncaas_dev.compose import (
     project_name,
     read_record,
 )
-from ncaas_dev.errors import UsageError
+from ncaas_dev.local.images import STACK_IMAGES
+from ncaas_dev.local.stack import localstack_env
 from ncaas_dev.privacy import LOCAL_AWS
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import localstack_env
-from ncaas_dev.stack_images import STACK_IMAGES
 
 # What may differ between the host runtime and the container, and why: inside its container
 # LocalStack listens on the container's every address (published on the host's loopback) and
@@ -60,7 +60,7 @@ def test_every_port_is_published_on_loopback_only() -> None:
 def test_only_images_built_here_and_no_build_that_could_pull() -> None:
     ours = {f"{image.repository}:current" for image in STACK_IMAGES}
     for name, service in compose()["services"].items():
-        assert "build" not in service, f"{name}: images are built by ncaas_dev.stack_images"
+        assert "build" not in service, f"{name}: images are built by ncaas_dev.local.images"
         image = str(service["image"])
         assert image.startswith("${NCAAS_") and image.split(":-", 1)[1].rstrip("}") in ours
 

@@ -17,8 +17,8 @@ import pytest
 from botocore.stub import Stubber
 
 from ncaas_dev.blueprint import load_blueprint
+from ncaas_dev.checks.doctor import Level, cloud_readiness
 from ncaas_dev.cloud.readiness import CloudClients
-from ncaas_dev.doctor import Level, cloud_readiness
 
 SERVICES = ("ec2", "lambda", "service-quotas", "s3", "cloudformation")
 

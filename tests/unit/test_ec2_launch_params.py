@@ -16,7 +16,7 @@ from ncaas_dev.cloud.ec2.userdata import (
     WORST_CASE_MIB_S,
     watchdog_seconds,
 )
-from ncaas_dev.dispatcher import Dispatcher
+from ncaas_dev.dispatch.dispatcher import Dispatcher
 from ncaas_dev.launchers.ec2 import Ec2Launcher, root_volume_gb
 from ncaas_dev.settings import Settings
 from ncaas_dev.storage import Storage

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
 
 from ncaas_dev.cloud.ec2.refusals import is_retryable
-from ncaas_dev.dispatcher import Dispatcher
+from ncaas_dev.dispatch.dispatcher import Dispatcher
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.ec2 import Ec2Launcher
 from ncaas_dev.layout import JobPaths

@@ -15,11 +15,11 @@ from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws
 
 from ncaas_dev.analysis import load_record
 from ncaas_dev.budget import Budget
-from ncaas_dev.dispatcher import Dispatcher
+from ncaas_dev.dispatch.dispatcher import Dispatcher
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.base import DatasetTask
 from ncaas_dev.launchers.ec2 import NOT_FOUND_GRACE_S, Ec2Launcher
-from ncaas_dev.runner import Runner
+from ncaas_dev.runs.runner import Runner
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 from ncaas_dev.storage import Storage

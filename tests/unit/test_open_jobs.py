@@ -14,8 +14,8 @@ from ncaas_dev.analysis import AnalysisRecord, save_record
 from ncaas_dev.blueprint import parse_blueprint
 from ncaas_dev.budget import Budget, Ledger, Reservation, ledger_key
 from ncaas_dev.dispatch.admission import Outcome
+from ncaas_dev.dispatch.dispatcher import Dispatcher
 from ncaas_dev.dispatch.sweep import Sweeper
-from ncaas_dev.dispatcher import Dispatcher
 from ncaas_dev.events import ObjectCreated
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.ec2 import Ec2Launcher

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ncaas_dev.local.stack import PidFile
 from ncaas_dev.processes import alive
-from ncaas_dev.stack import PidFile
 
 
 def _group_alive(pgid: int) -> bool:
@@ -85,8 +85,8 @@ def test_a_runtime_already_starting_is_awaited_not_started_twice(
 ) -> None:
     """A second runtime would fail to bind and take over the pid file, orphaning the first."""
     from ncaas_dev.errors import ServiceUnavailable
+    from ncaas_dev.local.stack import start_localstack
     from ncaas_dev.settings import Settings
-    from ncaas_dev.stack import start_localstack
 
     # Spawning would fail loudly ("not installed"); waiting on the running one must not spawn.
     monkeypatch.setenv("NCAAS_LOCALSTACK_PYTHON", str(tmp_path / "no-python"))

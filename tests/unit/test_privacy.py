@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from ncaas_dev.local.stack import localstack_env
 from ncaas_dev.ownership import listener_uids, own_endpoint, record_endpoint, recorded_endpoint
 from ncaas_dev.privacy import child_env, tighten, write_private
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import localstack_env
 
 
 def _mode(path: Path) -> int:

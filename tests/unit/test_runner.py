@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ncaas_dev.containers import ExitInfo, pids_limit
-from ncaas_dev.runner import classify, container_spec, give_back, sandbox_ids
+from ncaas_dev.runs.runner import classify, container_spec, give_back, sandbox_ids
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import State
 

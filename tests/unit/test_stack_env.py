@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ncaas_dev.local.stack import localstack_env
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import localstack_env
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ from_docker = os.environ.get("IMAGE_ID_FROM_DOCKER")
 report = {
     "python": platform.python_version(),
     "runner_python": sys.executable,
-    "runner_module": ncaas_dev.runner.__file__,
+    "runner_module": ncaas_dev.runs.runner.__file__,
     "ncaas_version": importlib.metadata.version("ncaas-dev"),
     "image": {"how": "docker", "id": from_docker} if from_docker else archive_image(),
     "baked": json.load(open(os.environ["NCAAS_BAKE_MANIFEST"])),

@@ -152,7 +152,7 @@ def deploy(
         secure_bucket(storage, bucket)
     record = _record_for(storage, loaded)
     if settings.local:
-        from ...provision import provision
+        from ...local.provision import provision
 
         provision(storage, sqs_client(settings), settings, record, bucket)  # folders, queue, record
     else:

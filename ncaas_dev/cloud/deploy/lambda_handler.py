@@ -23,7 +23,7 @@ from ...events import records_from_s3_event
 from .template import SWEEP_EVENT
 
 if TYPE_CHECKING:
-    from ...dispatcher import Dispatcher
+    from ...dispatch.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 logging.getLogger().setLevel(logging.INFO)  # Lambda's root logger starts at WARNING
@@ -51,7 +51,7 @@ def _only_bucket(bucket: str) -> Any:
 def build_dispatcher(environ: dict[str, str] | None = None) -> Dispatcher:
     """The dispatcher of the function's analysis, with the EC2 launcher."""
     from ...aws import s3_client
-    from ...dispatcher import Dispatcher
+    from ...dispatch.dispatcher import Dispatcher
     from ...launchers.ec2 import Ec2Launcher  # imported here: a module the Lambda runs only
     from ...settings import Settings
     from ...storage import Storage

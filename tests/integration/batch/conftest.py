@@ -15,10 +15,10 @@ from typing import Any
 import boto3
 import pytest
 
-from ncaas_dev.batchserver import batch_endpoint, start_batch_server, stop_batch_containers
 from ncaas_dev.blueprint import LoadedBlueprint
+from ncaas_dev.local.batchserver import batch_endpoint, start_batch_server, stop_batch_containers
+from ncaas_dev.local.stack import PidFile, start_dispatcher
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.storage import Storage
 
 from ..jobs import Lab

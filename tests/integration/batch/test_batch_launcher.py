@@ -17,8 +17,8 @@ import yaml
 
 from ncaas_dev.containers import Engine
 from ncaas_dev.launchers.batch import BatchLauncher
+from ncaas_dev.local.stack import PidFile, start_dispatcher
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage
 
@@ -223,7 +223,7 @@ def test_dispatcher_sigkill_each_dataset_ends_once(
 def test_down_removes_the_job_containers_of_its_own_stack_only(
     engine: Engine, tmp_path: Path
 ) -> None:
-    from ncaas_dev.batchserver import stop_batch_containers
+    from ncaas_dev.local.batchserver import stop_batch_containers
 
     def job_container(state: Path) -> Any:
         return engine.client.containers.run(

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from waiting import free_port  # tests/ is on sys.path: pytest's rootdir conftest
 
-from ncaas_dev import compose
 from ncaas_dev.analysis import AnalysisRecord
 from ncaas_dev.aws import s3_client, sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.containers import Engine
-from ncaas_dev.provision import provision
+from ncaas_dev.local import compose
+from ncaas_dev.local.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.storage import Storage
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ncaas_dev import compose, stack_images
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine
 from ncaas_dev.launchers.sibling import runner_filters
-from ncaas_dev.stack import STACK_PROCESSES, PidFile
+from ncaas_dev.local import compose
+from ncaas_dev.local import images as stack_images
+from ncaas_dev.local.stack import STACK_PROCESSES, PidFile
 from ncaas_dev.status import State
 
 from ..jobs import Lab, ncaas

@@ -16,7 +16,7 @@ from ncaas_dev.containers import Engine
 from ncaas_dev.errors import NcaasError
 from ncaas_dev.launchers.base import DatasetTask
 from ncaas_dev.launchers.sibling import SiblingLauncher, runner_filters
-from ncaas_dev.stack_images import DISPATCHER, ensure_image
+from ncaas_dev.local.images import DISPATCHER, ensure_image
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ncaas_dev.blueprint import LoadedBlueprint
+from ncaas_dev.checks.slurm import USABLE_NODE_STATES, node_states
 from ncaas_dev.errors import NcaasError
+from ncaas_dev.local.stack import PidFile, start_dispatcher
 from ncaas_dev.settings import Settings
-from ncaas_dev.slurmcheck import USABLE_NODE_STATES, node_states
-from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.storage import Storage
 
 from ..jobs import Lab

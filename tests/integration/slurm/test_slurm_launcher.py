@@ -17,9 +17,9 @@ import yaml
 from waiting import wait_until  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.containers import Engine
+from ncaas_dev.local.stack import PidFile, start_dispatcher
 from ncaas_dev.pricing import runtime_seconds
 from ncaas_dev.settings import Settings
-from ncaas_dev.stack import PidFile, start_dispatcher
 from ncaas_dev.status import JobStatus, State
 
 from ..jobs import ROOT, Lab, copy_blueprint, ncaas

@@ -17,7 +17,7 @@ from ncaas_dev.analysis import AnalysisRecord, save_record
 from ncaas_dev.aws import s3_client, sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint, load_blueprint
 from ncaas_dev.layout import JobPaths
-from ncaas_dev.provision import provision
+from ncaas_dev.local.provision import provision
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State
 from ncaas_dev.storage import Storage

@@ -6,9 +6,9 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from .blueprint import Blueprint
+from ..blueprint import Blueprint
+from ..errors import NcaasError, UsageError
 from .doctor import Check, Level
-from .errors import NcaasError, UsageError
 
 LOCAL_FIX = "make slurm (or sudo scripts/ensure-slurm.sh) starts the local single-node cluster"
 USABLE_NODE_STATES = ("idle", "mixed", "allocated", "completing")

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from .errors import ServiceUnavailable, UsageError
-from .settings import PROJECT_ROOT, Settings
+from ..errors import ServiceUnavailable, UsageError
+from ..settings import PROJECT_ROOT, Settings
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 RECORD = "compose.json"
@@ -109,8 +109,8 @@ def read_record(state_dir: Path) -> ComposeStack | None:
 
 def up(settings: Settings, say: Callable[[str], None], wait: float = 120) -> ComposeStack:
     """Build the images if changed and start the compose stack; return once LocalStack answers."""
+    from .images import DISPATCHER, LOCALSTACK, ensure_image
     from .stack import STACK_PROCESSES, PidFile, endpoint_answers, health_ok
-    from .stack_images import DISPATCHER, LOCALSTACK, ensure_image
 
     assert settings.endpoint_url is not None
     port = loopback_port(settings)
@@ -137,7 +137,7 @@ def up(settings: Settings, say: Callable[[str], None], wait: float = 120) -> Com
     if settings.chosen_endpoint:
         # Docker's proxy (root) publishes the port: later commands must not take it for
         # another user's stack and choose a port of their own (ownership.py).
-        from .ownership import record_endpoint
+        from ..ownership import record_endpoint
 
         record_endpoint(settings.endpoint_url, settings.state_dir)
     done = stack.run("up", "-d", "--no-build")
@@ -159,7 +159,7 @@ def up(settings: Settings, say: Callable[[str], None], wait: float = 120) -> Com
 
 def down(settings: Settings) -> ComposeStack | None:
     """Stop the compose stack of this state folder (its runners first); None if there is none."""
-    from .launchers.sibling import stop_runners
+    from ..launchers.sibling import stop_runners
 
     stack = read_record(settings.state_dir)
     if stack is None:

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from .blueprint import LoadedBlueprint
-from .errors import NcaasError, ServiceUnavailable
-from .settings import Settings
+from ..blueprint import LoadedBlueprint
+from ..errors import NcaasError, ServiceUnavailable
+from ..settings import Settings
 
 BASE_IMAGE = "ncaas/base:bookworm"
 
@@ -46,7 +46,7 @@ def _guarded(name: str, probe: Callable[[], Check]) -> Check:
 
 
 def check_docker() -> Check:
-    from .containers import connect
+    from ..containers import connect
 
     client = connect()
     version = client.version().get("Version", "?")
@@ -54,7 +54,7 @@ def check_docker() -> Check:
 
 
 def check_base_image() -> Check:
-    from .containers import connect
+    from ..containers import connect
 
     if connect().images.list(name=BASE_IMAGE):
         return Check("base image", Level.OK, f"{BASE_IMAGE} is built")
@@ -67,7 +67,7 @@ def check_base_image() -> Check:
 
 
 def check_localstack(settings: Settings) -> Check:
-    from .stack import PidFile, endpoint_answers, localstack_python
+    from ..local.stack import PidFile, endpoint_answers, localstack_python
 
     assert settings.endpoint_url is not None
     if endpoint_answers(settings.endpoint_url):
@@ -90,7 +90,7 @@ def check_localstack(settings: Settings) -> Check:
 
 
 def check_dispatcher(settings: Settings) -> Check:
-    from .stack import PidFile
+    from ..local.stack import PidFile
 
     info = PidFile(settings.state_dir, "dispatcher").read()
     if not info.running:
@@ -129,7 +129,7 @@ def check_packer() -> Check:
 def check_credentials(settings: Settings) -> Check:
     if settings.local:
         return Check("credentials", Level.OK, "LocalStack takes the fixed test/test keys")
-    from .aws import client
+    from ..aws import client
 
     try:
         identity = client(settings, "sts").get_caller_identity()
@@ -144,10 +144,10 @@ def check_credentials(settings: Settings) -> Check:
 
 
 def check_ami(settings: Settings, loaded: LoadedBlueprint) -> Check:
-    from .aws import ec2_client
-    from .buildcache import cached_build
-    from .cloud.ec2.images import check_ami as verify
-    from .containers import Engine, connect
+    from ..aws import ec2_client
+    from ..buildcache import cached_build
+    from ..cloud.ec2.images import check_ami as verify
+    from ..containers import Engine, connect
 
     blueprint = loaded.blueprint
     ami = blueprint.cloud.ami
@@ -191,7 +191,7 @@ def diagnose(settings: Settings, loaded: LoadedBlueprint | None) -> list[Check]:
 
 def cloud_readiness(loaded: LoadedBlueprint, clients: Any = None) -> list[Check]:
     """What a first deployment on the account still needs (``cloud/readiness.py``)."""
-    from .cloud.readiness import cloud_checks, cloud_clients
+    from ..cloud.readiness import cloud_checks, cloud_clients
 
     try:
         clients = clients or cloud_clients(loaded.blueprint.cloud.region)

@@ -8,7 +8,7 @@ its requirements or ncaas-dev's sources, the base image's id); an image with tha
 built means there is nothing to do. ``:current`` names the last one built, for a plain
 ``docker-compose up``.
 
-    python -m ncaas_dev.stack_images        # both images; prints their tags
+    python -m ncaas_dev.local.images        # both images; prints their tags
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ServiceUnavailable
-from .settings import PROJECT_ROOT
+from ..errors import ServiceUnavailable
+from ..settings import PROJECT_ROOT
 from .stack import localstack_python
 
 BASE_IMAGE = "ncaas/base:bookworm"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .status import State
+from ..status import State
 
 if TYPE_CHECKING:
-    from .containers import ExitInfo
-    from .launchers.base import DatasetTask
+    from ..containers import ExitInfo
+    from ..launchers.base import DatasetTask
 
 
 def _size(n: int) -> str:

@@ -20,18 +20,18 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .analysis import AnalysisRecord
-from .dispatch.admission import Admission, Admitted, Outcome
-from .dispatch.cancel import Canceller
-from .dispatch.claims import dispatcher_identity
-from .dispatch.scheduler import Scheduler
-from .dispatch.sweep import Sweeper
-from .errors import NcaasError
-from .events import ObjectCreated
-from .launchers.base import DatasetTask, Launcher
-from .layout import is_cancel_key
-from .status import JobStatus
-from .storage import Storage
+from ..analysis import AnalysisRecord
+from ..errors import NcaasError
+from ..events import ObjectCreated
+from ..launchers.base import DatasetTask, Launcher
+from ..layout import is_cancel_key
+from ..status import JobStatus
+from ..storage import Storage
+from .admission import Admission, Admitted, Outcome
+from .cancel import Canceller
+from .claims import dispatcher_identity
+from .scheduler import Scheduler
+from .sweep import Sweeper
 
 __all__ = ["Dispatcher", "Outcome"]
 log = logging.getLogger(__name__)

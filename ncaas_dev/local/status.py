@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .errors import StorageError
-from .layout import BLUEPRINT_RECORD
-from .settings import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, Settings
+from ..errors import StorageError
+from ..layout import BLUEPRINT_RECORD
+from ..settings import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, Settings
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"

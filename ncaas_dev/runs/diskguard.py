@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .blueprint import Blueprint
-    from .containers import Engine
+    from ..blueprint import Blueprint
+    from ..containers import Engine
 
 GIB = 1024**3
 LOCAL_DISK = 20 * GIB  # resources.disk's default on this machine

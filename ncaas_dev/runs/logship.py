@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import NcaasError
-from .logtext import LineRenderer, render_lines
-from .storage import Storage
+from ..errors import NcaasError
+from ..logtext import LineRenderer, render_lines
+from ..storage import Storage
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import ServiceUnavailable
-from .ownership import record_endpoint, require_own_stack
-from .privacy import FILE_MODE, child_env, private_dir, tighten, write_private
-from .processes import alive
-from .settings import DEFAULT_ENDPOINT, PROJECT_ROOT, Settings
+from ..errors import ServiceUnavailable
+from ..ownership import record_endpoint, require_own_stack
+from ..privacy import FILE_MODE, child_env, private_dir, tighten, write_private
+from ..processes import alive
+from ..settings import DEFAULT_ENDPOINT, PROJECT_ROOT, Settings
 
 # Daemons outlive the command that starts them; holding their handles keeps Python from
 # warning that they still run when the command exits.

@@ -6,17 +6,17 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .analysis import AnalysisRecord, save_record
-from .bucketconfig import (
+from ..analysis import AnalysisRecord, save_record
+from ..bucketconfig import (
     cors_rules,
     lifecycle_rules,
     put_cors_rules,
     put_lifecycle_rules,
     put_notifications,
 )
-from .layout import CANCEL_SUFFIX, GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
-from .settings import Settings
-from .storage import Storage, translated
+from ..layout import CANCEL_SUFFIX, GROUP_FOLDERS, SUBMISSION_SUFFIX, group_prefix
+from ..settings import Settings
+from ..storage import Storage, translated
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -6,9 +6,9 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ..events import records_from_sqs_body
+from ..storage import translated
 from .dispatcher import Dispatcher, Outcome
-from .events import records_from_sqs_body
-from .storage import translated
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

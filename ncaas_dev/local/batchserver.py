@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ServiceUnavailable
-from .processes import alive
+from ..errors import ServiceUnavailable
+from ..processes import alive
 from .stack import PidFile, ProcessInfo, _spawn, _tail, endpoint_answers
 
 NAME = "batch"  # the pid file's and the process's name in STACK_PROCESSES
@@ -88,9 +88,9 @@ def stop_batch_containers(state_dir: Path) -> int:
     folder in the job's environment, never by name alone (another stack on the same engine)."""
     import contextlib
 
-    from .containers import connect
-    from .launchers.base import DatasetTask
-    from .launchers.docker import remove_containers
+    from ..containers import connect
+    from ..launchers.base import DatasetTask
+    from ..launchers.docker import remove_containers
 
     client: Any = connect()
     removed = 0

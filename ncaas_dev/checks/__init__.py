@@ -1,0 +1,1 @@
+"""`ncaas-dev doctor`'s checks (doctor) and the SLURM cluster's (slurm)."""
