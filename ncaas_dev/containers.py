@@ -238,6 +238,16 @@ class Engine:
         return stream
 
     @staticmethod
+    def close_output(stream: Any) -> None:
+        """Close an ``attach_output`` stream and the connection under it: docker-py's own close
+        shuts the socket but leaves the HTTP response's reader open, which holds it."""
+        response = getattr(stream, "_response", None)
+        stream.close()
+        reader = getattr(getattr(response, "raw", None), "_fp", None)
+        if reader is not None:
+            reader.close()
+
+    @staticmethod
     def stream_output(container: Any) -> Iterator[bytes]:
         """stdout+stderr as it is written, until the container exits."""
         yield from container.logs(stream=True, follow=True, stdout=True, stderr=True)

@@ -133,6 +133,7 @@ class Runner:
             on_last_line=lambda line: self._last_output(store, task, line, work, compat, live),
         )
         container: Any = None
+        output: list[Any] = []  # attached before the start: every byte, as it is written
         guard: DiskGuard | None = None
         state, exit_code = State.FAILED, None
         reason: str | None = "infrastructure error: the runner stopped early"
@@ -148,7 +149,6 @@ class Runner:
             uid, gid = sandbox_ids()
             os.chown(work / "output", uid, gid)  # the sandbox user may write here, nowhere else
             limit = disk_limit(task.record.blueprint, runner_id)
-            output: list[Any] = []  # attached before the start: every byte, as it is written
             container = self.engine.start(
                 replace(container_spec(task, work, self.settings.analysis_network), disk=limit),
                 on_created=lambda c: output.append(Engine.attach_output(c)),
@@ -199,6 +199,8 @@ class Runner:
                 extra["std"] = tail_lines(work / "run.log", neurocaas.STD_LINES)
             if container is not None:
                 Engine.remove(container)  # nothing of the analysis runs on past this point
+            for stream in output:  # the attach connection, read to its end or abandoned
+                Engine.close_output(stream)
             uploaded = self._upload_outputs(task, work, paths)
             if stopped_by:  # stopped from outside: a cancel request, or the launcher says
                 self._stopped(store, task, stopped_by, uploaded)

@@ -82,7 +82,10 @@ def assert_nothing_left_running(lab: Lab, engine: Engine, *state_dirs: Path) -> 
     assert analysis_containers(engine, lab.bucket) == []
     for state_dir in state_dirs:  # no runner process of this analysis is alive
         for record in (state_dir / "runners" / lab.bucket).glob("**/*.runner.json"):
-            doc = json.loads(record.read_text())
+            try:
+                doc = json.loads(record.read_text())
+            except FileNotFoundError:  # removed since the listing: its runner has ended
+                continue
             while process_start_ticks(doc["pid"]) == doc["ticks"]:
                 assert time.monotonic() < deadline, f"runner {doc['pid']} still runs"
                 time.sleep(0.2)
