@@ -152,6 +152,8 @@ class Budget:
             except NotFound:
                 ledger, etag = Ledger(group=group), None
             if not change(ledger):
+                if seen is not None:  # nothing to write, judged on a remembered copy (a
+                    continue  # refusal): judge again on the ledger as it is now
                 return ledger
             ledger.total()
             body = ledger.model_dump(mode="json")

@@ -271,23 +271,27 @@ def test_lambda_handler_works_with_the_dispatcher_role_alone(
 
 def test_a_group_user_follows_a_submission_with_own_keys(world: World) -> None:
     """`submit --wait` as a lab member: the claim under .ncaas/ is out of reach, so the job is
-    found by its status.json, and a missing end.txt reads as "not finished", not an error."""
+    found by the pointer the dispatcher leaves beside the submission (readable in the group's
+    own prefix), and a missing end.txt reads as "not finished", not an error."""
     from ncaas_dev.client import AnalysisClient, Submitted
+    from ncaas_dev.layout import pointer_doc, submission_pointer_key
     from ncaas_dev.storage import AccessDenied, Storage
 
     alice = AnalysisClient(Storage(world.users["alice"].s3), BUCKET)
     key = "labA/submissions/follow_submit.json"
     etag = world.users["alice"].s3.put_object(Bucket=BUCKET, Key=key, Body=b"{}")["ETag"]
     submitted = Submitted(key, etag.strip('"'))
-    with pytest.raises(AccessDenied):  # the proof that the fallback below is needed
+    with pytest.raises(AccessDenied):  # claims are the dispatcher's, out of a user's reach
         alice.storage.get_json(BUCKET, ".ncaas/claims/anything.json")
     assert alice.job_of(submitted) is None  # no job yet
     status = {"job": "job_9", "submission": key}
     world.admin.s3.put_object(
-        Bucket=BUCKET, Key=".ncaas/claims/anything.json", Body=json.dumps(status).encode()
-    )
-    world.admin.s3.put_object(
         Bucket=BUCKET, Key="labA/results/job_9/logs/status.json", Body=json.dumps(status).encode()
+    )
+    world.admin.s3.put_object(  # the admission's last step, as the dispatcher writes it
+        Bucket=BUCKET,
+        Key=submission_pointer_key(key),
+        Body=json.dumps(pointer_doc(key, submitted.etag, "job_9")).encode(),
     )
     assert alice.job_of(submitted) == "job_9"
     assert alice.finished("labA", "job_9") is False

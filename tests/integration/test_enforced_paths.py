@@ -68,9 +68,13 @@ class Scene:
         doc, _ = self.storage(self.world.admin).get_json(self.bucket, JobPaths(group, job).status)
         return JobStatus.model_validate(doc)
 
-    def instances(self, job: str) -> list[dict[str, Any]]:
+    def instances(self, group: str, job: str) -> list[dict[str, Any]]:
+        # Job names are unique per group only: two groups' jobs made in one second share one.
         reply = self.world.admin.ec2.describe_instances(
-            Filters=[{"Name": "tag:ncaas:job", "Values": [job]}]
+            Filters=[
+                {"Name": "tag:ncaas:job", "Values": [job]},
+                {"Name": "tag:ncaas:group", "Values": [group]},
+            ]
         )
         return [i for r in reply["Reservations"] for i in r["Instances"]]
 
@@ -172,7 +176,7 @@ def ran(scene: Scene, dispatched: str, tmp_path_factory: pytest.TempPathFactory)
     role's credentials; then the instance powered off as the runner's script does."""
     env = scene.world.roles[n.INSTANCE_ROLE].environment(scene.moto.endpoint)
     work = tmp_path_factory.mktemp("instances")
-    for instance in scene.instances(dispatched):
+    for instance in scene.instances("labA", dispatched):
         iid = instance["InstanceId"]
         task = work / f"{iid}.json"
         task.write_text(task_of(scene.world.admin, iid))
@@ -193,7 +197,7 @@ def test_the_dispatcher_admits_launches_sweeps_and_reaps_as_the_lambda_role(
 ) -> None:
     status = scene.status("labA", dispatched)
     assert set(status.datasets) == {"rec.bin", "session"}
-    instances = scene.instances(dispatched)
+    instances = scene.instances("labA", dispatched)
     assert len(instances) == 2
     for instance in instances:
         assert instance["IamInstanceProfile"]["Arn"].endswith(f"/{PROFILE}")
@@ -208,7 +212,7 @@ def test_the_dispatcher_admits_launches_sweeps_and_reaps_as_the_lambda_role(
     lost = carol.submit("labB", [carol.upload(tmp_path / "c.bin", "labB", "inputs")], None)
     (outcome,) = as_lambda(s3_event(scene.bucket, lost.key))["outcomes"]
     assert outcome["action"] == "started", outcome
-    (instance,) = scene.instances(outcome["job"])
+    (instance,) = scene.instances("labB", outcome["job"])
     scene.world.admin.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
     lambda_handler._dispatcher = None  # a cold start: nothing remembered of the launch
     swept = as_lambda({"source": "aws.events", "detail-type": "Scheduled Event"})

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -22,6 +24,15 @@ from ncaas_dev.web.live import event
 from ncaas_dev.web.params import BadParameter, StreamSlots, TooManyStreams, whole_number
 from ncaas_dev.web.security import content_security_policy
 from ncaas_dev.web.server import web_origin
+
+T = TypeVar("T")
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own: a browser test earlier in the session (Playwright's
+    sync API) may leave an event loop running on this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def test_cr_in_log_data_neither_cuts_nor_spoofs_the_stream() -> None:
@@ -84,7 +95,7 @@ def test_streams_per_session_are_bounded_and_given_back() -> None:
     with pytest.raises(TooManyStreams, match="2 live streams"):
         slots.take("s1")
     slots.take("s2")  # another session is not affected
-    assert asyncio.run(drain(slots.hold("s1", body()))) == ["x"]
+    assert run_coroutine(drain(slots.hold("s1", body()))) == ["x"]
     assert slots.held("s1") == 1
     slots.take("s1")
 
@@ -165,8 +176,8 @@ def test_config_checks_run_in_a_worker_that_a_stuck_check_takes_down(
 
     slow = b"a: 1\n" * 200_000  # about 2 s of libyaml
     monkeypatch.setattr(checking, "CHECK_SECONDS", 0.2)
-    assert "took over" in (asyncio.run(checking.check_config("big.yaml", slow)) or "")
+    assert "took over" in (run_coroutine(checking.check_config("big.yaml", slow)) or "")
     monkeypatch.setattr(checking, "CHECK_SECONDS", 60.0)  # a fresh worker answers the next one
-    assert asyncio.run(checking.check_config("ok.yaml", b"a: [1, 2]\n")) is None
-    found = asyncio.run(checking.check_config("bad.json", b'{"a": }'))
+    assert run_coroutine(checking.check_config("ok.yaml", b"a: [1, 2]\n")) is None
+    found = run_coroutine(checking.check_config("bad.json", b'{"a": }'))
     assert found and found.startswith("line 1, column 7")
