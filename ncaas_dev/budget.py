@@ -140,8 +140,15 @@ class Budget:
             return Ledger(group=group)
         return Ledger.model_validate(doc)
 
-    def _update(self, group: str, change: Callable[[Ledger], bool]) -> Ledger:
-        """Apply ``change`` (which returns False to write nothing) without losing an update."""
+    def _update(
+        self,
+        group: str,
+        change: Callable[[Ledger], bool],
+        refused: Callable[[], bool] = lambda: False,
+    ) -> Ledger:
+        """Apply ``change`` (which returns False to write nothing) without losing an update.
+        ``refused()``: whether writing nothing was a budget refusal, which is never made on a
+        remembered copy of the ledger (a charge since would have made room)."""
         key = ledger_key(group)
         for attempt in range(MAX_ATTEMPTS):
             etag: str | None
@@ -152,8 +159,8 @@ class Budget:
             except NotFound:
                 ledger, etag = Ledger(group=group), None
             if not change(ledger):
-                if seen is not None:  # nothing to write, judged on a remembered copy (a
-                    continue  # refusal): judge again on the ledger as it is now
+                if seen is not None and refused():  # judge it on the ledger as it is now
+                    continue
                 return ledger
             ledger.total()
             body = ledger.model_dump(mode="json")
@@ -212,7 +219,7 @@ class Budget:
                     answers.append(clash)
             return any(answer is None for answer in answers)
 
-        self._update(group, change)
+        self._update(group, change, lambda: any(isinstance(a, str) for a in answers))
         return answers
 
     def charge(self, group: str, job: str, costs: dict[str, float]) -> None:
