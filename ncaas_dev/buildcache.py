@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .blueprint import LoadedBlueprint
+from .privacy import write_private
 
 
 def fingerprint(loaded: LoadedBlueprint) -> str:
@@ -64,8 +65,9 @@ def cached_build(
     except (OSError, ValueError, AttributeError):
         pass
     image_id = build(loaded)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"tag": tag, "fingerprint": current, "image_id": image_id}))
+    tmp = record.with_suffix(".tmp")  # under the state folder: private like the rest of it
+    write_private(
+        tmp, json.dumps({"tag": tag, "fingerprint": current, "image_id": image_id}).encode()
+    )
     tmp.replace(record)
     return image_id
