@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
+from .errors import NcaasError
 from .lastseen import LastSeen
 from .layout import INTERNAL_PREFIX
 from .pricing import billed_seconds, run_cost, runtime_seconds
@@ -260,7 +261,8 @@ class Budget:
     def reconcile(self, group: str, status_of: Callable[[str], JobStatus | None]) -> int:
         """Settle reservations whose dataset ended but was never charged (its writer died).
 
-        ``status_of(job)`` gives the job's status, or None if its folder does not exist.
+        ``status_of(job)`` gives the job's status, or None if its folder does not exist; a
+        status it cannot read (NcaasError, ValueError) keeps its reservations for a later sweep.
         Returns how many reservations were settled.
         """
         ledger = self.read(group)
@@ -269,7 +271,11 @@ class Budget:
         now = time.time()
         for key, reservation in ledger.reserved.items():
             job, _, name = key.partition("/")
-            status = status_of(job)
+            try:
+                status = status_of(job)
+            except (NcaasError, ValueError) as e:
+                log.warning("budget: %s/%s: its status cannot be read now: %s", group, job, e)
+                continue
             if status is None:
                 age = now - _epoch(reservation.at)
                 if age > ORPHAN_RESERVATION_SECONDS:

@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..analysis import AnalysisRecord, load_record, provisioned_analyses
+from ..analysis import AnalysisRecord, load_record
+from ..bucketconfig import list_buckets
 from ..budget import Budget
-from ..errors import NcaasError
+from ..errors import NcaasError, ServiceUnavailable
 from ..events import ObjectCreated
 from ..jobstore import JobStore
 from ..layout import (
@@ -49,13 +50,23 @@ class Sweeper:
     def sweep(self) -> int:
         """One pass over every provisioned analysis; returns how many datasets it queued."""
         queued = 0
-        for bucket in provisioned_analyses(self.storage):
-            record = load_record(self.storage, bucket)
-            if record is None:
-                continue
-            self._sweep_submissions(bucket, record)
-            queued += self._sweep_jobs(bucket, record)
+        for bucket in list_buckets(self.storage):
+            try:
+                queued += self._sweep_analysis(bucket)
+            except ServiceUnavailable:
+                raise  # nothing answers: every other bucket would fail the same way
+            except (NcaasError, ValueError) as e:
+                # One analysis's damaged object must not stop the sweep of the others, nor a
+                # dispatcher's start-up; the next sweep tries this one again.
+                log.warning("sweep: %s: skipped this time: %s", bucket, e)
         return queued
+
+    def _sweep_analysis(self, bucket: str) -> int:
+        record = load_record(self.storage, bucket)
+        if record is None:  # not an analysis's bucket
+            return 0
+        self._sweep_submissions(bucket, record)
+        return self._sweep_jobs(bucket, record)
 
     def _sweep_submissions(self, bucket: str, record: AnalysisRecord) -> None:
         """Handle submissions whose event was lost, or whose claimer died before finishing.

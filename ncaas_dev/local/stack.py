@@ -121,18 +121,22 @@ def localstack_python() -> Path:
 # every LocalStack on the machine shares: one stack deleting or cleaning up a bucket removed
 # another's files, and the folder, made by whoever ran first, refused every other user. Each
 # stack gets its own under its state folder (the path is a module constant, not a setting).
+# And its failed writes destroy the object they meant to replace; localstack/s3_atomic_writes.py
+# makes them leave it whole, as S3 does.
 _BOOT = (
     "import runpy, sys\n"
     "import localstack.services.s3.provider as s3\n"
     "s3.DEFAULT_S3_TMP_DIR = sys.argv.pop(1)\n"
+    "runpy.run_path(sys.argv.pop(1))\n"
     "runpy.run_module('localstack.runtime.main', run_name='__main__', alter_sys=True)\n"
 )
+ATOMIC_WRITES = PROJECT_ROOT / "localstack" / "s3_atomic_writes.py"
 
 
 def localstack_command(settings: Settings) -> list[str]:
-    """LocalStack's runtime, its S3 storage in ``settings``' state folder."""
+    """LocalStack's runtime, its S3 storage in ``settings``' state folder, its writes whole."""
     storage = settings.state_dir / "localstack" / "s3-storage"
-    return [str(localstack_python()), "-c", _BOOT, str(storage)]
+    return [str(localstack_python()), "-c", _BOOT, str(storage), str(ATOMIC_WRITES)]
 
 
 def _loopback(host: str | None) -> str:

@@ -29,7 +29,7 @@ from ncaas_dev.layout import (
 )
 from ncaas_dev.settings import Settings
 from ncaas_dev.status import DatasetStatus, JobStatus, State
-from ncaas_dev.storage import Storage
+from ncaas_dev.storage import AccessDenied, Storage
 
 GROUP = "labA"
 
@@ -174,3 +174,36 @@ def test_a_job_whose_creator_died_before_indexing_it_is_indexed_by_whoever_retak
     assert storage.head(BUCKET, open_marker(GROUP, job)) is not None
     pointer, _ = storage.get_json(BUCKET, submission_pointer_key(event.key))
     assert pointed_job(pointer, event.key, event.etag) == job
+
+
+class OneBucketDenied(CountingStorage):
+    """Every read in BUCKET is refused, as for an analysis whose objects this role cannot read."""
+
+    def get_json(self, bucket: str, key: str) -> tuple[Any, str]:
+        if bucket == BUCKET:
+            raise AccessDenied(f"s3://{bucket}/{key}: access denied")
+        return super().get_json(bucket, key)
+
+
+def test_an_analysis_the_sweep_cannot_read_does_not_stop_the_others(
+    storage: CountingStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    other = f"{BUCKET}-after"
+    storage.s3.create_bucket(Bucket=other)
+    doc = {"analysis": other, "groups": [{"name": GROUP, "users": []}]}
+    save_record(
+        storage,
+        AnalysisRecord(blueprint=parse_blueprint(doc, "t"), content_hash="0" * 64, image="x"),
+    )
+    waiting = status("job_waiting", State.QUEUED).model_copy(update={"analysis": other})
+    assert JobStore(storage, other).create(waiting)
+    denied = OneBucketDenied(storage.s3, None)
+    queued: list[str] = []
+
+    def queue(bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
+        queued.append(f"{bucket}/{status.job}")
+        return 1
+
+    assert Sweeper(denied, Sweep._no_submissions, queue).sweep() == 1
+    assert queued == [f"{other}/job_waiting"]
+    assert f"sweep: {BUCKET}: skipped this time" in caplog.text
