@@ -47,8 +47,11 @@ class StackImage:
         return PROJECT_ROOT / "images" / self.name / "Dockerfile"
 
 
+ATOMIC_WRITES = PROJECT_ROOT / "localstack" / "s3_atomic_writes.py"  # as local/stack.py runs it
+
+
 def _localstack_inputs() -> list[Path]:
-    return [PROJECT_ROOT / "localstack" / "requirements.txt"]
+    return [PROJECT_ROOT / "localstack" / "requirements.txt", ATOMIC_WRITES]
 
 
 def _dispatcher_inputs() -> list[Path]:
@@ -145,6 +148,7 @@ def fill_wheelhouse(image: StackImage, say: Callable[[str], None]) -> Path:
         )
     if image is LOCALSTACK:
         shutil.copy(wanted[0], folder / "requirements.txt")
+        shutil.copy(ATOMIC_WRITES, folder / ATOMIC_WRITES.name)
     else:
         (folder / "requirements.txt").write_text("ncaas-dev\n")
     return folder
