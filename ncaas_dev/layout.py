@@ -190,6 +190,13 @@ def check_group_key(key: object, group: str, field: str, folder_ok: bool = False
         raise InvalidKey(
             f"'{field}' {shown(key)} must point to a file, e.g. {group}/inputs/rec.bin"
         )
+    if folder_ok and is_folder_key(key) and parts[1] != "inputs":
+        # A runner may list only inside inputs/ (cloud/deploy/policies.py): elsewhere the folder
+        # would be refused on AWS halfway through a job, after passing offline.
+        raise InvalidKey(
+            f"'{field}' {shown(key)} is a folder outside {group}/inputs/; a folder dataset "
+            f"must sit under it (e.g. {group}/inputs/session1/): move it there, then submit again"
+        )
     return key
 
 

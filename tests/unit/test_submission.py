@@ -101,6 +101,11 @@ REJECTED = {
         "empty path segment",
     ),
     "folder, empty segment": (raw({"dataname": "labA/inputs//"}), "empty path segment"),
+    "folder outside inputs": (
+        raw({"dataname": "labA/results/job_1/"}),
+        "'labA/results/job_1/' is a folder outside labA/inputs/",
+    ),
+    "folder in configs": (raw({"dataname": "labA/configs/set/"}), "must sit under it"),
     "instance type not a type": (
         raw({"dataname": "labA/inputs/x", "instance_type": "big one"}),
         "not an EC2 instance type",
