@@ -9,7 +9,8 @@ so conditions are waved through. This script patches two things before starting 
   image, the instance, its volume, network interface, subnet and security group) with
   ``ec2:InstanceType`` and ``aws:RequestTag/*``, its tags need ``ec2:CreateTags`` with
   ``ec2:CreateAction``, and its instance profile's role needs ``iam:PassRole`` with
-  ``iam:PassedToService``: the checks AWS makes on RunInstances;
+  ``iam:PassedToService``: the checks AWS makes on RunInstances; ``ec2:TerminateInstances``
+  is authorised against each instance, with its tags as ``aws:ResourceTag/*``;
 - the conditions: StringEquals, StringLike and their negations evaluated as IAM does (any of
   a list matches; ``*`` and ``?``; a key the request lacks fails a positive operator). A key
   this context cannot supply is ignored, as moto ignores it.
@@ -30,7 +31,13 @@ from moto.iam import access_control as ac
 from moto.s3.exceptions import S3AccessDeniedError
 
 # Keys this context supplies when the request has them: absent from a request, they fail.
-SUPPLIED = ("s3:prefix", "ec2:InstanceType", "aws:RequestTag/", "ec2:CreateAction")
+SUPPLIED = (
+    "s3:prefix",
+    "ec2:InstanceType",
+    "aws:RequestTag/",
+    "aws:ResourceTag/",
+    "ec2:CreateAction",
+)
 EC2_LAUNCH_RESOURCES = ("volume/*", "network-interface/*", "subnet/*", "security-group/*")
 
 
@@ -110,6 +117,19 @@ def _run_instances(request: Any, params: dict[str, str]) -> None:
             _require(request, "iam:PassRole", role.arn, passed)
 
 
+def _terminate_instances(request: Any, params: dict[str, str]) -> None:
+    from moto.ec2.models import ec2_backends
+
+    region, account = request._region, request.account_id
+    ec2 = ec2_backends[account][region]
+    for name, instance in params.items():
+        if name.startswith("InstanceId."):
+            tags = ec2.describe_tags(filters={"resource-id": [instance]})
+            values = {f"aws:ResourceTag/{t['key']}": t["value"] for t in tags}
+            arn = f"arn:aws:ec2:{region}:{account}:instance/{instance}"
+            _require(request, "ec2:TerminateInstances", arn, values)
+
+
 def check_action_permitted(self: Any, resource: str) -> None:
     action = self._action
     if action == "sts:GetCallerIdentity":
@@ -118,6 +138,8 @@ def check_action_permitted(self: Any, resource: str) -> None:
     try:
         if action == "ec2:RunInstances":
             _run_instances(self, params)
+        elif action == "ec2:TerminateInstances":
+            _terminate_instances(self, params)
         else:
             values = {"s3:prefix": params.get("prefix", "")} if action == "s3:ListBucket" else {}
             _require(self, action, resource, values)

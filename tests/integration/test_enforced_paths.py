@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
+from waiting import wait_until  # tests/ is on sys.path: pytest's rootdir conftest
 
 from integration.iam_world import Moto, Principal, World, build_world
 from integration.iam_world import moto_server as moto_server  # a fixture
@@ -38,7 +41,7 @@ from ncaas_dev.client import AnalysisClient, Submitted
 from ncaas_dev.cloud.deploy import lambda_handler
 from ncaas_dev.cloud.deploy import names as n
 from ncaas_dev.cloud.deploy.policies import instance_policy
-from ncaas_dev.cloud.layout import StackRecord, save_stack_record
+from ncaas_dev.cloud.layout import TAG_BUCKET, StackRecord, save_stack_record
 from ncaas_dev.containers import Engine
 from ncaas_dev.layout import JobPaths
 from ncaas_dev.status import JobStatus, State
@@ -326,3 +329,69 @@ def test_a_launch_the_policy_does_not_allow_fails_naming_action_and_resource(
         assert f"ec2:RunInstances on resource: arn:aws:ec2:us-east-1::image/{other}" in reason
     finally:
         admin.put_json(scene.bucket, ".ncaas/blueprint.json", record)
+
+
+def test_a_cancel_runs_as_each_principal_and_ends_the_dataset_cancelled(
+    scene: Scene, as_lambda: Any, tmp_path: Path
+) -> None:
+    """alice's cancel file (her own keys); the Lambda's handling of it (the dispatcher role:
+    mark the dataset, terminate its instance); and the runner stopped by the instance's
+    shutdown (the instance role: partial outputs, the cancelled status)."""
+    alice = scene.client("alice")
+    (tmp_path / "long.bin").write_bytes(b"l" * 10)
+    (tmp_path / "long.json").write_text(json.dumps({"lines": 1, "sleep": 120}))
+    data = alice.upload(tmp_path / "long.bin", "labA", "inputs")
+    sent = alice.submit("labA", [data], alice.upload(tmp_path / "long.json", "labA", "configs"))
+    (outcome,) = as_lambda(s3_event(scene.bucket, sent.key))["outcomes"]
+    assert outcome["action"] == "started", outcome
+    job = str(outcome["job"])
+    (instance,) = scene.instances("labA", job)
+    iid = instance["InstanceId"]
+    task = tmp_path / "task.json"
+    task.write_text(task_of(scene.world.admin, iid))
+    env = scene.world.roles[n.INSTANCE_ROLE].environment(scene.moto.endpoint)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "ncaas_dev.runner", str(task), f"ec2:{iid}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: any("analysis started" in e.message for e in scene.status("labA", job).events),
+            90,
+            "the analysis started",
+            0.2,
+        )
+        key = alice.cancel("labA", job, by="alice")
+        (cancelled,) = as_lambda(s3_event(scene.bucket, key))["outcomes"]
+        assert cancelled["action"] == "cancelled", cancelled
+        (after,) = scene.instances("labA", job)
+        assert after["State"]["Name"] in ("shutting-down", "terminated")
+        runner.send_signal(signal.SIGTERM)  # what the instance's shutdown does to its runner
+        _, err = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    ds = scene.status("labA", job).datasets["long.bin"]
+    assert ds.state == State.CANCELLED, ds
+    assert (ds.reason or "").startswith("cancelled by alice at "), ds.reason
+    assert "not allowed" not in err and "AccessDenied" not in err, err[-3000:]
+
+
+def test_the_dispatcher_role_may_terminate_only_its_own_analysis_instances(scene: Scene) -> None:
+    ami = scene.blueprint.cloud.ami
+    tags = [{"Key": TAG_BUCKET, "Value": "another-analysis"}]
+    reply = scene.world.admin.ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )
+    foreign = reply["Instances"][0]["InstanceId"]
+    with pytest.raises(ClientError) as refused:
+        scene.world.roles[n.DISPATCHER_ROLE].ec2.terminate_instances(InstanceIds=[foreign])
+    assert "ec2:TerminateInstances on resource: arn:aws:ec2:us-east-1:" in str(refused.value)
+    assert f"instance/{foreign}" in str(refused.value)

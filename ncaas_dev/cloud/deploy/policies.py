@@ -175,7 +175,8 @@ def run_instances_statements(blueprint: Blueprint) -> list[Doc]:
 
 def dispatcher_policy(blueprint: Blueprint) -> Doc:
     """The dispatcher: read submissions (and head the inputs they name), write job folders and
-    its own records, start and watch tagged instances with the instance role, write its logs."""
+    its own records, start and watch tagged instances with the instance role, terminate them on
+    a cancel request, write its logs."""
     bucket = blueprint.bucket
     groups = [g.name for g in blueprint.groups]
     function = dispatcher_function_name(blueprint.analysis)
@@ -236,6 +237,13 @@ def dispatcher_policy(blueprint: Blueprint) -> Doc:
             "Action": ["ec2:CreateTags"],
             "Resource": "*",
             "Condition": {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
+        },
+        {
+            "Sid": "TerminateItsOwnInstances",  # a cancel request stops a dataset's instance
+            "Effect": "Allow",
+            "Action": ["ec2:TerminateInstances"],
+            "Resource": _ec2("instance/*"),
+            "Condition": {"StringEquals": {f"aws:ResourceTag/{TAG_BUCKET}": bucket}},
         },
         {
             "Sid": "PassTheInstanceRoleOnly",
