@@ -10,7 +10,10 @@ On a LocalStack of its own (free loopback port, own state folder): one analysis,
 - before: the bucket as older dispatchers left it: no index record (so the sweep lists
   ``results/`` and reads every job's status, then writes the index) and no pointers beside the
   submissions (so the sweep reads every submission's claim);
-- after: the same bucket with the index and a pointer beside each submission, ``--rounds`` times.
+- full listing: the same bucket with the index and a pointer beside each submission, every
+  submission listed (what a starting dispatcher does, and a sweep every 10 minutes);
+- after: the same, as a cold Lambda's sweep runs it, ``--rounds`` times: the listing starts at
+  the sweep record's mark.
 
 Reports seconds and S3 requests per sweep. Everything stays on loopback.
 
@@ -42,6 +45,7 @@ from ncaas_dev.dispatch.sweep import Sweeper  # noqa: E402
 from ncaas_dev.jobstore import JobStore  # noqa: E402
 from ncaas_dev.layout import (  # noqa: E402
     OPEN_INDEX_RECORD,
+    SWEEP_RECORD,
     JobPaths,
     claim_key,
     pointer_doc,
@@ -71,7 +75,7 @@ def submission_key(job: str) -> str:
     return f"{GROUP}/submissions/{job}_submit.json"
 
 
-def one_sweep(counted: Counted) -> dict[str, Any]:
+def one_sweep(counted: Counted, full_listing: bool = False) -> dict[str, Any]:
     waiting: list[str] = []
 
     def queue(bucket: str, record: AnalysisRecord, st: JobStatus) -> int:
@@ -81,7 +85,7 @@ def one_sweep(counted: Counted) -> dict[str, Any]:
     sweeper = Sweeper(counted.storage, lambda e: None, queue)  # type: ignore[arg-type,return-value]
     counted.take()
     start = time.perf_counter()
-    sweeper.sweep()
+    sweeper.sweep(full_listing)
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 3), "s3_requests": counted.take(), "open": len(waiting)}
 
@@ -139,6 +143,9 @@ def main() -> int:
         print("before", report["before_no_indexes"], file=sys.stderr)
         with ThreadPoolExecutor(16) as pool:
             list(pool.map(point, [f"job_done{i:05}" for i in range(args.finished)]))
+        storage.delete(BUCKET, SWEEP_RECORD)
+        report["full_listing"] = one_sweep(counted, full_listing=True)
+        print("full listing", report["full_listing"], file=sys.stderr)
         report["after_indexes"] = [one_sweep(counted) for _ in range(args.rounds)]
         print("after", report["after_indexes"], file=sys.stderr)
         worst = max(report["after_indexes"], key=lambda r: r["seconds"])

@@ -22,6 +22,8 @@ BLUEPRINT_RECORD = f"{INTERNAL_PREFIX}/blueprint.json"
 # OPEN_INDEX_RECORD says the index covers every job (the sweep wrote it after listing results/).
 OPEN_PREFIX = f"{INTERNAL_PREFIX}/open/"
 OPEN_INDEX_RECORD = f"{INTERNAL_PREFIX}/open-index.json"
+# Where the sweep's listing of submissions may start, and when it last listed them all.
+SWEEP_RECORD = f"{INTERNAL_PREFIX}/sweep.json"
 # The blueprint's rule for group names: a submission under any other first segment (".ncaas",
 # "..", odd Unicode) belongs to no group that can exist, so it is not a submission at all.
 GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")

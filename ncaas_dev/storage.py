@@ -259,11 +259,14 @@ class Storage:
         with self._t(f"delete s3://{bucket}/{key}"):
             self.s3.delete_object(Bucket=bucket, Key=key)
 
-    def list_objects(self, bucket: str, prefix: str) -> list[ObjectInfo]:
+    def list_objects(
+        self, bucket: str, prefix: str, start_after: str | None = None
+    ) -> list[ObjectInfo]:
+        """The objects under ``prefix`` in key order (only those after ``start_after``)."""
         found: list[ObjectInfo] = []
         with self._t(f"list s3://{bucket}/{prefix}"):
             for page in self.s3.get_paginator("list_objects_v2").paginate(
-                Bucket=bucket, Prefix=prefix
+                Bucket=bucket, Prefix=prefix, StartAfter=start_after or ""
             ):
                 found += [
                     ObjectInfo(

@@ -128,14 +128,15 @@ class Dispatcher:
 
     # -- recovery ----------------------------------------------------------------------------
     def recover(self) -> int:
-        """The sweep a starting dispatcher runs: returns how many datasets it queued."""
-        return self.sweep()
+        """The sweep a starting dispatcher runs (every submission listed): returns how many
+        datasets it queued."""
+        return self.sweep(full_listing=True)
 
-    def sweep(self) -> int:
+    def sweep(self, full_listing: bool = False) -> int:
         """Find the work no live dispatcher owns; returns how many datasets it queued."""
         self._sweeping = True
         try:
-            queued = self.sweeper.sweep()
+            queued = self.sweeper.sweep(full_listing)
         finally:
             self._sweeping = False
             self._last_sweep = time.monotonic()  # the interval runs between sweeps

@@ -9,8 +9,11 @@ step goes through the same conditional claims as the event path.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field
 
 from ..analysis import AnalysisRecord, load_record
 from ..bucketconfig import list_buckets
@@ -22,19 +25,31 @@ from ..layout import (
     OPEN_INDEX_RECORD,
     OPEN_PREFIX,
     POINTER_SUFFIX,
+    SWEEP_RECORD,
     claim_key,
     is_submission_key,
     not_a_submission,
     submissions_prefix,
 )
 from ..status import JobStatus, utcnow
-from ..storage import NotFound, Storage
+from ..storage import NotFound, ObjectInfo, Storage
 from .admission import Outcome
 from .claims import claim_is_stale
 
 log = logging.getLogger(__name__)
 Handle = Callable[[ObjectCreated], Outcome]
 QueueWaiting = Callable[[str, AnalysisRecord, JobStatus], int]
+
+
+FULL_LISTING_SECONDS = 600.0
+
+
+class SweepMark(BaseModel):
+    """``.ncaas/sweep.json``: when a sweep last listed every submission (epoch seconds), and per
+    group the last key of the unbroken run of done submissions it then saw."""
+
+    full_at: float = 0.0
+    after: dict[str, str] = Field(default_factory=dict)
 
 
 @dataclass
@@ -47,12 +62,16 @@ class Sweeper:
     _known_claims: set[tuple[str, str]] = field(default_factory=set)
     _misnamed: set[tuple[str, str]] = field(default_factory=set)  # said once per version
 
-    def sweep(self) -> int:
-        """One pass over every provisioned analysis; returns how many datasets it queued."""
+    # How often a sweep lists every submission again, not only those after its mark.
+    full_listing_every: float = FULL_LISTING_SECONDS
+
+    def sweep(self, full_listing: bool = False) -> int:
+        """One pass over every provisioned analysis; returns how many datasets it queued.
+        ``full_listing``: list every submission, whatever the mark says (a starting dispatcher)."""
         queued = 0
         for bucket in list_buckets(self.storage):
             try:
-                queued += self._sweep_analysis(bucket)
+                queued += self._sweep_analysis(bucket, full_listing)
             except ServiceUnavailable:
                 raise  # nothing answers: every other bucket would fail the same way
             except (NcaasError, ValueError) as e:
@@ -61,50 +80,82 @@ class Sweeper:
                 log.warning("sweep: %s: skipped this time: %s", bucket, e)
         return queued
 
-    def _sweep_analysis(self, bucket: str) -> int:
+    def _sweep_analysis(self, bucket: str, full_listing: bool) -> int:
         record = load_record(self.storage, bucket)
         if record is None:  # not an analysis's bucket
             return 0
-        self._sweep_submissions(bucket, record)
+        self._sweep_submissions(bucket, record, full_listing)
         return self._sweep_jobs(bucket, record)
 
-    def _sweep_submissions(self, bucket: str, record: AnalysisRecord) -> None:
+    def _sweep_submissions(self, bucket: str, record: AnalysisRecord, full_listing: bool) -> None:
         """Handle submissions whose event was lost, or whose claimer died before finishing.
 
         The submissions' own listing is their index: an admission's last step leaves a pointer
         beside its submission (``{id}_submit.json.job``), so a submission listed with a pointer
         at least as new as itself is done, and only the others cost a read of their claim.
-        A cold sweep of 10,000 finished submissions is 20 pages of listing, no reads.
+        The sweep record (``.ncaas/sweep.json``) marks, per group, the last submission of an
+        unbroken run of done ones, and a sweep lists only what sorts after it: a cold sweep of
+        10,000 finished submissions is one page. Every ``full_listing_every`` seconds, and when
+        asked, a sweep lists them all again: a lost event of a submission whose name sorts
+        before the mark is found then.
         """
+        mark = self._read_mark(bucket)
+        now = time.time()
+        full = full_listing or now - mark.full_at >= self.full_listing_every
+        after = {
+            g.name: mark.after[g.name] for g in record.blueprint.groups if g.name in mark.after
+        }
         for group in record.blueprint.groups:
-            listed = self.storage.list_objects(bucket, submissions_prefix(group.name))
+            if full:
+                after.pop(group.name, None)
+            prefix = submissions_prefix(group.name)
+            listed = self.storage.list_objects(bucket, prefix, after.get(group.name))
             pointers = {
                 o.key.removesuffix(POINTER_SUFFIX): o.modified
                 for o in listed
                 if o.key.endswith(POINTER_SUFFIX)
             }
+            unbroken = True
             for obj in listed:
-                if not is_submission_key(obj.key):
+                if is_submission_key(obj.key):
+                    unbroken = self._done_or_handled(bucket, obj, pointers) and unbroken
+                elif not obj.key.endswith(POINTER_SUFFIX):
                     self._tell_misnamed(bucket, obj.key, obj.etag)
-                    continue
-                if (obj.key, obj.etag) in self._known_claims:
-                    continue
-                # LastModified of the pointer >= the submission's: made for this version.
-                if pointers.get(obj.key, -1.0) >= obj.modified:
-                    self._known_claims.add((obj.key, obj.etag))
-                    continue
-                try:
-                    doc, _ = self.storage.get_json(bucket, claim_key(obj.key, obj.etag))
-                except NotFound:
-                    doc = None  # never claimed: its event was lost
-                if doc is not None:
-                    if doc.get("job"):  # a claim from before the pointers: done
-                        self._known_claims.add((obj.key, obj.etag))
-                        continue
-                    if not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
-                        continue
-                outcome = self.handle(ObjectCreated(bucket, obj.key, obj.etag, obj.size))
-                log.info("sweep: %s: %s %s", obj.key, outcome.action, outcome.job or "")
+                if unbroken:  # pointers and misnamed files too: none is listed again
+                    after[group.name] = obj.key
+        changed = SweepMark(full_at=now if full else mark.full_at, after=after)
+        if changed != mark:
+            self.storage.put_json(bucket, SWEEP_RECORD, changed.model_dump())
+
+    def _read_mark(self, bucket: str) -> SweepMark:
+        try:
+            doc, _ = self.storage.get_json(bucket, SWEEP_RECORD)
+            return SweepMark.model_validate(doc)
+        except (NotFound, ValueError):  # none yet, or not one we wrote: list everything
+            return SweepMark()
+
+    def _done_or_handled(self, bucket: str, obj: ObjectInfo, pointers: dict[str, float]) -> bool:
+        """True if the submission was done before this sweep; else hand it to the event path,
+        unless a live dispatcher holds its claim."""
+        if (obj.key, obj.etag) in self._known_claims:
+            return True
+        # LastModified of the pointer >= the submission's: made for this version.
+        if pointers.get(obj.key, -1.0) >= obj.modified:
+            self._known_claims.add((obj.key, obj.etag))
+            return True
+        try:
+            doc, _ = self.storage.get_json(bucket, claim_key(obj.key, obj.etag))
+        except NotFound:
+            doc = None  # never claimed: its event was lost
+        if doc is not None:
+            if doc.get("job"):  # a claim from before the pointers: done
+                self._known_claims.add((obj.key, obj.etag))
+                return True
+            if not claim_is_stale(doc.get("owner"), doc.get("claimed_at")):
+                return False
+        outcome = self.handle(ObjectCreated(bucket, obj.key, obj.etag, obj.size))
+        log.info("sweep: %s: %s %s", obj.key, outcome.action, outcome.job or "")
+        return False
 
     def _tell_misnamed(self, bucket: str, key: str, etag: str) -> None:
         """A file meant as a submission but misnamed (no event reaches the dispatcher for it:

@@ -21,6 +21,7 @@ from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.ec2 import Ec2Launcher
 from ncaas_dev.layout import (
     OPEN_INDEX_RECORD,
+    SWEEP_RECORD,
     JobPaths,
     claim_key,
     open_marker,
@@ -168,6 +169,8 @@ def test_a_job_whose_creator_died_before_indexing_it_is_indexed_by_whoever_retak
     storage.delete(BUCKET, submission_pointer_key(event.key))
     claim = claim_key(event.key, event.etag)
     storage.put_json(BUCKET, claim, {"submission": event.key, "etag": event.etag, "job": None})
+    # Its own sweep saw the submission done; one that died before the pointer marks nothing.
+    storage.delete(BUCKET, SWEEP_RECORD)
 
     second = Dispatcher(storage, Ec2Launcher(settings, storage, ec2, iam), None, "us-east-1")
     second.sweep()

@@ -19,6 +19,7 @@ from ncaas_dev.dispatch.sweep import Sweeper
 from ncaas_dev.events import ObjectCreated
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.layout import (
+    SWEEP_RECORD,
     claim_key,
     is_submission_key,
     pointed_job,
@@ -184,13 +185,59 @@ def test_a_cold_sweep_reads_no_claim_of_a_finished_submission(storage: Storage) 
 
     counted = Counted(storage)
     Sweeper(storage, handle, lambda bucket, record, status: 0)._sweep_submissions(
-        BUCKET, _record(storage)
+        BUCKET, _record(storage), False
     )
     calls = counted.take()
     assert handled == [lost.key]
     claims = [key for op, key in calls if op == "GetObject" and key.startswith(".ncaas/claims/")]
     assert claims == [claim_key(lost.key, lost.etag or "")], calls  # the one without a pointer
-    assert len(calls) <= 4, calls  # two listings (labA, labB) and that one claim
+    # the record, the sweep record's read and write, two listings (labA, labB), that one claim
+    assert len(calls) <= 6, calls
+
+
+def test_a_sweep_lists_only_after_its_mark_and_all_of_them_now_and_then(
+    storage: Storage,
+) -> None:
+    for i in range(5):
+        admit(storage, submit(storage, f"b-done{i}"))
+    handled: list[str] = []
+
+    def handle(event: ObjectCreated) -> Outcome:
+        handled.append(event.key)
+        return admit(storage, event)
+
+    def cold_sweep(full_listing: bool = False, every: float = 600.0) -> list[str]:
+        """A fresh Sweeper (a cold Lambda); returns the keys its listing of labA gave."""
+        seen: list[str] = []
+        real = storage.list_objects
+
+        def listing(bucket: str, prefix: str, start_after: str | None = None) -> list[ObjectInfo]:
+            found = real(bucket, prefix, start_after)
+            seen.extend(o.key for o in found if GROUP in prefix)
+            return found
+
+        sweeper = Sweeper(storage, handle, lambda bucket, record, status: 0)
+        sweeper.full_listing_every = every
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(storage, "list_objects", listing)
+            sweeper._sweep_submissions(BUCKET, _record(storage), full_listing)
+        return seen
+
+    def mark() -> str:
+        doc, _ = storage.get_json(BUCKET, SWEEP_RECORD)
+        return str(doc["after"][GROUP])
+
+    assert len(cold_sweep()) == 10  # the first lists all: 5 submissions and their pointers
+    assert mark().endswith("b-done4_submit.json.job")  # its pointer
+    assert cold_sweep() == []  # nothing after the mark
+    early = submit(storage, "a-early")  # sorts before the mark; its event lost
+    late = submit(storage, "c-late")  # sorts after it; its event lost too
+    assert cold_sweep() == [late.key] and handled == [late.key]
+    assert cold_sweep() == [late.key, submission_pointer_key(late.key)]  # now done
+    assert mark() == submission_pointer_key(late.key)
+    assert handled == [late.key]  # the early one not seen yet
+    assert len(cold_sweep(every=0.0)) == 13 and handled == [late.key, early.key]  # its time came
+    assert len(cold_sweep(full_listing=True)) == 14 and handled == [late.key, early.key]
 
 
 @pytest.mark.parametrize(("pointer_age", "swept"), [(5.0, True), (0.0, False), (-5.0, False)])
@@ -204,7 +251,9 @@ def test_only_a_pointer_at_least_as_new_as_the_submission_counts(
         ObjectInfo(submission_pointer_key(event.key), 60, "p", modified=1000.0 - pointer_age),
     ]
     monkeypatch.setattr(
-        storage, "list_objects", lambda bucket, prefix: listed if GROUP in prefix else []
+        storage,
+        "list_objects",
+        lambda bucket, prefix, start_after=None: listed if GROUP in prefix else [],
     )
     handled: list[str] = []
 
@@ -213,7 +262,7 @@ def test_only_a_pointer_at_least_as_new_as_the_submission_counts(
         return Outcome(event.key, "started")
 
     Sweeper(storage, handle, lambda bucket, record, status: 0)._sweep_submissions(
-        BUCKET, _record(storage)
+        BUCKET, _record(storage), False
     )
     assert handled == ([event.key] if swept else [])
 

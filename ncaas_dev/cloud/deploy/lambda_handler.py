@@ -81,7 +81,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
         _dispatcher = build_dispatcher()
     dispatcher = _dispatcher
     if is_sweep(event):
-        queued = dispatcher.recover()
+        queued = dispatcher.sweep()  # all submissions listed only now and then (sweep.py)
         dispatcher.pump()
         log.info("sweep: queued %d dataset(s), %d still waiting", queued, len(dispatcher.pending))
         return {"sweep": True, "queued": queued, "waiting": len(dispatcher.pending)}
