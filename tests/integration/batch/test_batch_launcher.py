@@ -23,6 +23,7 @@ from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage
 
 from ..jobs import ROOT, Lab, copy_blueprint, ncaas
+from ..test_cancel import cancel_one_by_alice
 from ..test_limits import DockerSampler, analysis_containers, launches, max_overlap
 from .conftest import MakeLab, jobs_of, switch_dispatcher
 
@@ -191,6 +192,19 @@ def test_cancel_terminates_the_job(
     assert attempts(status) == 1  # a cancel is no interruption: never retried
     wait_for("failed in Batch", lambda: jobs_of(batch, lab.bucket)[0]["status"] == "FAILED")
     wait_for("no analysis left", lambda: analysis_containers(engine, lab.bucket) == [], 30)
+
+
+def test_a_cancel_file_terminates_the_batch_job(
+    batch_lab: MakeLab, batch: Any, engine: Engine
+) -> None:
+    """The user's way: a cancel file, which the dispatcher turns into TerminateJob."""
+    lab = batch_lab()
+    job = lab.wait_job(lab.submit(dataname=lab.dataset(), configname=lab.config(sleep=60)))
+    running = analysis_running(lab, job)
+    final, _ = cancel_one_by_alice(lab, engine, job)
+    assert attempts(final) == 1  # a cancel is no interruption: never retried
+    wait_for("failed in Batch", lambda: jobs_of(batch, lab.bucket)[0]["status"] == "FAILED")
+    assert [j["jobId"] for j in jobs_of(batch, lab.bucket)] == [running["id"]]
 
 
 def test_dispatcher_sigkill_each_dataset_ends_once(
