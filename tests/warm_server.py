@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ncaas_dev.front import socket_path
+from ncaas_dev.entry.front import socket_path
 from ncaas_dev.local.stack import start_command_server
 from ncaas_dev.settings import Settings
 

@@ -261,7 +261,7 @@ def start_command_server(settings: Settings) -> ProcessInfo:
     info = pidfile.read()
     if info.running:
         return info
-    command = [sys.executable, "-m", "ncaas_dev.cmdserver", str(settings.state_dir)]
+    command = [sys.executable, "-m", "ncaas_dev.entry.cmdserver", str(settings.state_dir)]
     process = _spawn(
         [*command, *filter(None, [settings.endpoint_url])],
         child_env(),  # each command brings its caller's environment along

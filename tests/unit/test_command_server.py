@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from ncaas_dev import cmdserver, front
-from ncaas_dev.front import request_bytes, socket_path
+from ncaas_dev.entry import cmdserver, front
+from ncaas_dev.entry.front import request_bytes, socket_path
 
-FRONT = [sys.executable, "-c", "from ncaas_dev.front import main; main()"]
+FRONT = [sys.executable, "-c", "from ncaas_dev.entry.front import main; main()"]
 
 
 def served(env: dict[str, str]) -> list[str]:
@@ -46,7 +46,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, str]]:
     env.pop("NCAAS_NO_COMMAND_SERVER", None)
     log = (state / "cmdserver.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ncaas_dev.cmdserver", str(state), "http://127.0.0.1:9"],
+        [sys.executable, "-m", "ncaas_dev.entry.cmdserver", str(state), "http://127.0.0.1:9"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -103,7 +103,7 @@ def test_a_caller_without_standard_input_is_served(server: dict[str, str]) -> No
         [
             sys.executable,
             "-c",
-            "import os; os.close(0); from ncaas_dev.front import main; main()",
+            "import os; os.close(0); from ncaas_dev.entry.front import main; main()",
             *args,
         ],
         env=server,
@@ -201,7 +201,7 @@ def test_a_second_server_is_refused_and_leaves_the_first_ones_socket(
     state = server["NCAAS_STATE_DIR"]
     before = os.stat(socket_path(server)).st_ino
     second = subprocess.run(
-        [sys.executable, "-m", "ncaas_dev.cmdserver", state, "http://127.0.0.1:9"],
+        [sys.executable, "-m", "ncaas_dev.entry.cmdserver", state, "http://127.0.0.1:9"],
         env=server,
         capture_output=True,
         text=True,
@@ -252,7 +252,7 @@ def test_the_client_sends_nothing_to_a_socket_of_another_user(
 
 FORWARDING = """
 import os, signal, subprocess, sys, time
-from ncaas_dev.front import _forward_signals
+from ncaas_dev.entry.front import _forward_signals
 child = subprocess.Popen([sys.executable, "-c", '''
 import signal, sys, time
 out = open(sys.argv[1], "a", buffering=1)

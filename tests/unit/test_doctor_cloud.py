@@ -143,7 +143,7 @@ def test_doctor_cloud_on_the_command_line_names_every_check(
         [
             sys.executable,
             "-c",
-            "from ncaas_dev.front import main; main()",
+            "from ncaas_dev.entry.front import main; main()",
             "doctor",
             "--cloud",
             str(folder),

@@ -3,7 +3,7 @@ state folder, else this process does.
 
 Starting Python and importing boto3, Docker's SDK, pydantic and Typer takes most of a second
 on a small machine, which is more than the analysis of a quick ``ncaas-dev run`` takes. The
-stack's command server (``ncaas_dev.cmdserver``, started by ``up``) has done all of that once;
+stack's command server (``ncaas_dev.entry.cmdserver``, started by ``up``) has done all of that once;
 this front end imports only the standard library, hands the server its arguments, working
 folder, environment and its standard input, output and error (the file descriptors
 themselves), and waits for the exit code (128+N if the command died of signal N). It sends
@@ -23,7 +23,7 @@ import socket
 import struct
 import sys
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # ncaas_dev/
 SOCKET_NAME = "command.sock"
 # Commands whose own start-up is already a small fraction of a second (they import no boto3
 # or Docker SDK: see tests/unit/test_cli_startup.py) gain nothing from a fork of the server;
@@ -140,6 +140,6 @@ def main() -> None:
     code = via_server(sys.argv[1:])
     if code is not None:
         sys.exit(code)
-    from .cli.app import main as run_here
+    from ..cli.app import main as run_here
 
     run_here()

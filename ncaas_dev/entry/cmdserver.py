@@ -70,10 +70,10 @@ def preload(endpoint_url: str | None) -> None:
     import rich.console  # noqa: F401
     import typer  # noqa: F401
 
-    from . import blueprint, buildcache, client, containers  # noqa: F401
-    from .aws import s3_client, sqs_client
-    from .local import provision, stack  # noqa: F401
-    from .settings import Settings
+    from .. import blueprint, buildcache, client, containers  # noqa: F401
+    from ..aws import s3_client, sqs_client
+    from ..local import provision, stack  # noqa: F401
+    from ..settings import Settings
 
     settings = Settings.from_env(endpoint_url=endpoint_url)
     s3_client(settings)
@@ -174,7 +174,7 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
         # Descriptors inherited from the server (other callers' streams, its lock): holding
         # another caller's pipe open would keep that caller waiting for its end.
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))
-        from .cli.app import main
+        from ..cli.app import main
 
         try:
             main()
@@ -302,7 +302,7 @@ def serve(state_dir: Path, endpoint_url: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ncaas_dev.cmdserver STATE_DIR [ENDPOINT]``."""
+    """``python -m ncaas_dev.entry.cmdserver STATE_DIR [ENDPOINT]``."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s cmdserver %(message)s")
     return serve(Path(args[0]), args[1] if len(args) > 1 else None)
