@@ -40,15 +40,21 @@ def doctor(
     endpoint_url: str | None = None,
 ) -> list[Check]:
     """Every check (Docker, the local stack, Packer, credentials, the blueprint's AMI; with
-    ``launcher="slurm"`` the cluster too), each with its ``level`` (ok, warn, fail) and fix."""
+    ``launcher="slurm"`` the cluster too, with ``launcher="batch"`` the local Batch server and
+    its runner image), each with its ``level`` (ok, warn, fail) and fix."""
     from ..blueprint import load_blueprint
     from ..checks.doctor import diagnose
 
     launcher = check_launcher(launcher)
     loaded = load_blueprint(Path(blueprint_dir)) if blueprint_dir else None
-    checks = diagnose(Context.create(endpoint_url, cloud=cloud).settings, loaded)
+    settings = Context.create(endpoint_url, cloud=cloud).settings
+    checks = diagnose(settings, loaded)
     if launcher == "slurm":
         from ..checks.slurm import slurm_checks
 
         checks += slurm_checks()
+    if launcher == "batch" and not cloud:
+        from ..checks.batch import batch_checks
+
+        checks += batch_checks(settings.state_dir)
     return checks

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from ncaas_dev.checks.batch import batch_checks
+from ncaas_dev.checks.doctor import Level
 from ncaas_dev.containers import Engine
+from ncaas_dev.launchers import batchenv
 from ncaas_dev.launchers.batch import BatchLauncher
 from ncaas_dev.local.stack import PidFile, start_dispatcher
 from ncaas_dev.settings import Settings
@@ -257,3 +260,24 @@ def test_down_removes_the_job_containers_of_its_own_stack_only(
         for container in (ours, theirs):
             with contextlib.suppress(Exception):
                 container.remove(force=True)
+
+
+def test_doctor_checks_the_batch_server_and_its_runner_image(
+    cli_env: dict[str, str],
+    batch_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    done = ncaas(["doctor", "--launcher", "batch", "--json"], cli_env)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["batch server"]["level"] == "ok", checks["batch server"]
+    assert batch_server in checks["batch server"]["detail"]
+    assert checks["batch runner image"]["level"] == "ok", checks["batch runner image"]
+
+    monkeypatch.delenv("NCAAS_BATCH_ENDPOINT", raising=False)
+    monkeypatch.setattr(batchenv, "RUNNER_IMAGE", "ncaas/no-such-runner:image")
+    missing = {c.name: c for c in batch_checks(tmp_path)}  # a state folder with no stack
+    assert missing["batch server"].level == Level.FAIL
+    assert "up --launcher batch" in (missing["batch server"].fix or "")
+    assert missing["batch runner image"].level == Level.FAIL
+    assert "ncaas/no-such-runner:image" in missing["batch runner image"].detail
