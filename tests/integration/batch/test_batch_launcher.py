@@ -73,6 +73,36 @@ def attempts(status: JobStatus) -> int:
     return int((ds.model_extra or {})["attempts"])
 
 
+def run_on_docker_and_batch(
+    folder: Path, data: Path, config: Path, cli_env: dict[str, str], settings: Settings
+) -> dict[str, dict[str, Any]]:
+    """`run --json` of the analysis in ``folder`` on ``data``, with each launcher."""
+    runs: dict[str, dict[str, Any]] = {}
+    try:
+        for launcher in ("docker", "batch"):
+            out = folder.parent / f"out-{launcher}"
+            args = ["run", str(folder), "--data", str(data), "--launcher", launcher]
+            args += ["--config", str(config), "--out", str(out), "--json"]
+            done = ncaas(args, cli_env)
+            assert done.returncode == 0, done.stderr[-2000:]
+            runs[launcher] = json.loads(done.stdout)
+    finally:  # `run` switched the dispatcher twice: back to the module's (and its settings)
+        switch_dispatcher(settings, "batch")
+    return runs
+
+
+def assert_byte_identical(runs: dict[str, dict[str, Any]], dataset: str) -> None:
+    assert runs["batch"]["provenance"]["launcher"] == "batch"
+    assert runs["batch"]["provenance"]["batch"]["job_queue"].startswith("ncaas-")
+    ds = runs["batch"]["datasets"][dataset]
+    assert str(ds["runner"]).startswith("batch:") and ds["attempts"] == 1, ds
+    results = [Path(str(r["results_dir"])) / "process_results" / dataset for r in runs.values()]
+    names = sorted(p.name for p in results[0].iterdir())
+    assert names and names == sorted(p.name for p in results[1].iterdir())
+    for name in names:
+        assert (results[0] / name).read_bytes() == (results[1] / name).read_bytes(), name
+
+
 def test_spike_detect_gives_the_same_results_as_docker(
     cli_env: dict[str, str], batch_dispatcher: None, tmp_path: Path, settings: Settings
 ) -> None:
@@ -83,29 +113,28 @@ def test_spike_detect_gives_the_same_results_as_docker(
         check=True,
         capture_output=True,
     )
-    runs: dict[str, dict[str, Any]] = {}
-    try:
-        for launcher in ("docker", "batch"):
-            out = tmp_path / launcher
-            args = ["run", str(folder), "--data", str(data), "--launcher", launcher]
-            args += ["--config", str(folder / "params.yaml"), "--out", str(out), "--json"]
-            done = ncaas(args, cli_env)
-            assert done.returncode == 0, done.stderr[-2000:]
-            runs[launcher] = json.loads(done.stdout)
-    finally:  # `run` switched the dispatcher twice: back to the module's (and its settings)
-        switch_dispatcher(settings, "batch")
-    assert runs["batch"]["provenance"]["launcher"] == "batch"
-    assert runs["batch"]["provenance"]["batch"]["job_queue"].startswith("ncaas-")
-    ds = runs["batch"]["datasets"]["rec.bin"]
-    assert str(ds["runner"]).startswith("batch:") and ds["attempts"] == 1, ds
-    results = [Path(str(r["results_dir"])) / "process_results" / "rec.bin" for r in runs.values()]
-    names = sorted(p.name for p in results[0].iterdir())
-    assert names == sorted(p.name for p in results[1].iterdir())
-    for name in names:
-        assert (results[0] / name).read_bytes() == (results[1] / name).read_bytes(), name
+    runs = run_on_docker_and_batch(folder, data, folder / "params.yaml", cli_env, settings)
+    assert_byte_identical(runs, "rec.bin")
     status = ncaas(["status", "--json"], cli_env)
     assert json.loads(status.stdout)["batch"]["endpoint"].startswith("http://127.0.0.1:")
     assert yaml.safe_load((folder / "blueprint.yaml").read_text())["analysis"]
+
+
+def test_a_foreign_shell_analysis_gives_the_same_results_as_docker(
+    cli_env: dict[str, str], batch_dispatcher: None, tmp_path: Path, settings: Settings
+) -> None:
+    """An analysis not written for ncaas-dev: a shell script, no Python, no AWS library."""
+    fixture = ROOT / "tests" / "fixtures" / "shell"
+    folder = copy_blueprint(fixture, tmp_path / "bp", "ncaas-shell")
+    data = tmp_path / "session.dat"
+    data.write_bytes(bytes(range(256)) * 40)
+    config = tmp_path / "params.txt"
+    config.write_text("zeta=1\nalpha=2\n")
+    runs = run_on_docker_and_batch(folder, data, config, cli_env, settings)
+    assert_byte_identical(runs, "session.dat")
+    out = Path(str(runs["batch"]["results_dir"])) / "process_results" / "session.dat"
+    assert (out / "bytes.txt").read_text().strip() == "10240"
+    assert (out / "config-sorted.txt").read_text() == "alpha=2\nzeta=1\n"
 
 
 def test_exit_3_fails_with_the_exit_code(batch_lab: MakeLab, batch: Any) -> None:
