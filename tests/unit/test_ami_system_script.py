@@ -62,3 +62,56 @@ def test_apt_is_masked_update_retried_and_docker_live_restores(tmp_path: Path) -
     config = json.loads(daemon_json.read_text())
     assert config["live-restore"] is True and "nvidia" in config["runtimes"]
     assert lines.index("systemctl restart docker") > mask
+
+
+def test_on_amazon_linux_dnf_installs_the_runners_python_and_apt_is_never_called(
+    tmp_path: Path,
+) -> None:
+    """The ECS-optimized Amazon Linux 2023 a Batch analysis bakes from: dnf, Docker present."""
+    bin_dir, systemd = tmp_path / "bin", tmp_path / "systemd"
+    bin_dir.mkdir()
+    systemd.mkdir()
+    calls, daemon_json = tmp_path / "calls", tmp_path / "docker" / "daemon.json"
+    for name in ("dnf", "systemctl", "cloud-init", "apt-get"):
+        _shim(bin_dir, name, "exit 0")
+    _shim(bin_dir, "docker", "echo 25.0")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "NCAAS_CALLS": str(calls),
+        "NCAAS_SYSTEMD_DIR": str(systemd),
+        "NCAAS_DOCKER_DAEMON_JSON": str(daemon_json),
+        "PACKER_BUILDER_TYPE": "amazon-ebs",
+    }
+    if os.geteuid() != 0:
+        pytest.skip("the script re-runs itself with sudo when not root")
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert "dnf -q -y install python3.11" in lines
+    assert not any(line.startswith("apt-get") for line in lines)
+    assert not any(line.startswith("dnf") and " docker" in line for line in lines)  # it has it
+    assert json.loads(daemon_json.read_text())["live-restore"] is True
+
+
+def test_a_gpu_analysis_on_plain_amazon_linux_is_refused_naming_the_gpu_base(
+    tmp_path: Path,
+) -> None:
+    bin_dir, systemd = tmp_path / "bin", tmp_path / "systemd"
+    bin_dir.mkdir()
+    systemd.mkdir()
+    for name in ("dnf", "systemctl", "docker"):
+        _shim(bin_dir, name, "exit 0")
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "NCAAS_CALLS": str(tmp_path / "calls"),
+        "NCAAS_SYSTEMD_DIR": str(systemd),
+        "NCAAS_GPU": "true",
+        "PACKER_BUILDER_TYPE": "amazon-ebs",
+    }
+    if os.geteuid() != 0:
+        pytest.skip("the script re-runs itself with sudo when not root")
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "amazon:al2023-ami-ecs-gpu-hvm-*-x86_64" in done.stderr

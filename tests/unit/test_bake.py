@@ -77,6 +77,15 @@ def test_gpu_source_is_the_deep_learning_base_from_amazon() -> None:
 
 
 @pytest.mark.parametrize(
+    ("gpu", "name"), [(False, "al2023-ami-ecs-hvm-"), (True, "al2023-ami-ecs-gpu-")]
+)
+def test_a_batch_analysis_starts_from_the_ecs_optimized_ami(gpu: bool, name: str) -> None:
+    source = packer.source_ami(None, gpu=gpu, ecs=True)
+    assert source.filters["name"].startswith(name) and source.owners == ("amazon",)
+    assert packer.source_ami("ami-0123456789abcdef0", gpu=gpu, ecs=True).image_id  # given: kept
+
+
+@pytest.mark.parametrize(
     ("spec", "image_id", "name", "owners"),
     [
         ("ami-0123456789abcdef0", "ami-0123456789abcdef0", None, ()),

@@ -154,7 +154,8 @@ def bake(
     manifest = baked_manifest(loaded, image_id, archive_sha256, key, now)
     stage_payload(work / "payload", archive, wheels, manifest)
 
-    wanted = packer.source_ami(blueprint.cloud.source_ami, blueprint.resources.gpu)
+    ecs = "batch" in blueprint.model_fields_set  # Batch hosts need the ECS agent
+    wanted = packer.source_ami(blueprint.cloud.source_ami, blueprint.resources.gpu, ecs)
     plan = packer.BakePlan(
         analysis=blueprint.analysis,
         region=region,

@@ -45,6 +45,10 @@ CANONICAL = "099720109477"  # Canonical's account: the official Ubuntu AMIs
 UBUNTU_LTS = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 # AWS's GPU base: Ubuntu 24.04 with the NVIDIA driver, Docker and the container toolkit.
 GPU_BASE = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) *"
+# A Batch host needs the ECS agent: AWS's ECS-optimized Amazon Linux 2023 (Docker included; the
+# GPU one with the NVIDIA driver and container toolkit too). It runs EC2-per-dataset as well.
+ECS_BASE = "al2023-ami-ecs-hvm-*-x86_64"
+ECS_GPU_BASE = "al2023-ami-ecs-gpu-hvm-*-x86_64"
 AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 # `OWNER:NAME-PATTERN` in cloud.source_ami: an account id or one of AWS's owner aliases.
 OWNER_PREFIX = re.compile(r"^(\d{12}|self|amazon|aws-marketplace):(.+)$")
@@ -74,13 +78,17 @@ class SourceAmi:
         return f"newest {self.filters.get('name', '?')} owned by {', '.join(self.owners)}"
 
 
-def source_ami(spec: str | None, gpu: bool) -> SourceAmi:
+def source_ami(spec: str | None, gpu: bool, ecs: bool = False) -> SourceAmi:
     """``cloud.source_ami`` -> what the cloud build starts from.
 
     Accepted: an AMI id; ``OWNER:NAME-PATTERN``; a bare name pattern (owners: self, Amazon,
-    Canonical). Default: Ubuntu 24.04 LTS, or AWS's GPU base when the analysis needs a GPU.
+    Canonical). Default: Ubuntu 24.04 LTS, or AWS's GPU base when the analysis needs a GPU;
+    with ``ecs`` (the blueprint has a ``batch:`` section), the ECS-optimized Amazon Linux 2023.
     """
     if spec is None or not spec.strip():
+        if ecs:
+            name = ECS_GPU_BASE if gpu else ECS_BASE
+            return SourceAmi(filters={"name": name, **_X86_HVM}, owners=("amazon",))
         if gpu:
             return SourceAmi(filters={"name": GPU_BASE, **_X86_HVM}, owners=("amazon",))
         return SourceAmi(filters={"name": UBUNTU_LTS, **_X86_HVM}, owners=(CANONICAL,))
