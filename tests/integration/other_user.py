@@ -7,8 +7,10 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,12 +92,34 @@ def require_root() -> None:
 
 
 @contextmanager
+def traversable(paths: Iterable[Path]) -> Iterator[None]:
+    """Search (x) permission for others on each folder above ``paths`` that lacks it, taken back
+    afterwards: a checkout under a private folder (a 0700 home, ``mktemp -d``) is otherwise out
+    of the other user's reach, and with it the code they are to run. Nothing becomes listable."""
+    changed: dict[Path, int] = {}
+    for path in paths:
+        for folder in [path, *path.parents]:
+            mode = stat.S_IMODE(folder.stat().st_mode)
+            if not mode & stat.S_IXOTH and folder not in changed:
+                changed[folder] = mode
+                folder.chmod(mode | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for folder, mode in changed.items():
+            folder.chmod(mode)
+
+
+@contextmanager
 def other_user(docker_group: bool = False) -> Iterator[OtherUser]:
-    """A fresh local user (in the docker group if asked), removed with its home afterwards."""
+    """A fresh local user (in the docker group if asked), removed with its home afterwards.
+    They can reach the test's checkout and venv (``traversable``), as a lab member can reach
+    an installed ncaas-dev."""
     require_root()
     name = f"ncaas-t{secrets.token_hex(4)}"
     command = ["useradd", "--create-home", "--shell", "/bin/bash", name]
     subprocess.run(command, check=True, capture_output=True)
+    code = [Path(__file__).resolve().parents[2], site_packages(Path(sys.executable))]
     try:
         entry = pwd.getpwnam(name)
         groups: tuple[int, ...] = ()
@@ -103,7 +127,8 @@ def other_user(docker_group: bool = False) -> Iterator[OtherUser]:
             import grp
 
             groups = (grp.getgrnam("docker").gr_gid,)
-        yield OtherUser(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir), groups)
+        with traversable(code):
+            yield OtherUser(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir), groups)
     finally:
         # Whatever it left running goes first: userdel refuses a user with processes.
         subprocess.run(["pkill", "-KILL", "-u", name], check=False, capture_output=True)
