@@ -17,6 +17,7 @@ from ..storage import NotFound, Storage
 # On the instance (written by bake's provisioning, read by user-data).
 NCAAS_HOME = "/opt/ncaas"
 RUNNER_PYTHON = f"{NCAAS_HOME}/venv/bin/python"  # ncaas-dev installed in its own venv
+RUNNER_IMAGE = "ncaas/runner:baked"  # on the AMI: the image Batch jobs run the runner in
 BAKE_MANIFEST = f"{NCAAS_HOME}/baked.json"  # what was baked: image id, blueprint hash, version
 
 # Tags on AMIs and instances.

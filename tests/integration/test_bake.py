@@ -18,7 +18,13 @@ from ncaas_dev.aws import client as aws_client
 from ncaas_dev.blueprint import load_blueprint
 from ncaas_dev.cloud.bake import packer
 from ncaas_dev.cloud.ec2.images import check_ami
-from ncaas_dev.cloud.layout import TAG_ANALYSIS, TAG_BAKE_KEY, TAG_IMAGE_ID, TAG_VERSION
+from ncaas_dev.cloud.layout import (
+    RUNNER_IMAGE,
+    TAG_ANALYSIS,
+    TAG_BAKE_KEY,
+    TAG_IMAGE_ID,
+    TAG_VERSION,
+)
 from ncaas_dev.containers import Engine
 from ncaas_dev.settings import Settings
 
@@ -114,6 +120,7 @@ def test_standin_proves_the_provisioning(baked: Baked, engine: Engine) -> None:
     assert proof["image"]["repo_tags"] == [f"ncaas/{baked.analysis}:latest"]
     assert proof["system_step"].startswith("skipped")
     assert proof["network_interfaces"] == ["lo"]  # installed from the shipped wheels alone
+    assert proof["runner_image"] is None  # not a Batch analysis: no runner image shipped
     shipped = json.loads((baked.work / "payload" / "baked.json").read_text())
     assert proof["baked"] == shipped
     assert shipped["image_id"] == baked.result["image_id"]
@@ -122,6 +129,39 @@ def test_standin_proves_the_provisioning(baked: Baked, engine: Engine) -> None:
     with (baked.work / "payload" / "image.tar").open("rb") as archive:
         (loaded,) = engine.client.images.load(archive)
     assert loaded.id == baked.result["image_id"]
+
+
+def test_a_batch_analysis_bakes_the_runner_image_its_jobs_name(
+    cli_env: dict[str, str], engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """A ``batch:`` section: the payload carries ``ncaas/runner:baked`` (the job definition's
+    image), built from the bake's own wheels, proved in the stand-in like the analysis image."""
+    folder = tmp_path / "probe"
+    shutil.copytree(FIXTURES / "probe", folder)
+    analysis = new_analysis("ncaas-bakeb")
+    text = (folder / "blueprint.yaml").read_text()
+    text = text.replace("analysis: ncaas-probe", f"analysis: {analysis}")
+    (folder / "blueprint.yaml").write_text(text + "batch: {spot: true}\n")
+    try:
+        done = ncaas(["bake", str(folder), "--json"], cli_env, timeout=900)
+        assert done.returncode == 0, done.stdout + done.stderr
+        proof = json.loads(done.stdout)["proof"]
+        runner_id = engine.image_id(RUNNER_IMAGE)
+        assert runner_id and proof["runner_image"]["id"] == runner_id
+        assert proof["runner_image"]["repo_tags"] == [RUNNER_IMAGE]
+        work = settings.state_dir / "bake" / analysis
+        assert (work / "payload" / "runner.tar").is_file()
+        # What a Batch job runs in it: the runner's own module, offline.
+        version = engine.client.containers.run(
+            RUNNER_IMAGE,
+            ["python3", "-c", "import ncaas_dev, ncaas_dev.runner; print(ncaas_dev.__version__)"],
+            network_mode="none",
+            remove=True,
+        )
+        assert version.decode().strip() == __version__
+    finally:
+        shutil.rmtree(settings.state_dir / "bake" / analysis, ignore_errors=True)
+        remove_image(engine, f"ncaas/{analysis}:latest")
 
 
 def test_second_bake_is_up_to_date_without_packer(

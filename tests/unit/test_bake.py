@@ -291,6 +291,21 @@ def test_report_mismatches_are_named(write_blueprint: WriteBlueprint) -> None:
     assert any("baked.json" in p for p in problems)
 
 
+def test_a_batch_bake_needs_its_runner_image_on_the_machine(
+    write_blueprint: WriteBlueprint,
+) -> None:
+    expected = {**_expected(write_blueprint), "runner_image_id": "sha256:" + "ab" * 32}
+    report = _report(expected, "docker")
+    assert any("runner image there is None" in p for p in check_report(report, expected, True))
+    report["runner_image"] = {"how": "archive", "id": expected["runner_image_id"]}
+    assert check_report(report, expected, require_docker=False) == []
+    assert check_report(report, expected, require_docker=True) == [
+        "the runner image is not loaded in Docker on the instance"
+    ]
+    report["runner_image"] = {"how": "docker", "id": expected["runner_image_id"]}
+    assert check_report(report, expected, require_docker=True) == []
+
+
 def test_baked_manifest_says_what_was_baked(write_blueprint: WriteBlueprint) -> None:
     loaded = load_blueprint(write_blueprint())
     manifest = baked_manifest(loaded, IMAGE, "cd" * 32, "ef" * 32, NOW)

@@ -38,6 +38,7 @@ from .key import ami_name, bake_key, baked_manifest
 from .payload import Reporter, build_wheelhouse, save_image, stage_payload, wheel_cache
 from .proof import packer_log, provision_and_check
 from .record import write_ami
+from .runnerimage import build_runner_image
 
 
 class QuietReporter:
@@ -150,11 +151,15 @@ def bake(
         )
     with clock.phase("wheelhouse"):
         wheels = build_wheelhouse(wheel_cache(), say)
+    ecs = "batch" in blueprint.model_fields_set  # a Batch analysis: ECS base, runner image
+    runner: tuple[str, Path, str] | None = None
+    if ecs:
+        with clock.phase("runner_image"):
+            runner = build_runner_image(engine, wheels, __version__, work / "runner", say)
     now = datetime.now(UTC)
     manifest = baked_manifest(loaded, image_id, archive_sha256, key, now)
-    stage_payload(work / "payload", archive, wheels, manifest)
+    stage_payload(work / "payload", archive, wheels, manifest, runner[1] if runner else None)
 
-    ecs = "batch" in blueprint.model_fields_set  # Batch hosts need the ECS agent
     wanted = packer.source_ami(blueprint.cloud.source_ami, blueprint.resources.gpu, ecs)
     plan = packer.BakePlan(
         analysis=blueprint.analysis,
@@ -180,6 +185,8 @@ def bake(
         security_group_ids=tuple(blueprint.cloud.security_group_ids),
     )
     expected = {**manifest, "baked": manifest, "runner_python": RUNNER_PYTHON}
+    if runner is not None:
+        expected["runner_image_id"] = runner[0]
     ami, proof = _run_packer(plan, work, expected, cloud, clock, say)
     registered = describe_ami(ec2, ami, settings)
     if registered is None or tags_of(registered).get(TAG_BAKE_KEY) != key:

@@ -235,20 +235,27 @@ def _dependency_wheels(cache: Path, requires: list[str], reporter: Reporter) -> 
 
 
 def stage_payload(
-    payload: Path, archive: Path, wheels: list[Path], manifest: Mapping[str, Any]
+    payload: Path,
+    archive: Path,
+    wheels: list[Path],
+    manifest: Mapping[str, Any],
+    runner_archive: Path | None = None,
 ) -> None:
-    """What the file provisioner ships: image.tar, wheelhouse/, baked.json (hard links where
-    the file system allows, so a 1 GB archive is not copied)."""
+    """What the file provisioner ships: image.tar, wheelhouse/, baked.json and, for a Batch
+    analysis, runner.tar (hard links where the file system allows, so a 1 GB archive is not
+    copied)."""
     shutil.rmtree(payload, ignore_errors=True)
     payload.mkdir(parents=True)
-    _link_or_copy(archive, payload / "image.tar")
+    link_or_copy(archive, payload / "image.tar")
+    if runner_archive is not None:
+        link_or_copy(runner_archive, payload / "runner.tar")
     (payload / "wheelhouse").mkdir()
     for wheel in wheels:
-        _link_or_copy(wheel, payload / "wheelhouse" / wheel.name)
+        link_or_copy(wheel, payload / "wheelhouse" / wheel.name)
     (payload / "baked.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:

@@ -34,6 +34,14 @@ def check_report(
         problems.append("the image is not loaded in Docker on the instance")
     if image.get("how") == "archive" and expected["image_tag"] not in image.get("repo_tags", []):
         problems.append(f"the archive does not tag the image {expected['image_tag']}")
+    if "runner_image_id" in expected:  # a Batch analysis: its jobs' runner image
+        runner = report.get("runner_image") or {}
+        if runner.get("id") != expected["runner_image_id"]:
+            problems.append(
+                f"runner image there is {runner.get('id')}, expected {expected['runner_image_id']}"
+            )
+        if require_docker and runner.get("how") != "docker":
+            problems.append("the runner image is not loaded in Docker on the instance")
     if report.get("baked") != expected["baked"]:
         problems.append("baked.json on the instance differs from what was baked")
     return problems

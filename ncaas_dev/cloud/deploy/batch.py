@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...blueprint import Blueprint
+from ..layout import RUNNER_IMAGE
 from .policies import instance_policy, trust_policy
 
 Doc = dict[str, Any]
@@ -38,8 +39,7 @@ ECS_HOST_POLICY = (
     "arn:${AWS::Partition}:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
 )
 STAGING_MARGIN_S = 600  # as launchers/batchjob.py: fetching and uploading past run.timeout
-# On the baked AMI: ncaas-dev's runner image and the scratch folder the analysis binds.
-RUNNER_IMAGE = "ncaas/runner:baked"
+# On the baked AMI: the scratch folder the analysis binds (the runner image: layout.py).
 SCRATCH = "/var/lib/ncaas/jobs"
 MIB = 1024**2
 
