@@ -82,7 +82,9 @@ def test_gpu_source_is_the_deep_learning_base_from_amazon() -> None:
 def test_a_batch_analysis_starts_from_the_ecs_optimized_ami(gpu: bool, name: str) -> None:
     source = packer.source_ami(None, gpu=gpu, ecs=True)
     assert source.filters["name"].startswith(name) and source.owners == ("amazon",)
+    assert source.ssh_username == "ec2-user"  # Amazon Linux's login, not Ubuntu's
     assert packer.source_ami("ami-0123456789abcdef0", gpu=gpu, ecs=True).image_id  # given: kept
+    assert packer.source_ami(None, gpu=gpu).ssh_username == "ubuntu"
 
 
 @pytest.mark.parametrize(

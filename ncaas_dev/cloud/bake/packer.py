@@ -72,6 +72,13 @@ class SourceAmi:
     filters: dict[str, str] = field(default_factory=dict)
     owners: tuple[str, ...] = ()
 
+    @property
+    def ssh_username(self) -> str:
+        """Who Packer logs in as: Amazon Linux's ``ec2-user``, else Ubuntu's (an AMI given by
+        id is taken for an Ubuntu one)."""
+        amazon_linux = self.filters.get("name", "").startswith(("al2023-", "amzn"))
+        return "ec2-user" if amazon_linux else "ubuntu"
+
     def describe(self) -> str:
         if self.image_id:
             return self.image_id
@@ -165,6 +172,7 @@ def packer_variables(plan: BakePlan) -> dict[str, Any]:
         "source_ami": plan.source.image_id,
         "source_ami_filters": {} if plan.source.image_id else dict(plan.source.filters),
         "source_ami_owners": [] if plan.source.image_id else list(plan.source.owners),
+        "ssh_username": plan.source.ssh_username,
         "subnet_id": plan.subnet_id,
         "security_group_ids": list(plan.security_group_ids),
         "standin_image": STANDIN_IMAGE,
