@@ -187,6 +187,9 @@ def dispatch(launcher: str = "docker", *, endpoint_url: str | None = None) -> No
         ctx.settings.endpoint_url,
         ctx.settings.region,
     )
+    # A local stack's submissions are few, and a misnamed file (which no event announces)
+    # should be named in the log within a sweep: list them all at every sweep here.
+    dispatcher.sweeper.full_listing_every = 0.0
     recovered = dispatcher.recover()
     log.info(
         "serving %s with the %s launcher; %d queued dataset(s) recovered",

@@ -41,7 +41,8 @@ Handle = Callable[[ObjectCreated], Outcome]
 QueueWaiting = Callable[[str, AnalysisRecord, JobStatus], int]
 
 
-FULL_LISTING_SECONDS = 600.0
+FULL_LISTING_SECONDS = 600.0  # a cold Lambda's sweeps; the local dispatcher: every sweep
+RECORD_FULL_LISTING_SECONDS = 60.0
 
 
 class SweepMark(BaseModel):
@@ -123,7 +124,10 @@ class Sweeper:
                     self._tell_misnamed(bucket, obj.key, obj.etag)
                 if unbroken:  # pointers and misnamed files too: none is listed again
                     after[group.name] = obj.key
-        changed = SweepMark(full_at=now if full else mark.full_at, after=after)
+        # A full listing is recorded at most once a minute: a dispatcher that lists everything
+        # at each sweep (the local one) writes the record only when its mark moves.
+        recorded = full and now - mark.full_at >= RECORD_FULL_LISTING_SECONDS
+        changed = SweepMark(full_at=now if recorded else mark.full_at, after=after)
         if changed != mark:
             self.storage.put_json(bucket, SWEEP_RECORD, changed.model_dump())
 

@@ -10,7 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import docker.errors
 import pytest
+from waiting import wait_until  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.blueprint import LoadedBlueprint
 from ncaas_dev.containers import Engine
@@ -37,6 +39,24 @@ def _shell_containers(engine: Engine, analysis: str) -> list[str]:
     """Ids of the shell's containers (one listing call: no inspect that could race a removal)."""
     labels = ["ncaas.shell", f"ncaas.analysis={analysis}"]
     return [c["Id"] for c in engine.client.api.containers(all=True, filters={"label": labels})]
+
+
+def _interruptible() -> None:
+    """Ctrl-C as on a terminal: a suite started in the background (`make test &`) runs with
+    SIGINT ignored, which every child would inherit, and the CLI rightly keeps."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _exec_shell_runs(engine: Engine, analysis: str) -> bool:
+    """Whether a shell (bash or sh, besides the keeper's sleep) runs in the shell's container."""
+    for container_id in _shell_containers(engine, analysis):
+        try:
+            top = engine.client.api.top(container_id, ps_args="-o pid,comm")
+        except docker.errors.APIError:  # not running yet, or already gone
+            continue
+        if any(row[-1] in ("bash", "sh") for row in top.get("Processes") or [] if row):
+            return True
+    return False
 
 
 def _files(tmp_path: Path) -> tuple[Path, Path]:
@@ -129,6 +149,7 @@ def test_interrupting_the_shell_leaves_no_container(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
     )
     try:
         deadline = time.monotonic() + 60
@@ -166,7 +187,8 @@ def test_an_interactive_shell_on_a_terminal(
         while not _shell_containers(engine, analysis) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _shell_containers(engine, analysis), "the shell's container never started"
-        time.sleep(1)  # the exec'd shell reads the terminal from here on
+        # The exec'd shell reads the terminal from when it runs in the container, not before.
+        wait_until(lambda: _exec_shell_runs(engine, analysis), 60, "the exec'd shell running")
         assert process.stdin is not None
         process.stdin.write('echo "tty=$(tty) ds=$NCAAS_DATASET"\nexit 3\n')
         process.stdin.flush()

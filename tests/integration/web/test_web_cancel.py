@@ -44,6 +44,12 @@ def test_cancel_button_asks_then_cancels(
         questions.append(dialog.message)
         dialog.dismiss()
 
+    def cancel_files() -> set[str]:
+        return {
+            o.key for o in storage.list_objects(bucket, "labA/submissions/") if "_cancel" in o.key
+        }
+
+    before = cancel_files()  # other tests' requests in the session's bucket stay out of it
     posts: list[str] = []
     page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
     page.once("dialog", say_no)
@@ -52,7 +58,7 @@ def test_cancel_button_asks_then_cancels(
     # "No": the browser never sent the request (confirm() answers before htmx sends one).
     expect(button).to_be_visible()
     assert posts == [], posts
-    assert not [o for o in storage.list_objects(bucket, "labA/submissions/") if "_cancel" in o.key]
+    assert cancel_files() == before
     page.once("dialog", lambda dialog: dialog.accept())
     button.click()
     expect(page.locator("#cancel-form")).to_contain_text("Cancel requested by alice")
