@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from waiting import wait_until  # tests/ is on sys.path: pytest's rootdir conftest
 
 from ncaas_dev.aws import sqs_client
 from ncaas_dev.blueprint import LoadedBlueprint
@@ -276,6 +277,20 @@ def test_a_job_folder_made_but_not_published_is_used_not_duplicated(
     assert jobs_by_submission(lab)[key] == 1
 
 
+def lose_the_event(settings: Settings) -> None:
+    """Wait until S3's notification of the submission is in the queue, then drop it."""
+    sqs = sqs_client(settings)
+    url = sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"]
+
+    def waiting() -> int:
+        names = ["ApproximateNumberOfMessages"]
+        reply = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
+        return int(reply["Attributes"]["ApproximateNumberOfMessages"])
+
+    wait_until(waiting, 10, "S3's event in the queue")
+    sqs.purge_queue(QueueUrl=url)
+
+
 def test_a_lost_event_is_found_by_the_sweep(
     storage: Storage,
     settings: Settings,
@@ -285,10 +300,7 @@ def test_a_lost_event_is_found_by_the_sweep(
     lab = variant_lab(storage, settings, probe, "e")
     kill_dispatcher(settings)
     submitted = lab.submit(dataname=lab.dataset())
-    sqs = sqs_client(settings)
-    url = sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"]
-    time.sleep(0.5)  # let S3 deliver the notification, then lose it
-    sqs.purge_queue(QueueUrl=url)
+    lose_the_event(settings)
     start_dispatcher(settings, "docker")
     assert lab.wait_end(lab.wait_job(submitted, timeout=30)).state == State.SUCCEEDED
 
@@ -303,10 +315,7 @@ def test_a_bad_submission_found_by_the_sweep_leaves_no_dataset_open(
     lab = variant_lab(storage, settings, probe, "e2")
     kill_dispatcher(settings)
     submitted = lab.submit(dataname=[lab.dataset(), "labA/inputs/never-uploaded.bin"])
-    sqs = sqs_client(settings)
-    url = sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"]
-    time.sleep(0.5)  # let S3 deliver the notification, then lose it
-    sqs.purge_queue(QueueUrl=url)
+    lose_the_event(settings)
     start_dispatcher(settings, "docker")
     final = lab.wait_end(lab.wait_job(submitted, timeout=30))
     assert final.state == State.REJECTED and "never-uploaded.bin" in (final.reason or "")
