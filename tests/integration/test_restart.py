@@ -278,14 +278,15 @@ def test_a_job_folder_made_but_not_published_is_used_not_duplicated(
 
 
 def lose_the_event(settings: Settings) -> None:
-    """Wait until S3's notification of the submission is in the queue, then drop it."""
+    """Wait until S3's notification of the submission is in the queue, then drop it. It may be
+    in flight: LocalStack can hand it to the long poll the killed dispatcher left open."""
     sqs = sqs_client(settings)
     url = sqs.get_queue_url(QueueName=QUEUE_NAME)["QueueUrl"]
 
     def waiting() -> int:
-        names = ["ApproximateNumberOfMessages"]
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
         reply = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)
-        return int(reply["Attributes"]["ApproximateNumberOfMessages"])
+        return sum(int(reply["Attributes"][name]) for name in names)
 
     wait_until(waiting, 10, "S3's event in the queue")
     sqs.purge_queue(QueueUrl=url)
