@@ -201,6 +201,10 @@ class Job:
                 )
             time.sleep(0.1)
             self.refresh()
+        # The whole job ended: end.txt follows its last dataset by a moment; a caller who
+        # waited may download at once.
+        while self.state.terminal and not self.finished and time.monotonic() <= deadline:
+            time.sleep(0.1)
         return self.state
 
     def check(self) -> Job:

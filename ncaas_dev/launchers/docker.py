@@ -305,7 +305,7 @@ def remove_containers(task: DatasetTask) -> int:
     ]
     try:
         client: Any = connect()
-        found = client.containers.list(all=True, filters={"label": labels})
+        found = client.containers.list(ignore_removed=True, all=True, filters={"label": labels})
         for container in found:
             with contextlib.suppress(Exception):
                 container.remove(force=True)

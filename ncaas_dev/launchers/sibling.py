@@ -89,7 +89,9 @@ class SiblingLauncher:
 
     def _runners(self, analysis: str | None = None) -> list[Any]:
         return list(
-            self.client.containers.list(all=True, filters=runner_filters(self.state_dir, analysis))
+            self.client.containers.list(
+                ignore_removed=True, all=True, filters=runner_filters(self.state_dir, analysis)
+            )
         )
 
     def launch(self, task: DatasetTask) -> str:
@@ -131,7 +133,9 @@ class SiblingLauncher:
         task_file = self.runners_dir / task.bucket / task.group / task.job
         label = f"{TASK}={task_file / f'{task.dataset}.task.json'}"
         try:
-            found = self.client.containers.list(filters={"label": [RUNNER, label]})
+            found = self.client.containers.list(
+                ignore_removed=True, filters={"label": [RUNNER, label]}
+            )
         except Exception as e:
             raise NcaasError(f"could not list the runner of {task.label}: {e}") from e
         for container in found:
@@ -202,7 +206,7 @@ def stop_runners(state_dir: Path) -> int:
     from ..containers import connect
 
     client: Any = connect()
-    found = client.containers.list(all=True, filters=runner_filters(state_dir))
+    found = client.containers.list(ignore_removed=True, all=True, filters=runner_filters(state_dir))
     for container in found:
         with contextlib.suppress(Exception):
             container.remove(force=True)

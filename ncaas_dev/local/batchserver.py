@@ -94,7 +94,9 @@ def stop_batch_containers(state_dir: Path) -> int:
 
     client: Any = connect()
     removed = 0
-    for container in client.containers.list(all=True, filters={"name": "ncaas-"}):
+    for container in client.containers.list(
+        ignore_removed=True, all=True, filters={"name": "ncaas-"}
+    ):
         env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
         if env.get("NCAAS_STATE_DIR") != str(state_dir):
             continue

@@ -91,5 +91,7 @@ def lay_out(
 def remove_labelled(engine: Engine, label: str) -> None:
     """Remove every container carrying ``label`` (``key=value``); gone already is as good."""
     with contextlib.suppress(Exception):
-        for found in engine.client.containers.list(all=True, filters={"label": label}):
+        for found in engine.client.containers.list(
+            ignore_removed=True, all=True, filters={"label": label}
+        ):
             Engine.remove(found)

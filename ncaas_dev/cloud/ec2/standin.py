@@ -194,7 +194,9 @@ class StandIn:
         try:
             client = connect()
             labels = [f"ncaas.job={job}", f"ncaas.dataset={dataset}"]
-            for container in client.containers.list(all=True, filters={"label": labels}):
+            for container in client.containers.list(
+                ignore_removed=True, all=True, filters={"label": labels}
+            ):
                 container.remove(force=True)
         except Exception as e:  # a machine that is gone must not stop the others
             log.warning("could not remove the containers of %s/%s: %s", job, dataset, e)
