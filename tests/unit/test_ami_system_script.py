@@ -22,36 +22,46 @@ def _shim(folder: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def test_apt_is_masked_update_retried_and_docker_live_restores(tmp_path: Path) -> None:
+def _run_script(
+    tmp_path: Path, shims: dict[str, str], path: str = os.environ["PATH"], **extra: str
+) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """10-system.sh as on an instance (systemd present, amazon-ebs), with ``shims`` (name:
+    body) first on PATH; returns the run, the shims' call log and the daemon.json path."""
+    if os.geteuid() != 0:
+        pytest.skip("the script re-runs itself with sudo when not root")
     bin_dir, systemd = tmp_path / "bin", tmp_path / "systemd"
     bin_dir.mkdir()
     systemd.mkdir()
     calls, daemon_json = tmp_path / "calls", tmp_path / "docker" / "daemon.json"
+    for name, body in shims.items():
+        _shim(bin_dir, name, body)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{path}",
+        "NCAAS_CALLS": str(calls),
+        "NCAAS_SYSTEMD_DIR": str(systemd),
+        "NCAAS_DOCKER_DAEMON_JSON": str(daemon_json),
+        "PACKER_BUILDER_TYPE": "amazon-ebs",
+        **extra,
+    }
+    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    return done, calls, daemon_json
+
+
+def test_apt_is_masked_update_retried_and_docker_live_restores(tmp_path: Path) -> None:
+    daemon_json = tmp_path / "docker" / "daemon.json"
     daemon_json.parent.mkdir()
     daemon_json.write_text(json.dumps({"runtimes": {"nvidia": {"path": "nvidia"}}}))
     failed_once = tmp_path / "failed-once"
     # apt-get update fails once, as when apt-daily holds the lists lock.
-    _shim(
-        bin_dir,
-        "apt-get",
+    apt_get = (
         f'if [[ " $* " == *" update "* ]] && [ ! -e {failed_once} ]; then '
-        f"touch {failed_once}; exit 100; fi",
+        f"touch {failed_once}; exit 100; fi"
     )
-    _shim(bin_dir, "systemctl", "exit 0")
-    _shim(bin_dir, "cloud-init", "exit 0")
-    _shim(bin_dir, "docker", "echo 27.0")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "NCAAS_CALLS": str(calls),
-        "NCAAS_SYSTEMD_DIR": str(systemd),
-        "NCAAS_DOCKER_DAEMON_JSON": str(daemon_json),
-        "NCAAS_APT_RETRY_SLEEP": "0",
-        "PACKER_BUILDER_TYPE": "amazon-ebs",
-    }
-    if os.geteuid() != 0:
-        pytest.skip("the script re-runs itself with sudo when not root")
-    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    shims = {"apt-get": apt_get, "systemctl": "exit 0", "cloud-init": "exit 0"}
+    done, calls, _ = _run_script(
+        tmp_path, {**shims, "docker": "echo 27.0"}, NCAAS_APT_RETRY_SLEEP="0"
+    )
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     mask = next(i for i, line in enumerate(lines) if line.startswith("systemctl mask"))
@@ -68,24 +78,8 @@ def test_on_amazon_linux_dnf_installs_the_runners_python_and_apt_is_never_called
     tmp_path: Path,
 ) -> None:
     """The ECS-optimized Amazon Linux 2023 a Batch analysis bakes from: dnf, Docker present."""
-    bin_dir, systemd = tmp_path / "bin", tmp_path / "systemd"
-    bin_dir.mkdir()
-    systemd.mkdir()
-    calls, daemon_json = tmp_path / "calls", tmp_path / "docker" / "daemon.json"
-    for name in ("dnf", "systemctl", "cloud-init", "apt-get"):
-        _shim(bin_dir, name, "exit 0")
-    _shim(bin_dir, "docker", "echo 25.0")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:{os.environ['PATH']}",
-        "NCAAS_CALLS": str(calls),
-        "NCAAS_SYSTEMD_DIR": str(systemd),
-        "NCAAS_DOCKER_DAEMON_JSON": str(daemon_json),
-        "PACKER_BUILDER_TYPE": "amazon-ebs",
-    }
-    if os.geteuid() != 0:
-        pytest.skip("the script re-runs itself with sudo when not root")
-    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    shims = {name: "exit 0" for name in ("dnf", "systemctl", "cloud-init", "apt-get")}
+    done, calls, daemon_json = _run_script(tmp_path, {**shims, "docker": "echo 25.0"})
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     assert "dnf -q -y install python3.11" in lines
@@ -97,21 +91,7 @@ def test_on_amazon_linux_dnf_installs_the_runners_python_and_apt_is_never_called
 def test_a_gpu_analysis_on_plain_amazon_linux_is_refused_naming_the_gpu_base(
     tmp_path: Path,
 ) -> None:
-    bin_dir, systemd = tmp_path / "bin", tmp_path / "systemd"
-    bin_dir.mkdir()
-    systemd.mkdir()
-    for name in ("dnf", "systemctl", "docker"):
-        _shim(bin_dir, name, "exit 0")
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "NCAAS_CALLS": str(tmp_path / "calls"),
-        "NCAAS_SYSTEMD_DIR": str(systemd),
-        "NCAAS_GPU": "true",
-        "PACKER_BUILDER_TYPE": "amazon-ebs",
-    }
-    if os.geteuid() != 0:
-        pytest.skip("the script re-runs itself with sudo when not root")
-    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
+    shims = {name: "exit 0" for name in ("dnf", "systemctl", "docker")}
+    done, _, _ = _run_script(tmp_path, shims, "/usr/bin:/bin", NCAAS_GPU="true")
     assert done.returncode == 1
     assert "amazon:al2023-ami-ecs-gpu-hvm-*-x86_64" in done.stderr
