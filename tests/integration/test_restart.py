@@ -160,30 +160,33 @@ def restart_and_wait_for_the_sweep(settings: Settings) -> None:
         time.sleep(0.1)
 
 
+def abandoned_launch(storage: Storage, lab: Lab, job: str, owner: str) -> tuple[JobStatus, str]:
+    """A one-dataset job whose dataset ``owner`` claimed for launch 30 s ago and never launched
+    (`docker:starting` in status.json); returns its status and the dataset's name."""
+    data = lab.dataset()
+    name = data.rsplit("/", 1)[1]
+    ds = DatasetStatus(
+        key=data, runner="docker:starting", claimed_by=owner, claimed_at=seconds_ago(30)
+    )
+    status = JobStatus(
+        job=job,
+        analysis=lab.bucket,
+        group="labA",
+        submission="labA/submissions/gone_submit.json",
+        datasets={name: ds},
+        provenance={"launcher": "docker"},
+    )
+    assert JobStore(storage, lab.bucket).create(status)
+    return status, name
+
+
 def test_a_launch_claim_left_by_a_dead_dispatcher_is_retaken(
     storage: Storage, settings: Settings, probe: LoadedBlueprint, restarts_dispatcher: None
 ) -> None:
     """Gap 1: claimed in status.json (`docker:starting`) but never launched."""
     lab = variant_lab(storage, settings, probe, "s")
-    data = lab.dataset()
-    name = data.rsplit("/", 1)[1]
     owner = dead_owner()
-    status = JobStatus(
-        job="job_abandoned_launch",
-        analysis=lab.bucket,
-        group="labA",
-        submission="labA/submissions/gone_submit.json",
-        datasets={
-            name: DatasetStatus(
-                key=data,
-                runner="docker:starting",
-                claimed_by=owner,
-                claimed_at=seconds_ago(30),
-            )
-        },
-        provenance={"launcher": "docker"},
-    )
-    assert JobStore(storage, lab.bucket).create(status)
+    status, name = abandoned_launch(storage, lab, "job_abandoned_launch", owner)
     restart_and_wait_for_the_sweep(settings)
     final = lab.wait_end(status.job, timeout=60)
     assert final.state == State.SUCCEEDED

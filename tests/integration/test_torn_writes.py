@@ -21,13 +21,14 @@ from ncaas_dev.errors import NcaasError
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.layout import JobPaths
 from ncaas_dev.settings import Settings
-from ncaas_dev.status import DatasetStatus, JobStatus, State
+from ncaas_dev.status import JobStatus, State
 from ncaas_dev.storage import Storage
 
 from .cutting_proxy import cutting_proxy
 from .test_analysis_outcomes import variant_lab
 from .test_limits import launches
 from .test_restart import (  # noqa: F401 (restarts_dispatcher: a fixture)
+    abandoned_launch,
     dead_owner,
     restart_and_wait_for_the_sweep,
     restarts_dispatcher,
@@ -82,24 +83,7 @@ def test_an_unreadable_status_in_one_analysis_does_not_stop_the_sweep_of_another
     storage.put_bytes(damaged.bucket, JobPaths("labA", "job_torn").status, b'{"job": "job_to')
 
     lab = variant_lab(storage, settings, probe, "dz")
-    data = lab.dataset()
-    name = data.rsplit("/", 1)[1]
-    status = JobStatus(
-        job="job_after_the_damaged_one",
-        analysis=lab.bucket,
-        group="labA",
-        submission="labA/submissions/gone_submit.json",
-        datasets={
-            name: DatasetStatus(
-                key=data,
-                runner="docker:starting",
-                claimed_by=dead_owner(),
-                claimed_at=seconds_ago(30),
-            )
-        },
-        provenance={"launcher": "docker"},
-    )
-    assert JobStore(storage, lab.bucket).create(status)
+    status, name = abandoned_launch(storage, lab, "job_after_the_damaged_one", dead_owner())
     try:
         restart_and_wait_for_the_sweep(settings)
         final = lab.wait_end(status.job, timeout=60)
