@@ -120,28 +120,39 @@ class Job:
         """Yield the job's new dispatcher log lines and analysis output lines until it ends;
         ``Job``'s attributes are kept current meanwhile. Between polls, a ``step`` event with
         the current state is yielded, so a consumer can stop or time out while nothing
-        happens."""
+        happens. Polls come every 20 ms at first, slowing to ``interval`` over 1.6 s: a short
+        job's end is seen within a poll, a long one costs no more requests than before."""
         from .follow import LogTail
 
         tails: dict[str, LogTail] = {}
         seen = 0
+        begun = time.monotonic()
+        logs_read = -interval
+        polls = 0
         while True:
-            done = self.finished  # read before status: end.txt is written last
             self.refresh()
+            polls += 1
+            # end.txt is written after the status that ends the job: looked for once the
+            # status says so (and now and then, for a folder some other tool ended).
+            done = (self.state.terminal or polls % 10 == 0) and self.finished
             for event in self._status.events[seen:]:
                 yield Progress("event", event.message, time=event.time)
             seen = len(self._status.events)
-            for name in self._status.datasets if logs else ():
-                if dataset and name != dataset:
-                    continue
-                tail = tails.setdefault(name, LogTail(self._client, self.group, self.name, name))
-                for line in tail.poll(ended=done):
-                    yield Progress("log", line, dataset=name)
+            now = time.monotonic()
+            if logs and (done or now - logs_read >= interval):
+                logs_read = now
+                for name in self._status.datasets:
+                    if dataset and name != dataset:
+                        continue
+                    tail = tails.setdefault(
+                        name, LogTail(self._client, self.group, self.name, name)
+                    )
+                    for line in tail.poll(ended=done):
+                        yield Progress("log", line, dataset=name)
             if done:
-                self.refresh()
                 return
             yield Progress("step", self.state.value)
-            time.sleep(interval)
+            time.sleep(min(interval, 0.02 + 0.05 * (now - begun)))
 
     def logs(self, dataset: str) -> Iterator[str]:
         """The lines the analysis has written for ``dataset`` so far (stdout and stderr)."""

@@ -195,7 +195,7 @@ def wait_for_job(
         found = client.job_of(submitted)
         if found:
             return found
-        time.sleep(0.05)
+        time.sleep(0.02)  # admission takes tens of milliseconds: run's latency is in this wait
     raise NcaasError(
         f"no dispatcher picked up {submitted.key} within {timeout:.0f} s",
         hint=f"is it running? `ncaas-dev status`; its log: {ctx.settings.state_dir}/dispatcher.log",

@@ -139,6 +139,7 @@ class Runner:
         reason: str | None = "infrastructure error: the runner stopped early"
         extra: dict[str, Any] = {}
         stopped_by: str | None = None
+        announce: threading.Thread | None = None
         try:
             arm(True)
             self._download_data(task, work / "input" / task.dataset)
@@ -156,11 +157,14 @@ class Runner:
             guard = DiskGuard(self.engine, container, work / "output", limit).start()
             extra["image_id"] = container.image.id
             live.append(container)
-            store.update(
-                task.group,
-                task.job,
-                lambda s: self._container_started(s, task.dataset, f"docker:{container.short_id}"),
+            # Recorded beside the run, not before it: a short analysis has ended by the time
+            # this write returns. Joined before the result is recorded.
+            announce = threading.Thread(
+                target=self._announce,
+                args=(store, task, f"docker:{container.short_id}"),
+                daemon=True,
             )
+            announce.start()
             shipper.start()
             reader = threading.Thread(target=shipper.consume, args=(output[0],), daemon=True)
             reader.start()
@@ -202,6 +206,8 @@ class Runner:
             for stream in output:  # the attach connection, read to its end or abandoned
                 Engine.close_output(stream)
             uploaded = self._upload_outputs(task, work, paths)
+            if announce is not None:
+                announce.join(timeout=60)
             if stopped_by:  # stopped from outside: a cancel request, or the launcher says
                 self._stopped(store, task, stopped_by, uploaded)
             else:
@@ -227,6 +233,15 @@ class Runner:
         except Exception as e:  # whatever the analysis left there, the result gets recorded
             log.error("%s: uploading outputs failed: %s", task.label, e)
             return -1
+
+    @classmethod
+    def _announce(cls, store: JobStore, task: DatasetTask, runner: str) -> None:
+        try:
+            store.update(
+                task.group, task.job, lambda s: cls._container_started(s, task.dataset, runner)
+            )
+        except NcaasError as e:  # the result, recorded next, says how it ended anyway
+            log.warning("%s: could not record the container's start: %s", task.label, e)
 
     @staticmethod
     def _container_started(status: JobStatus, dataset: str, runner: str) -> None:
