@@ -31,13 +31,21 @@ log = logging.getLogger(__name__)
 _last_seen = LastSeen()
 
 
+def deferrable(status: JobStatus) -> bool:
+    """Whether certificate.txt may wait for the next write: not in NeuroCAAS's layout, whose
+    per-dataset status files are written only for what changed since the last write."""
+    return not neurocaas.is_compat(status)
+
+
 class JobStore:
     def __init__(self, storage: Storage, bucket: str) -> None:
         self.storage = storage
         self.bucket = bucket
 
-    def create(self, status: JobStatus) -> bool:
-        """Claim the job folder by creating its status.json; False if the folder is taken."""
+    def create(self, status: JobStatus, publish: bool = True) -> bool:
+        """Claim the job folder by creating its status.json; False if the folder is taken.
+        ``publish=False`` leaves certificate.txt to the caller (``publish``), which knows
+        whether a write that publishes follows at once."""
         paths = JobPaths(status.group, status.job)
         doc = status.model_dump(mode="json")
         try:
@@ -47,8 +55,16 @@ class JobStore:
         _last_seen.put(self.bucket, paths.status, doc, etag)
         if not status.state.terminal:
             self.mark_open(status.group, status.job)
-        self._publish(status, paths)
+        if publish or not deferrable(status):
+            self._publish(status, paths)
         return True
+
+    def publish(self, group: str, job: str) -> None:
+        """Write certificate.txt for the status this process last wrote (read if unknown)."""
+        paths = JobPaths(group, job)
+        seen = _last_seen.get(self.bucket, paths.status)
+        doc = seen[0] if seen else self.storage.get_json(self.bucket, paths.status)[0]
+        self._publish(JobStatus.model_validate(doc), paths)
 
     def mark_open(self, group: str, job: str) -> None:
         """Index the job as open (after its status.json exists, before its claim is published:
@@ -75,11 +91,14 @@ class JobStore:
         _last_seen.put(self.bucket, key, doc, etag)
         return status
 
-    def update(self, group: str, job: str, mutate: Mutation) -> JobStatus:
+    def update(self, group: str, job: str, mutate: Mutation, publish: bool = True) -> JobStatus:
         """Apply ``mutate`` to the current status and write it back if nobody wrote meanwhile.
 
         When this update finishes the job (every dataset terminal, for the first time),
         end.txt is written after status and certificate: it is always the last file.
+        ``publish=False``: no certificate.txt for this change, since a write that publishes
+        follows within milliseconds (a launch claim's runner announcing itself); a change
+        that ends the job always publishes.
         """
         paths = JobPaths(group, job)
         for attempt in range(MAX_ATTEMPTS):
@@ -102,7 +121,8 @@ class JobStore:
                     time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
             _last_seen.put(self.bucket, paths.status, new_doc, new_etag)
-            self._publish(status, paths, before)
+            if publish or status.state.terminal or not deferrable(status):
+                self._publish(status, paths, before)
             if costs:
                 self._charge(status, costs)
             if status.state.terminal and not was_done:

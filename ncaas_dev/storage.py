@@ -60,6 +60,12 @@ class ObjectInfo:
     modified: float = 0.0  # epoch seconds of LastModified (listings and ``head``; 0 unknown)
 
 
+def _listed(entry: Any) -> ObjectInfo:
+    """An object as a listing describes it."""
+    etag, modified = entry["ETag"].strip('"'), entry["LastModified"].timestamp()
+    return ObjectInfo(key=entry["Key"], size=entry["Size"], etag=etag, modified=modified)
+
+
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
@@ -268,16 +274,23 @@ class Storage:
             for page in self.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix, StartAfter=start_after or ""
             ):
-                found += [
-                    ObjectInfo(
-                        key=o["Key"],
-                        size=o["Size"],
-                        etag=o["ETag"].strip('"'),
-                        modified=o["LastModified"].timestamp(),
-                    )
-                    for o in page.get("Contents", [])
-                ]
+                found += [_listed(o) for o in page.get("Contents", [])]
         return found
+
+    def list_page(
+        self, bucket: str, prefix: str, start_after: str, max_keys: int = 1000
+    ) -> tuple[list[ObjectInfo], bool]:
+        """One page of the objects directly in the folder ``prefix`` after ``start_after``
+        (not in its sub-folders), and whether more follow."""
+        with self._t(f"list s3://{bucket}/{prefix}"):
+            reply = self.s3.list_objects_v2(
+                Bucket=bucket,
+                Prefix=prefix,
+                Delimiter="/",
+                StartAfter=start_after,
+                MaxKeys=max_keys,
+            )
+        return [_listed(o) for o in reply.get("Contents", [])], bool(reply.get("IsTruncated"))
 
     def list_up_to(self, bucket: str, prefix: str, limit: int) -> list[ObjectInfo]:
         """The objects under ``prefix``, but no more than ``limit`` + 1 (enough to tell that
@@ -287,10 +300,7 @@ class Storage:
             for page in self.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix, PaginationConfig={"MaxItems": limit + 1}
             ):
-                found += [
-                    ObjectInfo(key=o["Key"], size=o["Size"], etag=o["ETag"].strip('"'))
-                    for o in page.get("Contents", [])
-                ]
+                found += [_listed(o) for o in page.get("Contents", [])]
         return found[: limit + 1]
 
     def any_under(self, bucket: str, prefix: str) -> bool:

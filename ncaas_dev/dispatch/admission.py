@@ -31,6 +31,7 @@ from ..status import DatasetStatus, JobStatus, reject
 from ..storage import NotFound, PreconditionFailed, Storage
 from ..submission import MAX_SUBMISSION_BYTES, InvalidSubmission, Submission, parse_submission
 from . import options
+from .inputs import BatchInputs
 from .ledger import ReservationBatcher
 from .records import BatchRecords
 from .submitted import SubmissionClaims
@@ -57,6 +58,8 @@ class Admitted:
     bucket: str = ""
     record: AnalysisRecord | None = None
     status: JobStatus | None = None
+    # certificate.txt not written yet: the dispatcher writes it unless a launch does first.
+    unpublished: bool = False
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Admission:
         self._reservations = ReservationBatcher(self.storage)
         self._claims = SubmissionClaims(self.storage, self.owner)
         self._records = BatchRecords(self.storage)
+        self._inputs = BatchInputs(self.storage)
 
     def admit(self, event: ObjectCreated, received: float | None = None) -> Admitted:
         """Admit one event; a failure here is logged and answered, never raised.
@@ -132,7 +136,7 @@ class Admission:
         if problem is None and submission is not None:
             problem = options.instance_type(record.blueprint, submission).problem
         if problem is None and submission is not None:
-            problem = self._check_inputs(event.bucket, record, submission, status)
+            problem = self._check_inputs(event.bucket, record, submission, status, received)
         if problem is None and submission is not None:
             problem = self._reserve_budget(event.bucket, record, status, submission)
         if problem is not None:
@@ -147,16 +151,21 @@ class Admission:
         for name in submission.datasets:
             status.datasets[name].reason = f"{WAITING} (limits.max_concurrent_jobs is {cap})"
         status.log(f"accepted {len(submission.datasets)} dataset(s); queued for launch")
-        self._create(store, status, budget_keys=list(submission.datasets))
+        self._create(store, status, budget_keys=list(submission.datasets), publish=False)
         self._claims.publish(event.bucket, event.key, etag, status.job)
-        return Admitted(Outcome(event.key, "started", job=status.job), event.bucket, record, status)
+        outcome = Outcome(event.key, "started", job=status.job)
+        return Admitted(outcome, event.bucket, record, status, unpublished=True)
 
     # -- the job folder ----------------------------------------------------------------------
     def _create(
-        self, store: JobStore, status: JobStatus, budget_keys: list[str] | None = None
+        self,
+        store: JobStore,
+        status: JobStatus,
+        budget_keys: list[str] | None = None,
+        publish: bool = True,
     ) -> None:
         """Create the job folder; if another dispatcher took the name meanwhile, use a new one."""
-        while not store.create(status):
+        while not store.create(status, publish):
             taken = self._rename(store, status)
             if budget_keys:  # move the reservation to the new name
                 budget = Budget(self.storage, store.bucket)
@@ -257,7 +266,12 @@ class Admission:
 
     # -- checks ------------------------------------------------------------------------------
     def _check_inputs(
-        self, bucket: str, record: AnalysisRecord, submission: Submission, status: JobStatus
+        self,
+        bucket: str,
+        record: AnalysisRecord,
+        submission: Submission,
+        status: JobStatus,
+        received: float | None,
     ) -> str | None:
         missing: list[str] = []
         inputs: dict[str, str] = {}
@@ -270,7 +284,7 @@ class Admission:
                     return checked.problem
                 inputs[key] = str(checked.value)
                 continue
-            info = self.storage.head(bucket, key)
+            info = self._inputs.head(bucket, key, received)
             if info is None:
                 missing.append(key)
             else:

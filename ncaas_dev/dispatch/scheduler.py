@@ -47,6 +47,8 @@ class Scheduler:
     retry_seconds: float = LAUNCH_RETRY_SECONDS
     _queued: set[TaskKey] = field(default_factory=set)
     _not_before: dict[TaskKey, float] = field(default_factory=dict)  # backoff of retries
+    # (bucket, group, job) of every launch claim written since the dispatcher last asked.
+    claimed_jobs: set[tuple[str, str, str]] = field(default_factory=set)
 
     def queue_waiting(self, bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
         """Queue the job's datasets nobody launched (or whose launcher died while claiming)."""
@@ -160,7 +162,10 @@ class Scheduler:
                 ds.runner, ds.reason = starting, None
                 ds.claimed_by, ds.claimed_at = self.owner, utcnow()
 
-        store.update(task.group, task.job, claim)
+        # A runner that announces itself publishes certificate.txt milliseconds from now.
+        announced = self.launcher.runner_announces_itself
+        store.update(task.group, task.job, claim, publish=not announced)
+        self.claimed_jobs.add((task.bucket, task.group, task.job))
         if not claimed:
             return
         try:
