@@ -234,10 +234,12 @@ def _plainly_inside(key: str) -> bool:
     if "\\" in key or any(unicodedata.category(ch) in BAD_CATEGORIES for ch in key):
         return False
     parts = key.split("/")
-    if key.endswith("/"):  # a folder dataset (NeuroCAAS): the prefix must be plain
+    folder = key.endswith("/")
+    if folder:  # a folder dataset (NeuroCAAS): the prefix must be plain, and in inputs/
         parts = parts[:-1]
     return (
         parts[0] == GROUP
+        and (not folder or parts[1:2] == ["inputs"])
         and len(parts) >= 3
         and all(p not in ("", ".", "..") for p in parts)
         and len(key.encode("utf-8")) <= 1024
