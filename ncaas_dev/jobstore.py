@@ -42,10 +42,8 @@ class JobStore:
         self.storage = storage
         self.bucket = bucket
 
-    def create(self, status: JobStatus, publish: bool = True) -> bool:
-        """Claim the job folder by creating its status.json; False if the folder is taken.
-        ``publish=False`` leaves certificate.txt to the caller (``publish``), which knows
-        whether a write that publishes follows at once."""
+    def create(self, status: JobStatus) -> bool:
+        """Claim the job folder by creating its status.json; False if the folder is taken."""
         paths = JobPaths(status.group, status.job)
         doc = status.model_dump(mode="json")
         try:
@@ -55,16 +53,8 @@ class JobStore:
         _last_seen.put(self.bucket, paths.status, doc, etag)
         if not status.state.terminal:
             self.mark_open(status.group, status.job)
-        if publish or not deferrable(status):
-            self._publish(status, paths)
+        self._publish(status, paths)
         return True
-
-    def publish(self, group: str, job: str) -> None:
-        """Write certificate.txt for the status this process last wrote (read if unknown)."""
-        paths = JobPaths(group, job)
-        seen = _last_seen.get(self.bucket, paths.status)
-        doc = seen[0] if seen else self.storage.get_json(self.bucket, paths.status)[0]
-        self._publish(JobStatus.model_validate(doc), paths)
 
     def mark_open(self, group: str, job: str) -> None:
         """Index the job as open (after its status.json exists, before its claim is published:

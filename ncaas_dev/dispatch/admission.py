@@ -58,8 +58,6 @@ class Admitted:
     bucket: str = ""
     record: AnalysisRecord | None = None
     status: JobStatus | None = None
-    # certificate.txt not written yet: the dispatcher writes it unless a launch does first.
-    unpublished: bool = False
 
 
 @dataclass
@@ -151,21 +149,16 @@ class Admission:
         for name in submission.datasets:
             status.datasets[name].reason = f"{WAITING} (limits.max_concurrent_jobs is {cap})"
         status.log(f"accepted {len(submission.datasets)} dataset(s); queued for launch")
-        self._create(store, status, budget_keys=list(submission.datasets), publish=False)
+        self._create(store, status, budget_keys=list(submission.datasets))
         self._claims.publish(event.bucket, event.key, etag, status.job)
-        outcome = Outcome(event.key, "started", job=status.job)
-        return Admitted(outcome, event.bucket, record, status, unpublished=True)
+        return Admitted(Outcome(event.key, "started", job=status.job), event.bucket, record, status)
 
     # -- the job folder ----------------------------------------------------------------------
     def _create(
-        self,
-        store: JobStore,
-        status: JobStatus,
-        budget_keys: list[str] | None = None,
-        publish: bool = True,
+        self, store: JobStore, status: JobStatus, budget_keys: list[str] | None = None
     ) -> None:
         """Create the job folder; if another dispatcher took the name meanwhile, use a new one."""
-        while not store.create(status, publish):
+        while not store.create(status):
             taken = self._rename(store, status)
             if budget_keys:  # move the reservation to the new name
                 budget = Budget(self.storage, store.bucket)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from ..analysis import AnalysisRecord
 from ..errors import NcaasError
 from ..events import ObjectCreated
-from ..jobstore import JobStore
 from ..launchers.base import DatasetTask, Launcher
 from ..layout import is_cancel_key
 from ..status import JobStatus
@@ -57,7 +56,6 @@ class Dispatcher:
     _last_sweep: float = -1e9
     _sweeping: bool = False
     _pool: ThreadPoolExecutor | None = None
-    _unpublished: set[tuple[str, str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.admission = Admission(self.storage, self.launcher.name, self.owner)
@@ -109,23 +107,7 @@ class Dispatcher:
     def _accept(self, admitted: Admitted) -> Outcome:
         if admitted.status is not None and admitted.record is not None:
             self.scheduler.queue_waiting(admitted.bucket, admitted.record, admitted.status)
-            if admitted.unpublished:
-                status = admitted.status
-                self._unpublished.add((admitted.bucket, status.group, status.job))
         return admitted.outcome
-
-    def _publish_unlaunched(self) -> None:
-        """certificate.txt of the jobs admitted since the last pass that no launch claimed
-        (a launch's runner writes it milliseconds later): one write fewer per job that
-        starts at once."""
-        unlaunched = self._unpublished - self.scheduler.claimed_jobs
-        self._unpublished.clear()
-        self.scheduler.claimed_jobs.clear()
-        for bucket, group, job in sorted(unlaunched):
-            try:
-                JobStore(self.storage, bucket).publish(group, job)
-            except NcaasError as e:  # the job's next write publishes it
-                log.error("%s: could not write its certificate: %s", job, e)
 
     def _sweep_open_job(self, bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
         """The sweep's look at an open job: queue what waits, stop again what a cancel request
@@ -143,7 +125,6 @@ class Dispatcher:
             except NcaasError as e:
                 log.error("sweep failed: %s", e)
         self.scheduler.launch_ready()
-        self._publish_unlaunched()
 
     # -- recovery ----------------------------------------------------------------------------
     def recover(self) -> int:

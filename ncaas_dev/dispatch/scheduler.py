@@ -47,8 +47,6 @@ class Scheduler:
     retry_seconds: float = LAUNCH_RETRY_SECONDS
     _queued: set[TaskKey] = field(default_factory=set)
     _not_before: dict[TaskKey, float] = field(default_factory=dict)  # backoff of retries
-    # (bucket, group, job) of every launch claim written since the dispatcher last asked.
-    claimed_jobs: set[tuple[str, str, str]] = field(default_factory=set)
 
     def queue_waiting(self, bucket: str, record: AnalysisRecord, status: JobStatus) -> int:
         """Queue the job's datasets nobody launched (or whose launcher died while claiming)."""
@@ -165,7 +163,6 @@ class Scheduler:
         # A runner that announces itself publishes certificate.txt milliseconds from now.
         announced = self.launcher.runner_announces_itself
         store.update(task.group, task.job, claim, publish=not announced)
-        self.claimed_jobs.add((task.bucket, task.group, task.job))
         if not claimed:
             return
         try:

@@ -2,8 +2,9 @@
 
 Runners are separate processes (as on EC2, where user-data starts the same runner), so a
 crash in one cannot take the dispatcher down, and they start in their own session so they
-finish their dataset even if the dispatcher is killed. Two spare runners wait with their
-imports done, which takes Python's start-up (about 0.4 s) off each job's critical path.
+finish their dataset even if the dispatcher is killed. A fork server (``runs/forkserver.py``)
+with the runner's imports done forks each one, which takes Python's start-up (about 0.4 s of
+a core) off each launch.
 
 Each launch leaves a record (``{dataset}.runner.json``: pid and the process's start time)
 next to its task file. A dispatcher started on the same state folder adopts the runners an
@@ -27,17 +28,12 @@ from typing import IO, Any
 
 from ..errors import NcaasError
 from .base import DatasetTask, Finished
+from .forking import ForkServer
 
 log = logging.getLogger(__name__)
 # A runner still alive this long past its dataset's run.timeout is stuck (it kills its
 # container at the timeout itself): the launcher kills it and reports it lost.
 RUNNER_GRACE_SECONDS = 300
-# A new spare's start-up (imports, clients) takes about a core for 0.4 s: on a small machine,
-# started at once it would slow the very launch it replaces (measured: the container started
-# 0.5 s later). So it starts this long after the launch that used one.
-SPARE_DELAY_SECONDS = 1.0
-# Two spares, so a launch that follows another within that delay still finds one warm.
-SPARES = 2
 # After a cancel request's SIGTERM, the runner removes the container itself (well under a
 # second); one that has not after this long (busy outside the analysis, stuck) has the analysis
 # containers removed for it, and it is killed past RUNNER_GRACE_SECONDS.
@@ -67,23 +63,26 @@ class _Live:
     log: IO[bytes] | None = None
     ticks: int | None = None
     cancelled: float | None = None  # wall-clock time of the cancel request's SIGTERM
+    forked: bool = False  # by this launcher's fork server
     containers_removed: bool = False
 
-    def exit_code(self) -> tuple[bool, int | None]:
+    def exit_code(self, forks: ForkServer) -> tuple[bool, int | None]:
         """(ended, exit code if known)."""
         if self.process is not None:
             code = self.process.poll()
             return code is not None, code
-        return process_start_ticks(self.pid) != self.ticks, None
+        if process_start_ticks(self.pid) == self.ticks:
+            return False, None
+        # A forked runner's end is reported by its server within moments (a zombie until).
+        return True, forks.exit_status(self.pid, wait=0.5) if self.forked else None
 
 
 @dataclass
 class DockerLauncher:
     state_dir: Path
-    endpoint_url: str | None = None  # the spare runner makes its S3 client for it in advance
+    endpoint_url: str | None = None  # the fork server loads the S3 model for it in advance
     _live: list[_Live] = field(default_factory=list)
-    _spares: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    _spare_due: float | None = None  # monotonic time to start the next spare
+    _forks: ForkServer | None = None
     _adopted: bool = False
     _found_dead: list[Finished] = field(default_factory=list)
     name: str = "docker"
@@ -93,40 +92,18 @@ class DockerLauncher:
     def runners_dir(self) -> Path:
         return self.state_dir / "runners"
 
-    def _spawn(
-        self, argument: str, log_file: IO[bytes] | int, *extra: str | None
-    ) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ncaas_dev.runner", argument, *filter(None, extra)],
-            stdin=subprocess.PIPE if argument == "-" else subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def _take_spare(self, task_file: Path) -> subprocess.Popen[bytes] | None:
-        while self._spares:
-            spare = self._spares.pop(0)
-            if spare.poll() is not None or spare.stdin is None:
-                continue
-            try:
-                spare.stdin.write(f"{task_file}\n".encode())
-                spare.stdin.close()
-            except OSError:
-                continue
-            return spare
-        return None
+    @property
+    def forks(self) -> ForkServer:
+        if self._forks is None:
+            self._forks = ForkServer(self.endpoint_url, self.runners_dir / "forkserver.log")
+        return self._forks
 
     def warm(self) -> None:
-        """Have spare runners ready before the first launch."""
-        self._refill_spares()
-
-    def _refill_spares(self) -> None:
-        while len(self._spares) < SPARES:
-            try:
-                self._spares.append(self._spawn("-", subprocess.DEVNULL, self.endpoint_url))
-            except OSError:
-                return  # launching cold still works
+        """Start the fork server before the first launch."""
+        try:
+            self.forks.start()
+        except OSError as e:
+            log.warning("could not start the runner fork server: %s", e)  # launches still work
 
     def launch(self, task: DatasetTask) -> str:
         self._adopt()
@@ -134,29 +111,35 @@ class DockerLauncher:
         folder.mkdir(parents=True, exist_ok=True)
         task_file = folder / f"{task.dataset}.task.json"
         task_file.write_text(task.model_dump_json())
+        record = folder / f"{task.dataset}.runner.json"
+        pid = self.forks.fork(task_file)
+        if pid is not None:
+            live = _Live(task, f"docker:pid{pid}", pid, record, time.time(), forked=True)
+            live.ticks = process_start_ticks(pid)
+        else:
+            live = self._spawn(task, task_file, record)
+        self._write_record(live, task_file)
+        self._live.append(live)
+        return live.runner
+
+    @staticmethod
+    def _spawn(task: DatasetTask, task_file: Path, record: Path) -> _Live:
+        """A runner started the slow way (a new Python), when the fork server cannot."""
         log_file = task_file.with_suffix(".runner.log").open("ab")
-        process = self._take_spare(task_file)
         try:
-            process = process or self._spawn(str(task_file), log_file)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ncaas_dev.runner", str(task_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         except OSError as e:
             log_file.close()
             raise NcaasError(f"could not start a runner process: {e}") from e
-        runner = f"docker:pid{process.pid}"
-        live = _Live(
-            task=task,
-            runner=runner,
-            pid=process.pid,
-            record=folder / f"{task.dataset}.runner.json",
-            launched=time.time(),
-            process=process,
-            log=log_file,
-            ticks=process_start_ticks(process.pid),
-        )
-        self._write_record(live, task_file)
-        if self._spare_due is None:  # the earliest due time stands: launches keep coming
-            self._spare_due = time.monotonic() + SPARE_DELAY_SECONDS
-        self._live.append(live)
-        return runner
+        pid = process.pid
+        ticks = process_start_ticks(pid)
+        return _Live(task, f"docker:pid{pid}", pid, record, time.time(), process, log_file, ticks)
 
     @staticmethod
     def _write_record(live: _Live, task_file: Path) -> None:
@@ -239,13 +222,10 @@ class DockerLauncher:
 
     def reap(self) -> list[Finished]:
         self._adopt()
-        if self._spare_due is not None and time.monotonic() >= self._spare_due:
-            self._spare_due = None
-            self._refill_spares()
         ended, self._found_dead = self._found_dead, []
         now = time.time()
         for live in list(self._live):
-            done, code = live.exit_code()
+            done, code = live.exit_code(self.forks)
             if not done and live.cancelled is not None:
                 killed = self._enforce_cancel(live, now)
                 if killed is None:
@@ -282,10 +262,8 @@ class DockerLauncher:
                 live.process.wait(timeout=5)
 
     def shutdown(self) -> None:
-        for spare in self._spares:
-            if spare.stdin is not None:
-                spare.stdin.close()  # an unused spare exits on end of input
-        self._spares.clear()
+        if self._forks is not None:
+            self._forks.close()  # its runners go on
         for live in self._live:
             if live.log is not None:
                 live.log.close()

@@ -325,18 +325,6 @@ class Runner:
         store.update(task.group, task.job, finish)
 
 
-def _await_task() -> Path:
-    """A warm spare: wait for the launcher to name a task, then log next to it."""
-    line = sys.stdin.readline().strip()
-    if not line:
-        sys.exit(0)  # the launcher went away without using this spare
-    task_file = Path(line)
-    log_fd = os.open(task_file.with_suffix(".runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    return task_file
-
-
 @dataclass
 class _Clients:
     storage: Storage
@@ -357,20 +345,16 @@ def _make_clients(endpoint_url: str | None) -> _Clients:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ncaas_dev.runner TASK.json [RUNNER_ID]``, or as a warm spare
-    ``python -m ncaas_dev.runner - [ENDPOINT]``: make the clients, then read the task's path
-    from stdin."""
+    """``python -m ncaas_dev.runner TASK.json [RUNNER_ID]`` (the Docker launcher's fork server
+    calls it in each forked child)."""
     args = sys.argv[1:] if argv is None else argv
-    spare = args[0] == "-"
-    ready = _make_clients(args[1]) if spare and len(args) > 1 else None
-    task_file = _await_task() if spare else Path(args[0])
+    task_file = Path(args[0])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
     install_handlers()
     task = DatasetTask.model_validate_json(task_file.read_text())
-    clients = ready if ready and ready.endpoint_url == task.endpoint_url else None
-    clients = clients or _make_clients(task.endpoint_url)
+    clients = _make_clients(task.endpoint_url)
     settings = Settings.from_env(endpoint_url=task.endpoint_url, cloud=task.endpoint_url is None)
-    runner_id = args[1] if len(args) > 1 and not spare else f"docker:pid{os.getpid()}"
+    runner_id = args[1] if len(args) > 1 else f"docker:pid{os.getpid()}"
     started = time.monotonic()
     engine = clients.engine
     if engine is None:

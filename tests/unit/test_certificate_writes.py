@@ -1,6 +1,6 @@
-"""certificate.txt is written once per change a reader can see: a job that launches at once
-gets it from its runner's first write, not also from its admission and its launch claim; a
-job that waits gets it from the dispatcher's pass. In moto's in-process S3."""
+"""certificate.txt exists from the admission on and follows status.json, except that a launch
+claim whose runner announces itself leaves it to that runner's first write, which follows
+within milliseconds. In moto's in-process S3."""
 
 from __future__ import annotations
 
@@ -32,13 +32,13 @@ class CountingStorage(Storage):
         return super().put_text(bucket, key, text)
 
 
-class Announcing:
-    """A launcher whose runner announces itself, as the Docker launcher's does."""
+class Launching:
+    """A launcher that starts nothing; ``announces``: as the Docker launcher's runners do."""
 
     name = "docker"
-    runner_announces_itself = True
 
-    def __init__(self) -> None:
+    def __init__(self, announces: bool) -> None:
+        self.runner_announces_itself = announces
         self.launched: list[DatasetTask] = []
 
     def launch(self, task: DatasetTask) -> str:
@@ -46,7 +46,7 @@ class Announcing:
         return "docker:pid1"
 
     def active(self, analysis: str) -> int:
-        return len(self.launched)  # none ends: with max_concurrent_jobs 1, one job runs
+        return 0
 
     def reap(self) -> list[Finished]:
         return []
@@ -62,60 +62,40 @@ class Announcing:
 def storage(aws: None) -> Iterator[CountingStorage]:  # noqa: F811
     storage = CountingStorage(client("s3"), None)
     storage.s3.create_bucket(Bucket=BUCKET)
-    doc = {
-        "analysis": BUCKET,
-        "groups": [{"name": GROUP, "users": []}],
-        "limits": {"max_concurrent_jobs": 1},
-    }
+    doc = {"analysis": BUCKET, "groups": [{"name": GROUP, "users": []}]}
     blueprint = parse_blueprint(doc, "test")
     save_record(storage, AnalysisRecord(blueprint=blueprint, content_hash="0" * 64, image="x"))
     yield storage
 
 
-def certificate(storage: Storage, job: str) -> str | None:
-    try:
-        return storage.get_bytes(BUCKET, JobPaths(GROUP, job).certificate)[0].decode()
-    except Exception:
-        return None
+def certificate(storage: Storage, job: str) -> str:
+    return storage.get_bytes(BUCKET, JobPaths(GROUP, job).certificate)[0].decode()
 
 
-def test_a_job_that_launches_at_once_has_its_certificate_written_by_its_runner(
-    storage: CountingStorage,
+@pytest.mark.parametrize("announces", [True, False])
+def test_a_launch_claim_leaves_the_certificate_to_a_runner_that_announces_itself(
+    storage: CountingStorage, announces: bool
 ) -> None:
-    dispatcher = Dispatcher(storage, Announcing(), None, "us-east-1")
-    job = dispatcher.handle(submit(storage, "a")).job or ""
-    assert storage.certificates == 0 and certificate(storage, job) is None
-    # The runner's first write (here, as the runner makes it) publishes it.
-    store = JobStore(storage, BUCKET)
+    launcher = Launching(announces)
+    job = Dispatcher(storage, launcher, None, "us-east-1").handle(submit(storage)).job or ""
+    assert len(launcher.launched) == 1  # admitted, claimed and launched in one pass
+    assert storage.certificates == (1 if announces else 3)  # admission (claim, launched)
+    assert "STATUS: queued" in certificate(storage, job)
 
-    def started(status: JobStatus) -> None:
+    def started(status: JobStatus) -> None:  # the runner's first write
         status.datasets["d.bin"].state = State.RUNNING
 
-    store.update(GROUP, job, started)
-    assert storage.certificates == 1
-    assert "STATUS: running" in (certificate(storage, job) or "")
-
-
-def test_a_job_that_waits_for_a_slot_has_its_certificate_written_by_the_pass(
-    storage: CountingStorage,
-) -> None:
-    dispatcher = Dispatcher(storage, Announcing(), None, "us-east-1")
-    first = dispatcher.handle(submit(storage, "a")).job or ""
-    second = dispatcher.handle(submit(storage, "b")).job or ""
-    assert first != second
-    assert certificate(storage, first) is None  # its runner writes it
-    text = certificate(storage, second) or ""
-    assert "WAITING: waiting for a free slot" in text and storage.certificates == 1
+    JobStore(storage, BUCKET).update(GROUP, job, started)
+    assert "STATUS: running" in certificate(storage, job)
 
 
 def test_a_change_that_ends_the_job_always_writes_its_certificate(
     storage: CountingStorage,
 ) -> None:
-    dispatcher = Dispatcher(storage, Announcing(), None, "us-east-1")
-    job = dispatcher.handle(submit(storage, "a")).job or ""
+    job = Dispatcher(storage, Launching(True), None, "us-east-1").handle(submit(storage)).job
 
     def failed(status: JobStatus) -> None:
         status.datasets["d.bin"].state = State.FAILED
 
-    JobStore(storage, BUCKET).update(GROUP, job, failed, publish=False)
-    assert "STATUS: failed" in (certificate(storage, job) or "")
+    JobStore(storage, BUCKET).update(GROUP, job or "", failed, publish=False)
+    assert "STATUS: failed" in certificate(storage, job or "")

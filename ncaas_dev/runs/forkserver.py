@@ -1,0 +1,103 @@
+"""The Docker launcher's runner fork server: one warm Python that forks a runner per task.
+
+A runner's start-up (Python, boto3, Docker's SDK, pydantic, the S3 model) takes about 0.4 s
+of a core. Paid per launch, by a spare started after each launch, it took that CPU from the
+launches, containers and commands around it; a launch that found its spare still starting
+waited for it. The server pays it once: the launcher writes a task file's path on its stdin,
+the server forks, and the child runs the task as ``python -m ncaas_dev.runner TASK`` would,
+in a session of its own (so it finishes its dataset whatever happens to the dispatcher or to
+this server) and logging next to its task. Each fork is answered ``pid PID`` on stdout, and
+each child's end ``exit PID WAITSTATUS``. End of input: the server exits, its runners go on.
+
+The server stays single-threaded (a fork of a threaded process can inherit a held lock) and
+opens no connection (a child must not share a socket with its siblings): it only imports, and
+loads the S3 model into the process's boto3 session, which every child's client reuses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import select
+import signal
+import sys
+from pathlib import Path
+
+POLL_SECONDS = 0.05  # how soon a child's end is reported
+
+
+def _preload(endpoint_url: str | None) -> None:
+    from ..aws import s3_client
+    from ..settings import Settings
+    from . import runner  # noqa: F401 (the imports every child needs)
+
+    s3_client(Settings.from_env(endpoint_url=endpoint_url, cloud=endpoint_url is None))
+
+
+def _child(task_file: Path) -> None:
+    """In the forked child: become the task's runner; never returns."""
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        random.seed()  # siblings must not draw the same retry delays
+        log = os.open(task_file.with_suffix(".runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.closerange(3, 1 << 16)  # the server's pipes stay the server's
+        from .runner import main
+
+        code = main([str(task_file)])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # whatever it was, the child must not return
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _reap(out: int) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        os.write(out, f"exit {pid} {status}\n".encode())
+
+
+def serve(endpoint_url: str | None) -> int:
+    _preload(endpoint_url)
+    out = sys.stdout.fileno()
+    os.write(out, b"ready\n")
+    pending = b""
+    while True:
+        readable, _, _ = select.select([0], [], [], POLL_SECONDS)
+        _reap(out)
+        if not readable:
+            continue
+        chunk = os.read(0, 4096)
+        if not chunk:
+            return 0  # the launcher went away: its runners go on without this server
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if not line.strip():
+                continue
+            pid = os.fork()
+            if pid == 0:
+                _child(Path(line.decode().strip()))
+            os.write(out, f"pid {pid}\n".encode())
+
+
+if __name__ == "__main__":
+    sys.exit(serve(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] else None))
