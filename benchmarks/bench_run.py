@@ -68,7 +68,7 @@ def breakdown(doc: dict[str, Any], started: float, ended: float) -> list[str]:
             _stamp(ds["claimed_at"]),
         ),
         (
-            "claimed → runner's first write (spare runner takes the task)",
+            "claimed → runner's first write (a runner forked for the task)",
             _stamp(ds["claimed_at"]),
             _stamp(ds["started"]),
         ),

@@ -93,7 +93,7 @@ def rss_kib(pids: list[int]) -> int:
 
 
 def host_pids(state: Path) -> list[int]:
-    """Every process in the sessions of the stack's daemons (runners and spares included)."""
+    """Every process in the sessions of the stack's daemons."""
     leaders = {info.pid for n in STACK_PROCESSES if (info := PidFile(state, n).read()).pid}
     found = []
     for entry in Path("/proc").iterdir():
@@ -143,7 +143,7 @@ def measure(kind: str, runs: int, work: Path) -> dict[str, Any]:
             latencies.append(time.perf_counter() - started)
         result["run_s_median"] = round(statistics.median(latencies), 2)
         result["run_s_first"] = round(latencies[0], 2)
-        time.sleep(3)  # idle: spares started, runners gone
+        time.sleep(3)  # idle: fork server started, runners gone
         if kind == "host":
             result["rss_mib"] = round(rss_kib(host_pids(state)) / 1024)
         else:
