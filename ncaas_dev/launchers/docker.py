@@ -73,8 +73,8 @@ class _Live:
             return code is not None, code
         if process_start_ticks(self.pid) == self.ticks:
             return False, None
-        # A forked runner's end is reported by its server within moments (a zombie until).
-        return True, forks.exit_status(self.pid, wait=0.5) if self.forked else None
+        # A forked runner's end is reported by its server at once (a zombie until).
+        return True, forks.exit_status(self.pid, wait=0.1) if self.forked else None
 
 
 @dataclass

@@ -24,7 +24,7 @@ import signal
 import sys
 from pathlib import Path
 
-POLL_SECONDS = 0.05  # how soon a child's end is reported
+POLL_SECONDS = 1.0  # a child's end wakes the loop sooner (SIGCHLD)
 
 
 def _preload(endpoint_url: str | None) -> None:
@@ -40,6 +40,7 @@ def _child(task_file: Path) -> None:
     code = 1
     try:
         os.setsid()
+        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         random.seed()  # siblings must not draw the same retry delays
         log = os.open(task_file.with_suffix(".runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -77,13 +78,21 @@ def _reap(out: int) -> None:
 
 def serve(endpoint_url: str | None) -> int:
     _preload(endpoint_url)
+    # A child's end wakes the loop at once (SIGCHLD writes to this pipe): the launcher, which
+    # sees the zombie, waits for its exit status no longer than that.
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+    signal.set_wakeup_fd(wake)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     out = sys.stdout.fileno()
     os.write(out, b"ready\n")
     pending = b""
     while True:
-        readable, _, _ = select.select([0], [], [], POLL_SECONDS)
+        readable, _, _ = select.select([0, woken], [], [], POLL_SECONDS)
+        if woken in readable:
+            os.read(woken, 4096)
         _reap(out)
-        if not readable:
+        if 0 not in readable:
             continue
         chunk = os.read(0, 4096)
         if not chunk:
