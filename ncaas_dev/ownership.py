@@ -44,12 +44,15 @@ def _reachable_from_loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Addr
 def listener_uids(port: int, proc: Path = Path("/proc")) -> set[int]:
     """The uids of the sockets listening on ``port`` that a loopback client would reach."""
     uids: set[int] = set()
+    needle = f":{port:04X} "  # rows naming the port (thousands of others after busy runs)
     for table in ("net/tcp", "net/tcp6"):
         try:
             rows = (proc / table).read_text().splitlines()[1:]
         except OSError:
             continue
         for row in rows:
+            if needle not in row:
+                continue
             fields = row.split()
             if len(fields) < 8 or fields[3] != _LISTEN:
                 continue
