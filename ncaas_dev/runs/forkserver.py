@@ -6,8 +6,10 @@ launches, containers and commands around it; a launch that found its spare still
 waited for it. The server pays it once: the launcher writes a task file's path on its stdin,
 the server forks, and the child runs the task as ``python -m ncaas_dev.runner TASK`` would,
 in a session of its own (so it finishes its dataset whatever happens to the dispatcher or to
-this server) and logging next to its task. Each fork is answered ``pid PID`` on stdout, and
-each child's end ``exit PID WAITSTATUS``. End of input: the server exits, its runners go on.
+this server) and logging next to its task. One child is always forked ahead, its clients made,
+so a task waits neither for imports nor for clients. Each task is answered ``pid PID`` on
+stdout, and each child's end ``exit PID WAITSTATUS``. End of input: the server exits, its
+runners go on.
 
 The server stays single-threaded (a fork of a threaded process can inherit a held lock) and
 opens no connection (a child must not share a socket with its siblings): it only imports, and
@@ -35,23 +37,35 @@ def _preload(endpoint_url: str | None) -> None:
     s3_client(Settings.from_env(endpoint_url=endpoint_url, cloud=endpoint_url is None))
 
 
-def _child(task_file: Path) -> None:
-    """In the forked child: become the task's runner; never returns."""
+def _child(endpoint_url: str | None, task_pipe: int) -> None:
+    """In a forked child: make the clients, wait for a task's path on ``task_pipe``, then
+    become its runner; never returns. The server keeps one such child ready, so a task finds
+    its clients made."""
     code = 1
     try:
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         random.seed()  # siblings must not draw the same retry delays
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(null, fd)  # stderr stays the server's log until the task is known
+        os.dup2(task_pipe, 3)
+        os.closerange(4, 1 << 16)  # the server's pipes stay the server's
+        from .runner import _make_clients, run_task
+
+        clients = _make_clients(endpoint_url)
+        with os.fdopen(3, "rb") as pipe:
+            line = pipe.readline().decode().strip()
+        if not line:
+            code = 0  # the server went away without a task for this child
+            return
+        task_file = Path(line)
         log = os.open(task_file.with_suffix(".runner.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        os.closerange(3, 1 << 16)  # the server's pipes stay the server's
-        from .runner import main
-
-        code = main([str(task_file)])
+        os.close(log)
+        code = run_task(task_file, clients)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
     except BaseException:  # whatever it was, the child must not return
@@ -63,6 +77,17 @@ def _child(task_file: Path) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _prefork(endpoint_url: str | None) -> tuple[int, int]:
+    """A child made ready for the next task: its pid and the pipe to give it the task on."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write)
+        _child(endpoint_url, read)
+    os.close(read)
+    return pid, write
 
 
 def _reap(out: int) -> None:
@@ -85,6 +110,7 @@ def serve(endpoint_url: str | None) -> int:
     signal.set_wakeup_fd(wake)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     out = sys.stdout.fileno()
+    ready = _prefork(endpoint_url)
     os.write(out, b"ready\n")
     pending = b""
     while True:
@@ -96,16 +122,23 @@ def serve(endpoint_url: str | None) -> int:
             continue
         chunk = os.read(0, 4096)
         if not chunk:
-            return 0  # the launcher went away: its runners go on without this server
+            os.close(ready[1])  # the ready child ends; the runners go on without this server
+            return 0
         pending += chunk
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             if not line.strip():
                 continue
-            pid = os.fork()
-            if pid == 0:
-                _child(Path(line.decode().strip()))
+            pid, pipe = ready
+            try:
+                os.write(pipe, line + b"\n")  # a dead child's pipe refuses: fork afresh
+            except OSError:
+                os.close(pipe)
+                pid, pipe = _prefork(endpoint_url)
+                os.write(pipe, line + b"\n")
+            os.close(pipe)
             os.write(out, f"pid {pid}\n".encode())
+            ready = _prefork(endpoint_url)
 
 
 if __name__ == "__main__":

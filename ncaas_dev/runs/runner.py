@@ -345,16 +345,20 @@ def _make_clients(endpoint_url: str | None) -> _Clients:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ncaas_dev.runner TASK.json [RUNNER_ID]`` (the Docker launcher's fork server
-    calls it in each forked child)."""
+    """``python -m ncaas_dev.runner TASK.json [RUNNER_ID]``."""
     args = sys.argv[1:] if argv is None else argv
-    task_file = Path(args[0])
+    return run_task(Path(args[0]), None, args[1] if len(args) > 1 else None)
+
+
+def run_task(task_file: Path, ready: _Clients | None, runner_id: str | None = None) -> int:
+    """Run the task; ``ready``: clients made in advance (the fork server's children)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(message)s")
     install_handlers()
     task = DatasetTask.model_validate_json(task_file.read_text())
-    clients = _make_clients(task.endpoint_url)
+    clients = ready if ready and ready.endpoint_url == task.endpoint_url else None
+    clients = clients or _make_clients(task.endpoint_url)
     settings = Settings.from_env(endpoint_url=task.endpoint_url, cloud=task.endpoint_url is None)
-    runner_id = args[1] if len(args) > 1 else f"docker:pid{os.getpid()}"
+    runner_id = runner_id or f"docker:pid{os.getpid()}"
     started = time.monotonic()
     engine = clients.engine
     if engine is None:
