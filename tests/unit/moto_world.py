@@ -50,6 +50,16 @@ def provision(storage: Storage, ec2: Any, iam: Any, **blueprint: Any) -> None:
     save_stack_record(storage, BUCKET, StackRecord(stack_name="s", instance_profile="runner"))
 
 
+def analysis_bucket(storage: Storage, **blueprint: Any) -> None:
+    """BUCKET with the record of an analysis for group labA (``blueprint``: more fields)."""
+    storage.s3.create_bucket(Bucket=BUCKET)
+    doc = {"analysis": BUCKET, "groups": [{"name": "labA", "users": []}], **blueprint}
+    record = AnalysisRecord(
+        blueprint=parse_blueprint(doc, "test"), content_hash="0" * 64, image="x"
+    )
+    save_record(storage, record)
+
+
 def submit(storage: Storage, name: str = "s") -> ObjectCreated:
     """Upload an input and a submission naming it; the event S3 would send."""
     s3 = storage.s3

@@ -5,15 +5,11 @@ batch arrived. In moto's in-process S3."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
-import pytest
 from moto_world import BUCKET, aws, client  # noqa: F401 (aws: a fixture)
-from test_batch_records import record
-from test_submission_pointer import DATA, GROUP, Counted, submit
+from test_batch_records import admit_together, storage  # noqa: F401 (a fixture)
+from test_submission_pointer import GROUP, Counted, submit
 
-from ncaas_dev.analysis import save_record
 from ncaas_dev.dispatch.admission import Admission
 from ncaas_dev.dispatch.inputs import BatchInputs
 from ncaas_dev.storage import ObjectInfo, Storage
@@ -21,31 +17,16 @@ from ncaas_dev.storage import ObjectInfo, Storage
 INPUTS = f"{GROUP}/inputs/"
 
 
-@pytest.fixture
-def storage(aws: None) -> Iterator[Storage]:  # noqa: F811
-    storage = Storage(client("s3"), None)
-    storage.s3.create_bucket(Bucket=BUCKET)
-    save_record(storage, record(cap=1))
-    storage.put_bytes(BUCKET, DATA, b"x" * 100)
-    yield storage
-
-
 def test_a_batch_lists_its_input_folder_once_instead_of_a_head_per_submission(
-    storage: Storage,
+    storage: Storage,  # noqa: F811 (the fixture)
 ) -> None:
-    admission = Admission(storage, "docker", "test:1")
-    counted = Counted(storage)
-    events = [submit(storage, f"b{i}") for i in range(6)]
-    counted.take()
-    received = time.monotonic()
-    with ThreadPoolExecutor(6) as pool:
-        outcomes = [a.outcome for a in pool.map(lambda e: admission.admit(e, received), events)]
-    ops = [op for op, _ in counted.take()]
-    assert {o.action for o in outcomes} == {"started"}
+    admitted, calls = admit_together(storage, Admission(storage, "docker", "test:1"), 6)
+    ops = [op for op, _ in calls]
+    assert {a.outcome.action for a in admitted} == {"started"}
     assert ops.count("HeadObject") == 0 and ops.count("ListObjectsV2") == 1
 
 
-def test_the_listing_answers_as_a_head_would(storage: Storage) -> None:
+def test_the_listing_answers_as_a_head_would(storage: Storage) -> None:  # noqa: F811
     for name in ("a.bin", "c.bin", "sub/d.bin"):
         storage.put_bytes(BUCKET, INPUTS + name, name.encode())
     inputs = BatchInputs(storage)
@@ -66,7 +47,7 @@ def test_the_listing_answers_as_a_head_would(storage: Storage) -> None:
     assert found is not None and found.size == 4
 
 
-def test_a_file_past_a_full_page_is_asked_with_a_head(storage: Storage) -> None:
+def test_a_file_past_a_full_page_is_asked_with_a_head(storage: Storage) -> None:  # noqa: F811
     for i in range(5):
         storage.put_bytes(BUCKET, f"{INPUTS}f{i}.bin", b"x")
 
@@ -88,7 +69,7 @@ def test_a_file_past_a_full_page_is_asked_with_a_head(storage: Storage) -> None:
     assert ops == ["ListObjectsV2", "HeadObject", "HeadObject"]
 
 
-def test_an_admission_alone_asks_with_a_head(storage: Storage) -> None:
+def test_an_admission_alone_asks_with_a_head(storage: Storage) -> None:  # noqa: F811
     counted = Counted(storage)
     Admission(storage, "docker", "test:1").admit(submit(storage, "alone"))
     ops = [op for op, _ in counted.take()]

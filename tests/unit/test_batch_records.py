@@ -13,7 +13,7 @@ from test_submission_pointer import DATA, GROUP, Counted, submit
 
 from ncaas_dev.analysis import AnalysisRecord, save_record
 from ncaas_dev.blueprint import parse_blueprint
-from ncaas_dev.dispatch.admission import Admission
+from ncaas_dev.dispatch.admission import Admission, Admitted
 from ncaas_dev.layout import BLUEPRINT_RECORD
 from ncaas_dev.storage import Storage
 
@@ -36,17 +36,26 @@ def storage(aws: None) -> Iterator[Storage]:  # noqa: F811
     yield storage
 
 
+def admit_together(
+    storage: Storage, admission: Admission, count: int
+) -> tuple[list[Admitted], list[tuple[str, str]]]:
+    """``count`` submissions admitted as one batch (an SQS receive): what each became, and the
+    S3 requests of the admissions."""
+    counted = Counted(storage)
+    events = [submit(storage, f"b{i}") for i in range(count)]
+    counted.take()
+    received = time.monotonic()
+    with ThreadPoolExecutor(count) as pool:
+        admitted = list(pool.map(lambda e: admission.admit(e, received), events))
+    return admitted, counted.take()
+
+
 def test_a_batch_reads_the_record_once_and_the_next_batch_reads_it_again(
     storage: Storage,
 ) -> None:
     admission = Admission(storage, "docker", "test:1")
-    counted = Counted(storage)
-    events = [submit(storage, f"b{i}") for i in range(6)]
-    counted.take()
-    received = time.monotonic()
-    with ThreadPoolExecutor(6) as pool:
-        admitted = list(pool.map(lambda e: admission.admit(e, received), events))
-    reads = [k for op, k in counted.take() if op == "GetObject" and k == BLUEPRINT_RECORD]
+    admitted, calls = admit_together(storage, admission, 6)
+    reads = [k for op, k in calls if op == "GetObject" and k == BLUEPRINT_RECORD]
     assert len(reads) == 1
     assert {a.record.blueprint.limits.max_concurrent_jobs for a in admitted if a.record} == {1}
 

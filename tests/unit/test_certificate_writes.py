@@ -7,10 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from moto_world import BUCKET, aws, client, submit  # noqa: F401 (aws: a fixture)
+from moto_world import BUCKET, analysis_bucket, aws, client, submit  # noqa: F401 (aws: a fixture)
 
-from ncaas_dev.analysis import AnalysisRecord, save_record
-from ncaas_dev.blueprint import parse_blueprint
 from ncaas_dev.dispatch.dispatcher import Dispatcher
 from ncaas_dev.jobstore import JobStore
 from ncaas_dev.launchers.base import DatasetTask, Finished
@@ -61,10 +59,7 @@ class Launching:
 @pytest.fixture
 def storage(aws: None) -> Iterator[CountingStorage]:  # noqa: F811
     storage = CountingStorage(client("s3"), None)
-    storage.s3.create_bucket(Bucket=BUCKET)
-    doc = {"analysis": BUCKET, "groups": [{"name": GROUP, "users": []}]}
-    blueprint = parse_blueprint(doc, "test")
-    save_record(storage, AnalysisRecord(blueprint=blueprint, content_hash="0" * 64, image="x"))
+    analysis_bucket(storage)
     yield storage
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto_world import BUCKET, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
+from moto_world import BUCKET, analysis_bucket, aws, client, provision, submit  # noqa: F401 (aws: a fixture)
 
 from ncaas_dev.analysis import AnalysisRecord, save_record
 from ncaas_dev.blueprint import parse_blueprint
@@ -49,10 +49,7 @@ class CountingStorage(Storage):
 @pytest.fixture
 def storage(aws: None) -> Iterator[CountingStorage]:  # noqa: F811
     storage = CountingStorage(client("s3"), None)
-    storage.s3.create_bucket(Bucket=BUCKET)
-    doc = {"analysis": BUCKET, "groups": [{"name": GROUP, "users": []}]}
-    blueprint = parse_blueprint(doc, "test")
-    save_record(storage, AnalysisRecord(blueprint=blueprint, content_hash="0" * 64, image="x"))
+    analysis_bucket(storage)
     yield storage
 
 
