@@ -90,6 +90,12 @@ def connect() -> Any:
         raise ServiceUnavailable("Docker does not answer", hint=DOCKER_HINT) from e
 
 
+def containers_where(client: Any, filters: dict[str, Any], stopped: bool = True) -> list[Any]:
+    """The containers ``filters`` select, stopped ones too unless ``stopped`` is False. One
+    removed while the engine listed it is left out (the SDK would raise NotFound for it)."""
+    return list(client.containers.list(ignore_removed=True, all=stopped, filters=filters))
+
+
 class Engine:
     def __init__(self, client: Any) -> None:
         self.client = client

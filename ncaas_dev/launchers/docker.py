@@ -272,7 +272,7 @@ class DockerLauncher:
 
 def remove_containers(task: DatasetTask) -> int:
     """Remove the analysis containers a dead runner left behind: nothing is left running."""
-    from ..containers import connect
+    from ..containers import connect, containers_where
 
     labels = [
         "ncaas=run",
@@ -283,7 +283,7 @@ def remove_containers(task: DatasetTask) -> int:
     ]
     try:
         client: Any = connect()
-        found = client.containers.list(ignore_removed=True, all=True, filters={"label": labels})
+        found = containers_where(client, {"label": labels})
         for container in found:
             with contextlib.suppress(Exception):
                 container.remove(force=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..containers import connect, containers_where
 from ..errors import NcaasError, ServiceUnavailable
 from .base import DatasetTask, Finished
 from .docker import CANCEL_GRACE_SECONDS, RUNNER_GRACE_SECONDS, remove_containers
@@ -71,8 +72,6 @@ class SiblingLauncher:
 
     @classmethod
     def beside_this_container(cls, state_dir: Path) -> SiblingLauncher:
-        from ..containers import connect
-
         client = connect()
         try:  # a container's host name is its short id unless set otherwise
             me = client.containers.get(socket.gethostname())
@@ -88,11 +87,7 @@ class SiblingLauncher:
         return self.state_dir / "runners"
 
     def _runners(self, analysis: str | None = None) -> list[Any]:
-        return list(
-            self.client.containers.list(
-                ignore_removed=True, all=True, filters=runner_filters(self.state_dir, analysis)
-            )
-        )
+        return containers_where(self.client, runner_filters(self.state_dir, analysis))
 
     def launch(self, task: DatasetTask) -> str:
         folder = self.runners_dir / task.bucket / task.group / task.job
@@ -116,9 +111,7 @@ class SiblingLauncher:
         except Exception as e:  # the engine refused: the scheduler records why
             # A container created but not started would count against the cap until reaped.
             with contextlib.suppress(Exception):
-                for left in self.client.containers.list(
-                    all=True, filters={"label": f"{TASK}={task_file}"}
-                ):
+                for left in containers_where(self.client, {"label": f"{TASK}={task_file}"}):
                     left.remove(force=True)
             raise NcaasError(f"could not start a runner container: {e}") from e
         return f"docker:runner-{container.short_id}"
@@ -133,9 +126,7 @@ class SiblingLauncher:
         task_file = self.runners_dir / task.bucket / task.group / task.job
         label = f"{TASK}={task_file / f'{task.dataset}.task.json'}"
         try:
-            found = self.client.containers.list(
-                ignore_removed=True, filters={"label": [RUNNER, label]}
-            )
+            found = containers_where(self.client, {"label": [RUNNER, label]}, stopped=False)
         except Exception as e:
             raise NcaasError(f"could not list the runner of {task.label}: {e}") from e
         for container in found:
@@ -203,10 +194,8 @@ class SiblingLauncher:
 def stop_runners(state_dir: Path) -> int:
     """Remove the runner containers of the stack of ``state_dir`` and their analysis
     containers (``ncaas-dev down``): nothing of the stack keeps running."""
-    from ..containers import connect
-
     client: Any = connect()
-    found = client.containers.list(ignore_removed=True, all=True, filters=runner_filters(state_dir))
+    found = containers_where(client, runner_filters(state_dir))
     for container in found:
         with contextlib.suppress(Exception):
             container.remove(force=True)

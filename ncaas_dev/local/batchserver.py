@@ -88,15 +88,13 @@ def stop_batch_containers(state_dir: Path) -> int:
     folder in the job's environment, never by name alone (another stack on the same engine)."""
     import contextlib
 
-    from ..containers import connect
+    from ..containers import connect, containers_where
     from ..launchers.base import DatasetTask
     from ..launchers.docker import remove_containers
 
     client: Any = connect()
     removed = 0
-    for container in client.containers.list(
-        ignore_removed=True, all=True, filters={"name": "ncaas-"}
-    ):
+    for container in containers_where(client, {"name": "ncaas-"}):
         env = dict(e.split("=", 1) for e in container.attrs["Config"].get("Env") or [] if "=" in e)
         if env.get("NCAAS_STATE_DIR") != str(state_dir):
             continue

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..analysis import AnalysisRecord
 from ..blueprint import LoadedBlueprint
-from ..containers import ContainerSpec, Engine, Mount
+from ..containers import ContainerSpec, Engine, Mount, containers_where
 from ..errors import UsageError
 from ..launchers.base import DatasetTask
 from ..layout import group_prefix
@@ -91,7 +91,5 @@ def lay_out(
 def remove_labelled(engine: Engine, label: str) -> None:
     """Remove every container carrying ``label`` (``key=value``); gone already is as good."""
     with contextlib.suppress(Exception):
-        for found in engine.client.containers.list(
-            ignore_removed=True, all=True, filters={"label": label}
-        ):
+        for found in containers_where(engine.client, {"label": label}):
             Engine.remove(found)

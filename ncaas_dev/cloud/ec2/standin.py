@@ -189,14 +189,12 @@ class StandIn:
         job, dataset = tags.get(TAG_JOB), tags.get(TAG_DATASET)
         if not job or not dataset:
             return
-        from ...containers import connect
+        from ...containers import connect, containers_where
 
         try:
             client = connect()
             labels = [f"ncaas.job={job}", f"ncaas.dataset={dataset}"]
-            for container in client.containers.list(
-                ignore_removed=True, all=True, filters={"label": labels}
-            ):
+            for container in containers_where(client, {"label": labels}):
                 container.remove(force=True)
         except Exception as e:  # a machine that is gone must not stop the others
             log.warning("could not remove the containers of %s/%s: %s", job, dataset, e)
