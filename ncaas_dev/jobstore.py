@@ -31,12 +31,6 @@ log = logging.getLogger(__name__)
 _last_seen = LastSeen()
 
 
-def deferrable(status: JobStatus) -> bool:
-    """Whether certificate.txt may wait for the next write: not in NeuroCAAS's layout, whose
-    per-dataset status files are written only for what changed since the last write."""
-    return not neurocaas.is_compat(status)
-
-
 class JobStore:
     def __init__(self, storage: Storage, bucket: str) -> None:
         self.storage = storage
@@ -111,7 +105,9 @@ class JobStore:
                     time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
                 continue
             _last_seen.put(self.bucket, paths.status, new_doc, new_etag)
-            if publish or status.state.terminal or not deferrable(status):
+            # NeuroCAAS's per-dataset files are written for what changed since ``before``:
+            # in that layout every write publishes.
+            if publish or status.state.terminal or neurocaas.is_compat(status):
                 self._publish(status, paths, before)
             if costs:
                 self._charge(status, costs)

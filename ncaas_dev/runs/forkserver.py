@@ -52,9 +52,9 @@ def _child(endpoint_url: str | None, task_pipe: int) -> None:
             os.dup2(null, fd)  # stderr stays the server's log until the task is known
         os.dup2(task_pipe, 3)
         os.closerange(4, 1 << 16)  # the server's pipes stay the server's
-        from .runner import _make_clients, run_task
+        from .runner import make_clients, run_task
 
-        clients = _make_clients(endpoint_url)
+        clients = make_clients(endpoint_url)
         with os.fdopen(3, "rb") as pipe:
             line = pipe.readline().decode().strip()
         if not line:

@@ -332,7 +332,7 @@ class _Clients:
     endpoint_url: str | None
 
 
-def _make_clients(endpoint_url: str | None) -> _Clients:
+def make_clients(endpoint_url: str | None) -> _Clients:
     from ..aws import s3_client
 
     settings = Settings.from_env(endpoint_url=endpoint_url, cloud=endpoint_url is None)
@@ -356,7 +356,7 @@ def run_task(task_file: Path, ready: _Clients | None, runner_id: str | None = No
     install_handlers()
     task = DatasetTask.model_validate_json(task_file.read_text())
     clients = ready if ready and ready.endpoint_url == task.endpoint_url else None
-    clients = clients or _make_clients(task.endpoint_url)
+    clients = clients or make_clients(task.endpoint_url)
     settings = Settings.from_env(endpoint_url=task.endpoint_url, cloud=task.endpoint_url is None)
     runner_id = runner_id or f"docker:pid{os.getpid()}"
     started = time.monotonic()
