@@ -83,9 +83,8 @@ class ExitInfo:
 def connect() -> Any:
     """A Docker client, or one line saying Docker does not answer and how to start it."""
     try:
-        client = docker.from_env(version="auto", timeout=60)
-        client.ping()
-        return client
+        # "auto" asks the engine for its API version: that request is the check it answers.
+        return docker.from_env(version="auto", timeout=60)
     except (docker.errors.DockerException, requests.RequestException) as e:
         raise ServiceUnavailable("Docker does not answer", hint=DOCKER_HINT) from e
 

@@ -47,9 +47,9 @@ def cached_build(bp: BlueprintLike, state_dir: Path, on_progress: OnProgress | N
 
     item = loaded(bp)
     engine = Engine(connect())
-    emit(on_progress, "step", f"building {item.blueprint.image_tag}")
 
-    def build_it(target: LoadedBlueprint) -> str:
+    def build_it(target: LoadedBlueprint) -> str:  # said only when it is built
+        emit(on_progress, "step", f"building {target.blueprint.image_tag}")
         return engine.build(target, on_line=lambda line: emit(on_progress, "line", line))
 
     return cached(item, state_dir, build_it, engine.image_id)

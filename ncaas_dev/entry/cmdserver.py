@@ -64,19 +64,24 @@ def code_fingerprint() -> dict[str, int | str]:
 
 
 def preload(endpoint_url: str | None) -> None:
-    """Import what commands need and load the service models (the slow part of a client)."""
+    """Import what commands need, load the service models (the slow part of a client) and
+    build the CLI's Click command, so that a forked command starts with all of it done."""
     import boto3  # noqa: F401
     import docker  # noqa: F401
-    import rich.console  # noqa: F401
+    import pydantic.type_adapter  # noqa: F401  (Typer's coercion of int and Path options)
+    import rich.table  # noqa: F401
     import typer  # noqa: F401
 
-    from .. import blueprint, buildcache, client, containers  # noqa: F401
-    from ..aws import s3_client, sqs_client
-    from ..local import provision, stack  # noqa: F401
+    from .. import blueprint, buildcache, client, containers, pricing  # noqa: F401
+    from ..api import follow, job, jobs, project  # noqa: F401  (run, submit, jobs, logs)
+    from ..aws import make_s3_client_ahead, sqs_client
+    from ..cli.app import click_command
+    from ..local import compose, provision, stack  # noqa: F401
     from ..settings import Settings
 
+    click_command()
     settings = Settings.from_env(endpoint_url=endpoint_url)
-    s3_client(settings)
+    make_s3_client_ahead(settings)  # each forked command's first S3 client
     sqs_client(settings)
 
 

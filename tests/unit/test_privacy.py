@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import stat
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from ncaas_dev.local.stack import localstack_env
-from ncaas_dev.ownership import listener_uids, own_endpoint, record_endpoint, recorded_endpoint
+from ncaas_dev.ownership import (
+    listener_uids,
+    netlink_listeners,
+    own_endpoint,
+    proc_listeners,
+    record_endpoint,
+    recorded_endpoint,
+)
 from ncaas_dev.privacy import child_env, tighten, write_private
 from ncaas_dev.settings import Settings
 
@@ -79,6 +87,20 @@ def test_the_owner_of_a_listening_socket_is_read_from_the_kernel() -> None:
         port = server.getsockname()[1]
         assert listener_uids(port) == {os.getuid()}
     assert listener_uids(port) == set()
+
+
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
+def test_netlink_and_the_proc_tables_name_the_same_listeners(family: int, host: str) -> None:
+    """The kernel's socket diagnostics are asked first; /proc/net/tcp{,6} is the fallback."""
+    with socket.socket(family) as server:
+        server.bind((host, 0))
+        server.listen()
+        port = server.getsockname()[1]
+        asked = [found for found in netlink_listeners() if found[1] == port]
+        read = proc_listeners(port, Path("/proc"))
+        assert asked == read == [(ipaddress.ip_address(host), port, os.getuid())]
 
 
 def test_an_own_endpoint_is_kept_in_the_state_folder(tmp_path: Path) -> None:
