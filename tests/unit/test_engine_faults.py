@@ -3,11 +3,14 @@ running analysis), simulated at the one call they reach."""
 
 from __future__ import annotations
 
+import gc
+import os
 from typing import Any
 
 import pytest
 import requests
 
+from ncaas_dev import containers
 from ncaas_dev.containers import Engine
 from ncaas_dev.errors import ServiceUnavailable
 
@@ -53,3 +56,34 @@ def test_kill_and_remove_survive_an_engine_that_is_gone() -> None:
     Engine.kill(gone)  # neither raises: the runner records its result after them
     Engine.remove(gone)
     assert gone.calls == ["kill", "remove"]
+
+
+def test_connect_learns_the_engine_version_once_and_notices_another_engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first connect asks the engine its API version; later ones only ping it, and a ping
+    that names another version (the engine was upgraded meanwhile) asks again."""
+    monkeypatch.setattr(containers, "_api_versions", {})
+    first = containers.connect()
+    learned = containers._api_versions[os.environ.get("DOCKER_HOST", "")]
+    assert first.api.api_version == learned
+    first.close()
+
+    containers._api_versions[os.environ.get("DOCKER_HOST", "")] = "1.24"  # an older engine's
+    again = containers.connect()
+    assert again.api.api_version == learned
+    assert containers._api_versions[os.environ.get("DOCKER_HOST", "")] == learned
+    assert again.ping()
+    again.close()
+
+
+# docker-py leaves the socket of a refused connection to the garbage collector.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("known", [None, "1.41"])
+def test_connect_to_no_engine_says_so(known: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    versions = {} if known is None else {"unix:///nonexistent/docker.sock": known}
+    monkeypatch.setattr(containers, "_api_versions", versions)
+    with pytest.raises(ServiceUnavailable, match="Docker does not answer"):
+        containers.connect()
+    gc.collect()  # that socket's warning is this test's, not the next one's
