@@ -13,8 +13,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 from .budget import Budget, cost_finished
@@ -33,20 +31,6 @@ log = logging.getLogger(__name__)
 _last_seen = LastSeen()
 
 
-def _together(*writes: Callable[[], None]) -> None:
-    """Writes that do not depend on each other, made at once (each is a round trip to S3);
-    returns when all are done, raising the first failure."""
-    first, *rest = writes
-    if not rest:
-        first()
-        return
-    with ThreadPoolExecutor(max_workers=len(rest)) as pool:
-        others = [pool.submit(write) for write in rest]
-        first()
-        for other in others:
-            other.result()
-
-
 class JobStore:
     def __init__(self, storage: Storage, bucket: str) -> None:
         self.storage = storage
@@ -61,13 +45,9 @@ class JobStore:
         except PreconditionFailed:
             return False
         _last_seen.put(self.bucket, paths.status, doc, etag)
-        if status.state.terminal:
-            self._publish(status, paths)
-        else:
-            _together(
-                partial(self._publish, status, paths),
-                partial(self.mark_open, status.group, status.job),
-            )
+        if not status.state.terminal:
+            self.mark_open(status.group, status.job)
+        self._publish(status, paths)
         return True
 
     def mark_open(self, group: str, job: str) -> None:
@@ -127,14 +107,10 @@ class JobStore:
             _last_seen.put(self.bucket, paths.status, new_doc, new_etag)
             # NeuroCAAS's per-dataset files are written for what changed since ``before``:
             # in that layout every write publishes.
-            # certificate.txt and the ledger's charge are independent: both precede end.txt.
-            writes: list[Callable[[], None]] = []
             if publish or status.state.terminal or neurocaas.is_compat(status):
-                writes.append(partial(self._publish, status, paths, before))
+                self._publish(status, paths, before)
             if costs:
-                writes.append(partial(self._charge, status, costs))
-            if writes:
-                _together(*writes)
+                self._charge(status, costs)
             if status.state.terminal and not was_done:
                 self.write_end(status)
                 self.mark_closed(group, job)
