@@ -6,14 +6,16 @@ launches, containers and commands around it; a launch that found its spare still
 waited for it. The server pays it once: the launcher writes a task file's path on its stdin,
 the server forks, and the child runs the task as ``python -m ncaas_dev.runner TASK`` would,
 in a session of its own (so it finishes its dataset whatever happens to the dispatcher or to
-this server) and logging next to its task. One child is always forked ahead, its clients made,
-so a task waits neither for imports nor for clients. Each task is answered ``pid PID`` on
-stdout, and each child's end ``exit PID WAITSTATUS``. End of input: the server exits, its
-runners go on.
+this server) and logging next to its task. One child is always forked ahead, and makes its
+clients after a quiet second, so a task waits neither for imports nor, unless it follows the
+last one closely, for clients. Each task is answered ``pid PID`` on stdout, and each child's
+end ``exit PID WAITSTATUS``. End of input: the server exits, its runners go on.
 
 The server stays single-threaded (a fork of a threaded process can inherit a held lock) and
-opens no connection (a child must not share a socket with its siblings): it only imports, and
-loads the S3 model into the process's boto3 session, which every child's client reuses.
+holds no connection (a child must not share a socket with its siblings): it imports, loads
+the S3 model into the process's boto3 session, which every child's client reuses, and learns
+the Docker engine's API version (a connection closed before any fork), so that a child's
+Docker client only pings the engine.
 """
 
 from __future__ import annotations
@@ -27,14 +29,22 @@ import sys
 from pathlib import Path
 
 POLL_SECONDS = 1.0  # a child's end wakes the loop sooner (SIGCHLD)
+# A child forked ahead is forked just as its sibling starts a container: making its clients
+# then (tens of milliseconds of a core, a request to the engine) would slow that start on a
+# small machine. It makes them after this quiet time, or when its task comes, if sooner.
+QUIET_SECONDS = 1.0
 
 
 def _preload(endpoint_url: str | None) -> None:
     from ..aws import s3_client
+    from ..containers import connect
+    from ..errors import NcaasError
     from ..settings import Settings
     from . import runner  # noqa: F401 (the imports every child needs)
 
     s3_client(Settings.from_env(endpoint_url=endpoint_url, cloud=endpoint_url is None))
+    with contextlib.suppress(NcaasError):  # no engine now: each child asks (and says) itself
+        connect().close()
 
 
 def _child(endpoint_url: str | None, task_pipe: int) -> None:
@@ -54,6 +64,7 @@ def _child(endpoint_url: str | None, task_pipe: int) -> None:
         os.closerange(4, 1 << 16)  # the server's pipes stay the server's
         from .runner import make_clients, run_task
 
+        select.select([3], [], [], QUIET_SECONDS)
         clients = make_clients(endpoint_url)
         with os.fdopen(3, "rb") as pipe:
             line = pipe.readline().decode().strip()
