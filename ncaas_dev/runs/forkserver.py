@@ -6,10 +6,10 @@ launches, containers and commands around it; a launch that found its spare still
 waited for it. The server pays it once: the launcher writes a task file's path on its stdin,
 the server forks, and the child runs the task as ``python -m ncaas_dev.runner TASK`` would,
 in a session of its own (so it finishes its dataset whatever happens to the dispatcher or to
-this server) and logging next to its task. One child is always forked ahead, and makes its
-clients after a quiet second, so a task waits neither for imports nor, unless it follows the
-last one closely, for clients. Each task is answered ``pid PID`` on stdout, and each child's
-end ``exit PID WAITSTATUS``. End of input: the server exits, its runners go on.
+this server) and logging next to its task. One child is always forked ahead, its clients made,
+so a task waits neither for imports nor for clients. Each task is answered ``pid PID`` on
+stdout, and each child's end ``exit PID WAITSTATUS``. End of input: the server exits, its
+runners go on.
 
 The server stays single-threaded (a fork of a threaded process can inherit a held lock) and
 holds no connection (a child must not share a socket with its siblings): it imports, loads
@@ -29,10 +29,6 @@ import sys
 from pathlib import Path
 
 POLL_SECONDS = 1.0  # a child's end wakes the loop sooner (SIGCHLD)
-# A child forked ahead is forked just as its sibling starts a container: making its clients
-# then (tens of milliseconds of a core, a request to the engine) would slow that start on a
-# small machine. It makes them after this quiet time, or when its task comes, if sooner.
-QUIET_SECONDS = 1.0
 
 
 def _preload(endpoint_url: str | None) -> None:
@@ -64,7 +60,6 @@ def _child(endpoint_url: str | None, task_pipe: int) -> None:
         os.closerange(4, 1 << 16)  # the server's pipes stay the server's
         from .runner import make_clients, run_task
 
-        select.select([3], [], [], QUIET_SECONDS)
         clients = make_clients(endpoint_url)
         with os.fdopen(3, "rb") as pipe:
             line = pipe.readline().decode().strip()
