@@ -105,6 +105,14 @@ def connect() -> Any:
         raise ServiceUnavailable("Docker does not answer", hint=DOCKER_HINT) from e
 
 
+def learn_api_version() -> None:
+    """For a process about to fork (the command server, the runner fork server): learn the
+    engine's API version over a connection closed at once, so each child's ``connect`` only
+    pings. No engine now: each child asks, and says so, itself."""
+    with contextlib.suppress(ServiceUnavailable):
+        connect().close()
+
+
 def containers_where(client: Any, filters: dict[str, Any], stopped: bool = True) -> list[Any]:
     """The containers ``filters`` select, stopped ones too unless ``stopped`` is False. One
     removed while the engine listed it is left out (the SDK would raise NotFound for it)."""

@@ -25,7 +25,8 @@ from urllib.parse import urlparse
 from .errors import UsageError
 from .privacy import write_private
 
-_LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
+_TCP_LISTEN = 10  # the socket state in linux/tcp_states.h
+_LISTEN = f"{_TCP_LISTEN:02X}"  # as /proc/net/tcp's "st" column writes it
 ENDPOINT_FILE = "endpoint"
 FIRST_OWN_PORT, LAST_OWN_PORT = 4567, 4666
 
@@ -66,7 +67,6 @@ Listener = tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int, int]  # add
 _NETLINK_SOCK_DIAG, _SOCK_DIAG_BY_FAMILY = 4, 20
 _NLM_F_REQUEST_DUMP = 0x1 | 0x300
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_TCP_LISTEN = 10
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _REQUEST = struct.Struct("=BBBBI48x")  # inet_diag_req_v2, the socket id left empty
 _MESSAGE = struct.Struct("=BBBBHH16s16sI8xIIIII")  # inet_diag_msg
@@ -91,6 +91,8 @@ def _diag_replies(nl: socket.socket, family: int) -> list[Listener]:
     size = 4 if family == socket.AF_INET else 16
     while True:
         data = nl.recv(1 << 16)
+        if not data:
+            return found
         offset = 0
         while offset + _HEADER.size <= len(data):
             length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
@@ -102,8 +104,6 @@ def _diag_replies(nl: socket.socket, family: int) -> list[Listener]:
             port, source, uid = socket.ntohs(fields[4]), fields[6], fields[12]
             found.append((ipaddress.ip_address(source[:size]), port, uid))
             offset += (length + 3) & ~3  # messages are 4-byte aligned
-        if not data:
-            return found
 
 
 def proc_listeners(port: int, proc: Path) -> list[Listener]:

@@ -76,13 +76,11 @@ def preload(endpoint_url: str | None) -> None:
     from ..api import follow, job, jobs, project  # noqa: F401  (run, submit, jobs, logs)
     from ..aws import make_s3_client_ahead, sqs_client
     from ..cli.app import click_command
-    from ..errors import NcaasError
     from ..local import compose, provision, stack  # noqa: F401
     from ..settings import Settings
 
     click_command()
-    with contextlib.suppress(NcaasError):  # learns the engine's API version for every command
-        containers.connect().close()
+    containers.learn_api_version()
     settings = Settings.from_env(endpoint_url=endpoint_url)
     make_s3_client_ahead(settings)  # each forked command's first S3 client
     sqs_client(settings)

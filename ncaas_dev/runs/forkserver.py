@@ -33,14 +33,12 @@ POLL_SECONDS = 1.0  # a child's end wakes the loop sooner (SIGCHLD)
 
 def _preload(endpoint_url: str | None) -> None:
     from ..aws import s3_client
-    from ..containers import connect
-    from ..errors import NcaasError
+    from ..containers import learn_api_version
     from ..settings import Settings
     from . import runner  # noqa: F401 (the imports every child needs)
 
     s3_client(Settings.from_env(endpoint_url=endpoint_url, cloud=endpoint_url is None))
-    with contextlib.suppress(NcaasError):  # no engine now: each child asks (and says) itself
-        connect().close()
+    learn_api_version()
 
 
 def _child(endpoint_url: str | None, task_pipe: int) -> None:

@@ -64,15 +64,16 @@ def test_connect_learns_the_engine_version_once_and_notices_another_engine(
     """The first connect asks the engine its API version; later ones only ping it, and a ping
     that names another version (the engine was upgraded meanwhile) asks again."""
     monkeypatch.setattr(containers, "_api_versions", {})
+    host = os.environ.get("DOCKER_HOST", "")
     first = containers.connect()
-    learned = containers._api_versions[os.environ.get("DOCKER_HOST", "")]
+    learned = containers._api_versions[host]
     assert first.api.api_version == learned
     first.close()
 
-    containers._api_versions[os.environ.get("DOCKER_HOST", "")] = "1.24"  # an older engine's
+    containers._api_versions[host] = "1.24"  # an older engine's
     again = containers.connect()
     assert again.api.api_version == learned
-    assert containers._api_versions[os.environ.get("DOCKER_HOST", "")] == learned
+    assert containers._api_versions[host] == learned
     assert again.ping()
     again.close()
 
